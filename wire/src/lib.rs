@@ -1,0 +1,29 @@
+//! Wire contracts shared by the origin server and the operator.
+//!
+//! Everything that crosses a process boundary between the two lives here, once:
+//! the coworker document the operator pushes to origins (DESIGN §5) and the
+//! SRS-compatible ownership query/answer origins exchange (DESIGN §3).
+
+pub mod addr;
+pub mod clusters;
+pub mod coworkers;
+
+/// Default RTMP port (the same as SRS).
+pub const DEFAULT_RTMP_PORT: u16 = 1935;
+/// Default HTTP API port (the same as SRS).
+pub const DEFAULT_API_PORT: u16 = 1985;
+/// Default HTTP-FLV port (the same as SRS).
+pub const DEFAULT_FLV_PORT: u16 = 8080;
+/// SRS's name for the default virtual host.
+pub const DEFAULT_VHOST: &str = "__defaultVhost__";
+
+/// HTTP paths of the origin API that other components call.
+pub mod paths {
+    pub const CLUSTERS: &str = "/api/v1/clusters";
+    pub const COWORKERS: &str = "/api/v1/coworkers";
+    pub const DRAIN: &str = "/api/v1/drain";
+    pub const STREAMS: &str = "/api/v1/streams";
+    pub const HEALTHZ: &str = "/healthz";
+    pub const READYZ: &str = "/readyz";
+    pub const METRICS: &str = "/metrics";
+}
