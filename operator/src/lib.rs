@@ -1,0 +1,1 @@
+//! Placeholder: the operator is being written.
