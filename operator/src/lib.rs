@@ -1,1 +1,8 @@
-//! Placeholder: the operator is being written.
+//! origin-operator: reconciles `OriginCluster` resources into StatefulSets of RTMP origins and
+//! keeps every origin's coworker list current from the peer Service's EndpointSlices.
+//!
+//! Shape (after stackabletech/zookeeper-operator): `validate` → `build` (pure functions in
+//! [`build`]) → `apply` (server-side apply in [`controller`]) → `status` (pure in [`status`]).
+
+pub mod crd;
+pub mod rbac;
