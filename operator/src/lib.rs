@@ -6,3 +6,5 @@
 
 pub mod crd;
 pub mod rbac;
+pub mod build;
+pub mod labels;
