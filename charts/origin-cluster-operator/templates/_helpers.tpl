@@ -95,12 +95,20 @@ the rendered rules with that list as (group, resource, verb) triples.
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["get", "list", "watch"]
-- apiGroups: [""]
-  resources: ["pods"]
-  verbs: ["get", "list", "watch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+Cluster-scoped reads: the operator checks at start that its CRD is installed
+(one clear error line instead of failing watches). Only that one CRD.
+*/}}
+{{- define "origin-cluster-operator.clusterRules" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  resourceNames: ["originclusters.origincluster.dev"]
+  verbs: ["get"]
 {{- end }}
 
 {{/*
