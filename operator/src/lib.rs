@@ -8,3 +8,6 @@ pub mod crd;
 pub mod rbac;
 pub mod build;
 pub mod labels;
+pub mod coworkers;
+pub mod push;
+pub mod testing;
