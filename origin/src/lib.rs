@@ -5,3 +5,5 @@
 //! coworkers and discovery, `client` an RTMP client used by tests, benchmarks and relays.
 
 pub mod rtmp;
+pub mod media;
+pub mod metrics;

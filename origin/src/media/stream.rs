@@ -1,0 +1,526 @@
+//! One live stream: its publisher, the cache a new player needs (metadata, sequence
+//! headers, the GOP since the last keyframe) and the fan-out to players.
+//!
+//! Fan-out is a bounded broadcast ring of `Arc<Frame>`: memory per stream is fixed by the
+//! ring size whatever the number of players, and a player that falls behind the ring is
+//! cut back to the next keyframe (and disconnected if it keeps falling behind), without
+//! ever slowing the publisher or the other players.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+
+use super::flv::{self, VideoCodec};
+use super::frame::{Frame, FrameKind};
+
+/// `vhost/app/stream`: the identity of a stream in one origin.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamKey {
+    pub vhost: String,
+    pub app: String,
+    pub stream: String,
+}
+
+impl StreamKey {
+    pub fn new(vhost: impl Into<String>, app: impl Into<String>, stream: impl Into<String>) -> Self {
+        Self {
+            vhost: vhost.into(),
+            app: app.into(),
+            stream: stream.into(),
+        }
+    }
+}
+
+impl fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.vhost, self.app, self.stream)
+    }
+}
+
+/// Tunables of the media path.
+#[derive(Debug, Clone, Copy)]
+pub struct MediaConfig {
+    /// Frames the fan-out ring holds; a player further behind than this is lagging.
+    pub queue_frames: usize,
+    /// Largest GOP cached; a longer GOP is dropped and new players wait for a keyframe.
+    pub max_gop_bytes: usize,
+    /// Lag events a player may have in `lag_window` before it is disconnected.
+    pub max_lags: u32,
+    pub lag_window: Duration,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            queue_frames: 1024,
+            max_gop_bytes: 32 << 20,
+            max_lags: 3,
+            lag_window: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What travels through the fan-out ring.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Frame(Arc<Frame>),
+    Published,
+    Unpublished,
+}
+
+#[derive(Debug, Clone)]
+pub struct PublisherInfo {
+    pub id: u64,
+    pub addr: Option<SocketAddr>,
+    pub since: Instant,
+}
+
+#[derive(Default)]
+struct Cache {
+    publisher: Option<PublisherInfo>,
+    metadata: Option<Arc<Frame>>,
+    video_header: Option<Arc<Frame>>,
+    audio_header: Option<Arc<Frame>>,
+    gop: Vec<Arc<Frame>>,
+    gop_bytes: usize,
+    has_video: bool,
+    video_codec: VideoCodec,
+    audio_codec: &'static str,
+}
+
+/// A stream's counters and description for `/api/v1/streams`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StreamStats {
+    pub vhost: String,
+    pub app: String,
+    pub stream: String,
+    pub publishing: bool,
+    pub publisher: Option<String>,
+    pub video_codec: Option<&'static str>,
+    pub audio_codec: Option<&'static str>,
+    pub players: usize,
+    pub bytes_in: u64,
+    pub frames_in: u64,
+    pub uptime_seconds: f64,
+}
+
+pub struct Stream {
+    pub key: StreamKey,
+    config: MediaConfig,
+    cache: Mutex<Cache>,
+    tx: broadcast::Sender<Event>,
+    players: AtomicUsize,
+    bytes_in: AtomicU64,
+    frames_in: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("stream {0} is already being published")]
+pub struct AlreadyPublished(pub String);
+
+impl Stream {
+    pub fn new(key: StreamKey, config: MediaConfig) -> Self {
+        let (tx, _) = broadcast::channel(config.queue_frames.max(16));
+        Self {
+            key,
+            config,
+            cache: Mutex::new(Cache::default()),
+            tx,
+            players: AtomicUsize::new(0),
+            bytes_in: AtomicU64::new(0),
+            frames_in: AtomicU64::new(0),
+        }
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        // A panic while holding the lock cannot leave the cache inconsistent in a way that
+        // matters more than dropping the stream; recover the data.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn is_published(&self) -> bool {
+        self.cache().publisher.is_some()
+    }
+
+    pub fn publisher(&self) -> Option<PublisherInfo> {
+        self.cache().publisher.clone()
+    }
+
+    pub fn players(&self) -> usize {
+        self.players.load(Ordering::Relaxed)
+    }
+
+    /// Claims the stream for a publisher.
+    pub fn publish(&self, info: PublisherInfo) -> Result<(), AlreadyPublished> {
+        let mut c = self.cache();
+        if c.publisher.is_some() {
+            return Err(AlreadyPublished(self.key.to_string()));
+        }
+        // A new publisher starts with a clean cache: old headers may not match its codecs.
+        *c = Cache {
+            publisher: Some(info),
+            ..Cache::default()
+        };
+        self.bytes_in.store(0, Ordering::Relaxed);
+        self.frames_in.store(0, Ordering::Relaxed);
+        let _ = self.tx.send(Event::Published);
+        Ok(())
+    }
+
+    /// Releases the stream if `id` is its publisher.
+    pub fn unpublish(&self, id: u64) -> bool {
+        let mut c = self.cache();
+        if c.publisher.as_ref().map(|p| p.id) != Some(id) {
+            return false;
+        }
+        c.publisher = None;
+        c.gop.clear();
+        c.gop_bytes = 0;
+        let _ = self.tx.send(Event::Unpublished);
+        true
+    }
+
+    /// Caches and fans out one frame from the publisher.
+    pub fn push(&self, frame: Arc<Frame>) {
+        self.bytes_in.fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
+        self.frames_in.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut c = self.cache();
+            match frame.kind {
+                FrameKind::Data => {
+                    if is_metadata(&frame.payload) {
+                        c.metadata = Some(frame.clone());
+                    }
+                }
+                FrameKind::Video if frame.sequence_header => {
+                    c.has_video = true;
+                    c.video_codec = flv::inspect_video(&frame.payload).codec;
+                    c.video_header = Some(frame.clone());
+                }
+                FrameKind::Audio if frame.sequence_header => {
+                    c.audio_codec = flv::inspect_audio(&frame.payload).codec;
+                    c.audio_header = Some(frame.clone());
+                }
+                FrameKind::Video => {
+                    c.has_video = true;
+                    if c.video_codec == VideoCodec::Unknown {
+                        c.video_codec = flv::inspect_video(&frame.payload).codec;
+                    }
+                    if frame.keyframe {
+                        c.gop.clear();
+                        c.gop_bytes = 0;
+                        c.gop.push(frame.clone());
+                        c.gop_bytes = frame.size();
+                    } else if !c.gop.is_empty() {
+                        self.append_gop(&mut c, &frame);
+                    }
+                }
+                FrameKind::Audio => {
+                    if c.audio_codec.is_empty() {
+                        c.audio_codec = flv::inspect_audio(&frame.payload).codec;
+                    }
+                    if !c.has_video {
+                        // Audio only: keep a short tail so a player starts at once.
+                        c.gop.push(frame.clone());
+                        if c.gop.len() > 64 {
+                            c.gop.remove(0);
+                        }
+                    } else if !c.gop.is_empty() {
+                        self.append_gop(&mut c, &frame);
+                    }
+                }
+            }
+            // Send under the lock so a subscriber's snapshot and its ring position agree.
+            let _ = self.tx.send(Event::Frame(frame));
+        }
+    }
+
+    fn append_gop(&self, c: &mut Cache, frame: &Arc<Frame>) {
+        c.gop_bytes += frame.size();
+        if c.gop_bytes > self.config.max_gop_bytes {
+            c.gop.clear();
+            c.gop_bytes = 0;
+        } else {
+            c.gop.push(frame.clone());
+        }
+    }
+
+    /// Starts a player: the snapshot a new player needs, then the live ring.
+    pub fn subscribe(self: &Arc<Self>) -> Subscriber {
+        let c = self.cache();
+        let rx = self.tx.subscribe();
+        let mut pending = VecDeque::new();
+        pending.extend(c.metadata.iter().cloned());
+        pending.extend(c.video_header.iter().cloned());
+        pending.extend(c.audio_header.iter().cloned());
+        pending.extend(c.gop.iter().cloned());
+        let publishing = c.publisher.is_some();
+        drop(c);
+        self.players.fetch_add(1, Ordering::Relaxed);
+        Subscriber {
+            stream: self.clone(),
+            rx,
+            pending,
+            waiting_key: false,
+            publishing,
+            lags: VecDeque::new(),
+        }
+    }
+
+    fn headers(&self) -> Vec<Arc<Frame>> {
+        let c = self.cache();
+        c.metadata.iter().chain(c.video_header.iter()).chain(c.audio_header.iter()).cloned().collect()
+    }
+
+    fn has_video(&self) -> bool {
+        self.cache().has_video
+    }
+
+    pub fn stats(&self) -> StreamStats {
+        let c = self.cache();
+        StreamStats {
+            vhost: self.key.vhost.clone(),
+            app: self.key.app.clone(),
+            stream: self.key.stream.clone(),
+            publishing: c.publisher.is_some(),
+            publisher: c.publisher.as_ref().and_then(|p| p.addr).map(|a| a.to_string()),
+            video_codec: (c.video_codec != VideoCodec::Unknown).then_some(c.video_codec.name()),
+            audio_codec: (!c.audio_codec.is_empty()).then_some(c.audio_codec),
+            players: self.players(),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            frames_in: self.frames_in.load(Ordering::Relaxed),
+            uptime_seconds: c.publisher.as_ref().map(|p| p.since.elapsed().as_secs_f64()).unwrap_or(0.0),
+        }
+    }
+}
+
+/// `@setDataFrame`/`onMetaData` data messages are cached for new players.
+fn is_metadata(payload: &[u8]) -> bool {
+    payload.len() > 3 && payload[0] == 2 && {
+        let n = u16::from_be_bytes([payload[1], payload[2]]) as usize;
+        payload.get(3..3 + n) == Some(b"onMetaData")
+    }
+}
+
+/// What a player gets next.
+#[derive(Debug, Clone)]
+pub enum Next {
+    Frame(Arc<Frame>),
+    Published,
+    Unpublished,
+    /// The player fell behind too often and must be disconnected.
+    TooSlow,
+    /// The stream is gone (no sender left).
+    Closed,
+}
+
+/// A player's view of a stream.
+pub struct Subscriber {
+    stream: Arc<Stream>,
+    rx: broadcast::Receiver<Event>,
+    pending: VecDeque<Arc<Frame>>,
+    waiting_key: bool,
+    publishing: bool,
+    lags: VecDeque<Instant>,
+}
+
+impl Subscriber {
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
+    /// Whether the stream had a publisher when this player joined (or since).
+    pub fn publishing(&self) -> bool {
+        self.publishing
+    }
+
+    /// Waits for the next item.
+    pub async fn next(&mut self) -> Next {
+        loop {
+            if let Some(n) = self.take_pending() {
+                return n;
+            }
+            let r = self.rx.recv().await;
+            if let Some(n) = self.handle(r.map_err(|e| match e {
+                broadcast::error::RecvError::Closed => broadcast::error::TryRecvError::Closed,
+                broadcast::error::RecvError::Lagged(n) => broadcast::error::TryRecvError::Lagged(n),
+            })) {
+                return n;
+            }
+        }
+    }
+
+    /// The next item if one is ready now (for batching writes).
+    pub fn try_next(&mut self) -> Option<Next> {
+        loop {
+            if let Some(n) = self.take_pending() {
+                return Some(n);
+            }
+            match self.rx.try_recv() {
+                Err(broadcast::error::TryRecvError::Empty) => return None,
+                r => {
+                    if let Some(n) = self.handle(r) {
+                        return Some(n);
+                    }
+                }
+            }
+        }
+    }
+
+    fn take_pending(&mut self) -> Option<Next> {
+        self.pending.pop_front().map(Next::Frame)
+    }
+
+    fn handle(&mut self, r: Result<Event, broadcast::error::TryRecvError>) -> Option<Next> {
+        match r {
+            Ok(Event::Frame(f)) => {
+                if self.waiting_key {
+                    if f.sequence_header || f.kind == FrameKind::Data {
+                        return Some(Next::Frame(f));
+                    }
+                    if !(f.kind == FrameKind::Video && f.keyframe) {
+                        return None;
+                    }
+                    self.waiting_key = false;
+                }
+                Some(Next::Frame(f))
+            }
+            Ok(Event::Published) => {
+                self.publishing = true;
+                Some(Next::Published)
+            }
+            Ok(Event::Unpublished) => {
+                self.publishing = false;
+                Some(Next::Unpublished)
+            }
+            Err(broadcast::error::TryRecvError::Lagged(skipped)) => {
+                let now = Instant::now();
+                self.lags.push_back(now);
+                while self.lags.front().is_some_and(|t| now.duration_since(*t) > self.stream.config.lag_window) {
+                    self.lags.pop_front();
+                }
+                tracing::debug!(stream = %self.stream.key, skipped, "player fell behind; skipping to the next keyframe");
+                crate::metrics::global().slow_player_skips.inc();
+                if self.lags.len() as u32 > self.stream.config.max_lags {
+                    return Some(Next::TooSlow);
+                }
+                // Re-prime the decoder and resume at the next keyframe (audio-only: at once).
+                self.waiting_key = self.stream.has_video();
+                self.pending.extend(self.stream.headers());
+                None
+            }
+            Err(broadcast::error::TryRecvError::Closed) => Some(Next::Closed),
+            Err(broadcast::error::TryRecvError::Empty) => None,
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.stream.players.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtmp::message::kind;
+    use bytes::Bytes;
+
+    fn video(key: bool, seq: bool, ts: u32) -> Arc<Frame> {
+        let b0 = if key { 0x17 } else { 0x27 };
+        Frame::new(kind::VIDEO, ts, Bytes::from(vec![b0, u8::from(!seq), 0, 0, 0, 1, 2, 3]))
+    }
+
+    fn published(config: MediaConfig) -> Arc<Stream> {
+        let s = Arc::new(Stream::new(StreamKey::new("v", "live", "s"), config));
+        s.publish(PublisherInfo { id: 1, addr: None, since: Instant::now() }).unwrap();
+        s
+    }
+
+    fn frame(n: Option<Next>) -> Arc<Frame> {
+        match n {
+            Some(Next::Frame(f)) => f,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn late_player_starts_with_headers_then_keyframe() {
+        let s = published(MediaConfig::default());
+        s.push(video(true, true, 0));
+        s.push(Frame::new(kind::AUDIO, 0, Bytes::from_static(&[0xaf, 0, 0x12, 0x10])));
+        s.push(video(true, false, 0));
+        s.push(video(false, false, 40));
+        s.push(video(true, false, 80));
+        s.push(video(false, false, 120));
+        let mut p = s.subscribe();
+        assert!(frame(p.try_next()).sequence_header);
+        assert!(frame(p.try_next()).sequence_header);
+        let first = frame(p.try_next());
+        assert!(first.keyframe && first.timestamp == 80, "GOP starts at the last keyframe");
+        assert_eq!(frame(p.try_next()).timestamp, 120);
+        assert!(p.try_next().is_none());
+        s.push(video(false, false, 160));
+        assert_eq!(frame(p.try_next()).timestamp, 160);
+    }
+
+    #[test]
+    fn second_publisher_is_refused() {
+        let s = published(MediaConfig::default());
+        assert!(s.publish(PublisherInfo { id: 2, addr: None, since: Instant::now() }).is_err());
+        assert!(!s.unpublish(2));
+        assert!(s.unpublish(1));
+        assert!(s.publish(PublisherInfo { id: 2, addr: None, since: Instant::now() }).is_ok());
+    }
+
+    #[test]
+    fn lagging_player_skips_to_keyframe_then_is_cut() {
+        let config = MediaConfig { queue_frames: 16, max_lags: 1, ..MediaConfig::default() };
+        let s = published(config);
+        s.push(video(true, true, 0));
+        let mut slow = s.subscribe();
+        let mut fast = s.subscribe();
+        assert!(frame(slow.try_next()).sequence_header);
+        assert!(frame(fast.try_next()).sequence_header);
+        for i in 0..40 {
+            s.push(video(i % 10 == 0, false, i * 40));
+            // The fast player keeps up and sees every frame.
+            assert_eq!(frame(fast.try_next()).timestamp, i * 40);
+        }
+        // The slow one lagged: it gets the header again, then resumes at a keyframe.
+        assert!(frame(slow.try_next()).sequence_header);
+        let f = frame(slow.try_next());
+        assert!(f.keyframe, "resumes at a keyframe, got ts {}", f.timestamp);
+        for i in 40..80 {
+            s.push(video(i % 10 == 0, false, i * 40));
+        }
+        assert!(matches!(slow.try_next(), Some(Next::TooSlow)));
+    }
+
+    #[test]
+    fn unpublish_and_republish_reach_players() {
+        let s = published(MediaConfig::default());
+        let mut p = s.subscribe();
+        assert!(s.unpublish(1));
+        assert!(matches!(p.try_next(), Some(Next::Unpublished)));
+        s.publish(PublisherInfo { id: 3, addr: None, since: Instant::now() }).unwrap();
+        assert!(matches!(p.try_next(), Some(Next::Published)));
+        assert!(p.publishing());
+    }
+
+    #[test]
+    fn metadata_detection() {
+        let meta = crate::rtmp::amf0::encode_all(&[
+            crate::rtmp::amf0::Value::str("onMetaData"),
+            crate::rtmp::amf0::Value::Null,
+        ]);
+        assert!(is_metadata(&meta));
+        assert!(!is_metadata(b"\x02\x00\x03abc"));
+    }
+}

@@ -1,0 +1,104 @@
+//! Prometheus metrics of the origin (one process-wide registry).
+
+use std::sync::OnceLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+pub struct Metrics {
+    pub connections: Gauge,
+    pub connections_total: Family<KindLabel, Counter>,
+    pub connections_rejected: Family<ReasonLabel, Counter>,
+    pub streams: Gauge,
+    pub players: Gauge,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub redirects: Family<KindLabel, Counter>,
+    pub discovery_requests: Counter,
+    pub discovery_answers: Family<OutcomeLabel, Counter>,
+    pub discovery_latency: Histogram,
+    pub coworker_revision: Gauge,
+    pub coworkers: Gauge,
+    pub slow_player_skips: Counter,
+    pub slow_player_disconnects: Counter,
+    pub publish_rejected: Family<ReasonLabel, Counter>,
+    registry: Registry,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("origin");
+        let m = Self {
+            connections: Gauge::default(),
+            connections_total: Family::default(),
+            connections_rejected: Family::default(),
+            streams: Gauge::default(),
+            players: Gauge::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            redirects: Family::default(),
+            discovery_requests: Counter::default(),
+            discovery_answers: Family::default(),
+            discovery_latency: Histogram::new([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0]),
+            coworker_revision: Gauge::default(),
+            coworkers: Gauge::default(),
+            slow_player_skips: Counter::default(),
+            slow_player_disconnects: Counter::default(),
+            publish_rejected: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("connections", "Open connections", m.connections.clone());
+        registry.register("connections_accepted", "Accepted connections by protocol", m.connections_total.clone());
+        registry.register("connections_rejected", "Connections closed early by reason", m.connections_rejected.clone());
+        registry.register("streams", "Published streams", m.streams.clone());
+        registry.register("players", "Connected players", m.players.clone());
+        registry.register("received_bytes", "Bytes received from publishers", m.bytes_in.clone());
+        registry.register("sent_bytes", "Bytes sent to players", m.bytes_out.clone());
+        registry.register("redirects", "Players redirected to the owner, by kind (rtmp, http)", m.redirects.clone());
+        registry.register("discovery_requests", "Ownership queries sent to coworkers", m.discovery_requests.clone());
+        registry.register("discovery_answers", "Ownership answers by outcome", m.discovery_answers.clone());
+        registry.register(
+            "discovery_latency_seconds",
+            "Time to decide where a stream is (all coworkers asked concurrently)",
+            m.discovery_latency.clone(),
+        );
+        registry.register("coworker_revision", "Revision of the coworker list in use", m.coworker_revision.clone());
+        registry.register("coworkers", "Coworkers in the list in use (self excluded)", m.coworkers.clone());
+        registry.register("slow_player_skips", "Times a player fell behind and was cut back to a keyframe", m.slow_player_skips.clone());
+        registry.register("slow_player_disconnects", "Players disconnected for being too slow", m.slow_player_disconnects.clone());
+        registry.register("publish_rejected", "Publishes refused, by reason", m.publish_rejected.clone());
+        Self { registry, ..m }
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The process-wide metrics.
+pub fn global() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(Metrics::new)
+}
