@@ -367,16 +367,24 @@ def _operator_source_has_rbac() -> bool:
             and "rbac" in crdgen.read_text())
 
 
+def _cargo() -> str:
+    return shutil.which("cargo") or str(pathlib.Path.home() / ".cargo" / "bin" / "cargo")
+
+
+def _cargo_run(bin_name: str, *args: str) -> subprocess.CompletedProcess:
+    # Uses whatever CARGO_TARGET_DIR the environment has (the CI's build is reused).
+    return subprocess.run(
+        [_cargo(), "run", "-q", "-p", "origin-operator", "--bin", bin_name, "--", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=1800, env=dict(os.environ))
+
+
 @pytest.fixture(scope="module")
 def operator_rules() -> set[Triple]:
     """The operator's own list of API calls: `crdgen rbac` (operator/src/rbac.rs)."""
     if not _operator_source_has_rbac():
         pytest.skip("operator/src/rbac.rs or the `crdgen rbac` subcommand does not exist yet: "
                     "cannot compare the chart's ClusterRole with the operator's rules")
-    cargo = shutil.which("cargo") or str(pathlib.Path.home() / ".cargo" / "bin" / "cargo")
-    proc = subprocess.run(
-        [cargo, "run", "-q", "-p", "origin-operator", "--bin", "crdgen", "--", "rbac"],
-        cwd=ROOT, capture_output=True, text=True, timeout=1800, env=dict(os.environ))
+    proc = _cargo_run("crdgen", "rbac")
     assert proc.returncode == 0, f"`crdgen rbac` failed:\n{proc.stderr[-4000:]}"
     rules = json.loads(proc.stdout)
     assert isinstance(rules, list) and rules, proc.stdout
@@ -413,6 +421,21 @@ def test_rbac_equals_operator_rules(case: str, operator_rules: set[Triple]) -> N
         f"[{case}] chart RBAC differs from `crdgen rbac` (operator/src/rbac.rs).\n"
         f" missing (the operator calls these): {sorted(missing)}\n"
         f" extra (the operator never calls these): {sorted(extra)}")
+
+
+def test_operator_accepts_the_flags_the_chart_passes() -> None:
+    """Every flag the chart can pass (--leader-elect, --namespace) exists in the operator's CLI."""
+    main = ROOT / "operator" / "src" / "main.rs"
+    text = main.read_text() if main.is_file() else ""
+    if "clap" not in text and "Parser" not in text:
+        pytest.skip("operator/src/main.rs has no command line yet")
+    proc = _cargo_run("origin-operator", "--help")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    r = render(OVERRIDES["namespace-scope-other-ns"] | OVERRIDES["leader-election-2-replicas"])
+    for arg in _container(r)["args"]:
+        flag = arg.split("=", 1)[0]
+        assert re.search(rf"(^|\s){re.escape(flag)}\b", proc.stdout), \
+            f"chart passes {flag} but `origin-operator --help` does not list it:\n{proc.stdout}"
 
 
 def test_cluster_scoped_grants_are_narrow(default_render: Rendered) -> None:
