@@ -11,3 +11,4 @@ pub mod labels;
 pub mod coworkers;
 pub mod push;
 pub mod testing;
+pub mod status;
