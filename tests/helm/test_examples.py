@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import pathlib
+import re
 from typing import Any
 
 import jsonschema
@@ -132,6 +133,21 @@ def test_hpa_targets_the_origincluster_scale_subresource() -> None:
     if crd is not None:
         (v,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
         assert v.get("subresources", {}).get("scale"), "CRD has no scale subresource for the HPA"
+
+
+def test_notes_example_validates(oc_validator) -> None:
+    """The OriginCluster that NOTES.txt tells the user to apply is valid."""
+    from conftest import render
+    import textwrap
+    import yaml
+    for values in ({}, {"image": {"repository": "reg.example/x/origin-operator", "tag": "1.2.3"}}):
+        notes = render(values).notes
+        m = re.search(r"cat <<'YAML'.*?\n(.*?)\n\s*YAML\n", notes, re.S)
+        assert m, notes
+        doc = yaml.safe_load(textwrap.dedent(m.group(1)))
+        assert not list(oc_validator.iter_errors(doc)), doc
+        assert doc["metadata"]["name"] in notes.split("YAML")[-1]  # the follow-up commands
+    assert doc["spec"]["image"] == "reg.example/x/origin:1.2.3"
 
 
 def test_schema_check_rejects_bad_resources(oc_validator) -> None:
