@@ -7,3 +7,4 @@
 pub mod rtmp;
 pub mod media;
 pub mod metrics;
+pub mod cluster;

@@ -1,0 +1,191 @@
+//! Answering `/api/v1/clusters` (DESIGN §3) and building redirect URLs to an owner.
+
+use origin_wire::DEFAULT_VHOST;
+use origin_wire::addr::{HostPort, url_host};
+use origin_wire::clusters::{ClustersAnswer, ClustersQuery, OriginInfo, Owner};
+use origin_wire::coworkers::Advertise;
+
+use crate::media::{Registry, StreamKey};
+use crate::rtmp::url::strip_extension;
+
+/// How this origin is reached: its listen ports and configured advertise addresses.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    pub rtmp_port: u16,
+    pub api_port: u16,
+    pub flv_port: u16,
+    pub advertise_rtmp: Option<HostPort>,
+    pub advertise_http: Option<HostPort>,
+}
+
+/// The stream key a query names (extension stripped, vhost defaulted).
+pub fn query_key(q: &ClustersQuery) -> StreamKey {
+    StreamKey::new(q.vhost_or_default(), q.app.clone(), strip_extension(&q.stream))
+}
+
+/// Builds the answer. `pushed` is the advertise part of the coworker document (it wins
+/// over the flags); `request_host` is the Host the query arrived on.
+pub fn answer(
+    q: &ClustersQuery,
+    registry: &Registry,
+    me: &Identity,
+    pushed: Option<&Advertise>,
+    request_host: Option<&str>,
+) -> ClustersAnswer {
+    let key = query_key(q);
+    // SRS resolves an unknown vhost to the default one.
+    let owned = if registry.is_published(&key) {
+        Some(key)
+    } else {
+        let fallback = StreamKey::new(DEFAULT_VHOST, key.app.clone(), key.stream.clone());
+        registry.is_published(&fallback).then_some(fallback)
+    };
+    let origin = owned.map(|key| {
+        let rtmp = pushed
+            .and_then(|a| a.rtmp.as_deref())
+            .and_then(|s| HostPort::parse(s).ok())
+            .or_else(|| me.advertise_rtmp.clone());
+        let http = pushed
+            .and_then(|a| a.http.as_deref())
+            .and_then(|s| HostPort::parse(s).ok())
+            .or_else(|| me.advertise_http.clone());
+        let host = rtmp
+            .as_ref()
+            .map(|a| a.host.clone())
+            .or_else(|| HostPort::parse(&q.coworker).ok().map(|c| c.host))
+            .or_else(|| request_host.map(host_of))
+            .unwrap_or_else(|| "127.0.0.1".to_string());
+        let port = rtmp.as_ref().map(|a| a.port).unwrap_or(me.rtmp_port);
+        let api = HostPort::new(host.clone(), me.api_port).to_string();
+        let http = http.unwrap_or_else(|| HostPort::new(host.clone(), me.flv_port)).to_string();
+        OriginInfo {
+            ip: host,
+            port,
+            vhost: key.vhost,
+            api: api.clone(),
+            routers: vec![api],
+            http: Some(http),
+        }
+    });
+    ClustersAnswer::new(q, origin)
+}
+
+/// Host part of a `Host` header value.
+fn host_of(h: &str) -> String {
+    HostPort::parse(h)
+        .map(|hp| hp.host)
+        .unwrap_or_else(|_| h.trim_start_matches('[').trim_end_matches(']').to_string())
+}
+
+/// The RTMP 302 URLs: `(tcUrl, full url)` as SRS builds them.
+pub fn rtmp_redirect(owner: &Owner, key: &StreamKey, query: Option<&str>) -> (String, String) {
+    let tc_url = format!("rtmp://{}:{}/{}", url_host(&owner.ip), owner.port, key.app);
+    let mut full = format!("{tc_url}/{}", key.stream);
+    let query = with_vhost(query, &key.vhost);
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        full.push('?');
+        full.push_str(&q);
+    }
+    (tc_url, full)
+}
+
+/// The HTTP-FLV URL on the owner.
+pub fn flv_redirect(owner: &Owner, flv_port: u16, key: &StreamKey, query: Option<&str>) -> String {
+    let authority = owner
+        .http
+        .as_deref()
+        .and_then(|h| HostPort::parse(h).ok())
+        .unwrap_or_else(|| HostPort::new(owner.ip.clone(), flv_port));
+    let mut url = format!("http://{authority}/{}/{}.flv", key.app, key.stream);
+    if let Some(q) = with_vhost(query, &key.vhost).filter(|q| !q.is_empty()) {
+        url.push('?');
+        url.push_str(&q);
+    }
+    url
+}
+
+/// Keeps the client's query and adds `vhost=` for a non-default vhost not already named.
+fn with_vhost(query: Option<&str>, vhost: &str) -> Option<String> {
+    let has_vhost = query.is_some_and(|q| crate::rtmp::url::query_param(q, "vhost").is_some());
+    match (query, vhost != DEFAULT_VHOST && !has_vhost) {
+        (Some(q), true) if !q.is_empty() => Some(format!("{q}&vhost={vhost}")),
+        (_, true) => Some(format!("vhost={vhost}")),
+        (q, false) => q.map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{MediaConfig, PublisherInfo};
+    use std::time::Instant;
+
+    fn query(stream: &str, vhost: &str) -> ClustersQuery {
+        ClustersQuery {
+            vhost: vhost.into(),
+            ip: "127.0.0.1".into(),
+            app: "live".into(),
+            stream: stream.into(),
+            coworker: "127.0.0.1:21986".into(),
+        }
+    }
+
+    fn me() -> Identity {
+        Identity {
+            rtmp_port: 21936,
+            api_port: 21986,
+            flv_port: 28080,
+            ..Identity::default()
+        }
+    }
+
+    #[test]
+    fn owned_answer_matches_srs_and_adds_http() {
+        let reg = Registry::new(MediaConfig::default());
+        let s = reg.get_or_create(&StreamKey::new(DEFAULT_VHOST, "live", "test"));
+        s.publish(PublisherInfo { id: 1, addr: None, since: Instant::now() }).unwrap();
+        let a = answer(&query("test.flv", "some.host"), &reg, &me(), None, None);
+        assert_eq!(
+            a.to_json(),
+            r#"{"code":0,"data":{"query":{"ip":"127.0.0.1","vhost":"some.host","app":"live","stream":"test.flv"},"origin":{"ip":"127.0.0.1","port":21936,"vhost":"__defaultVhost__","api":"127.0.0.1:21986","routers":["127.0.0.1:21986"],"http":"127.0.0.1:28080"}}}"#
+        );
+        let not = answer(&query("other", ""), &reg, &me(), None, None);
+        assert!(not.data.origin.is_none());
+    }
+
+    #[test]
+    fn advertised_address_order() {
+        let reg = Registry::new(MediaConfig::default());
+        reg.get_or_create(&StreamKey::new(DEFAULT_VHOST, "live", "s"))
+            .publish(PublisherInfo { id: 1, addr: None, since: Instant::now() })
+            .unwrap();
+        let mut q = query("s", "");
+        q.coworker = String::new();
+        let a = answer(&q, &reg, &me(), None, Some("10.1.1.1:21986"));
+        assert_eq!(a.data.origin.as_ref().unwrap().ip, "10.1.1.1", "Host header is the last resort");
+        let mut flagged = me();
+        flagged.advertise_rtmp = Some(HostPort::new("203.0.113.5", 1935));
+        let a = answer(&query("s", ""), &reg, &flagged, None, None);
+        let o = a.data.origin.unwrap();
+        assert_eq!((o.ip.as_str(), o.port), ("203.0.113.5", 1935));
+        let pushed = Advertise { rtmp: Some("198.51.100.7:31935".into()), http: Some("198.51.100.7:38080".into()) };
+        let o = answer(&query("s", ""), &reg, &flagged, Some(&pushed), None).data.origin.unwrap();
+        assert_eq!((o.ip.as_str(), o.port, o.http.as_deref()), ("198.51.100.7", 31935, Some("198.51.100.7:38080")));
+    }
+
+    #[test]
+    fn redirect_urls() {
+        let owner = Owner { ip: "127.0.0.1".into(), port: 21936, http: Some("127.0.0.1:28080".into()), api: None };
+        let key = StreamKey::new(DEFAULT_VHOST, "live", "test");
+        assert_eq!(
+            rtmp_redirect(&owner, &key, None),
+            ("rtmp://127.0.0.1:21936/live".to_string(), "rtmp://127.0.0.1:21936/live/test".to_string())
+        );
+        assert_eq!(rtmp_redirect(&owner, &key, Some("token=1")).1, "rtmp://127.0.0.1:21936/live/test?token=1");
+        let vkey = StreamKey::new("v1", "live", "test");
+        assert_eq!(rtmp_redirect(&owner, &vkey, None).1, "rtmp://127.0.0.1:21936/live/test?vhost=v1");
+        assert_eq!(flv_redirect(&owner, 8080, &key, None), "http://127.0.0.1:28080/live/test.flv");
+        let bare = Owner { http: None, ..owner };
+        assert_eq!(flv_redirect(&bare, 8080, &key, Some("a=b")), "http://127.0.0.1:8080/live/test.flv?a=b");
+    }
+}
