@@ -93,8 +93,12 @@ pub fn ordinal(cluster: &str, pod: &str) -> Option<i32> {
 }
 
 /// Controller owner reference to the cluster (garbage collection of every child).
+/// `blockOwnerDeletion` lets foreground deletion wait for the children (it needs `update` on
+/// `originclusters/finalizers` where the OwnerReferencesPermissionEnforcement plugin is on).
 pub fn owner_ref(oc: &OriginCluster) -> Option<OwnerReference> {
-    oc.controller_owner_ref(&())
+    let mut o = oc.controller_owner_ref(&())?;
+    o.block_owner_deletion = Some(true);
+    Some(o)
 }
 
 /// Name and namespace of a cluster.

@@ -12,3 +12,8 @@ pub mod coworkers;
 pub mod push;
 pub mod testing;
 pub mod status;
+pub mod metrics;
+pub mod controller;
+pub mod error;
+
+pub use error::Error;

@@ -15,7 +15,8 @@ pub struct Rule {
 }
 
 const READ: &[&str] = &["get", "list", "watch"];
-const MANAGE: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
+/// Owned children: watched, server-side applied (apply creates too).
+const APPLY: &[&str] = &["get", "list", "watch", "create", "patch"];
 
 /// Everything the operator needs, cluster-wide.
 pub const RULES: &[Rule] = &[
@@ -29,20 +30,38 @@ pub const RULES: &[Rule] = &[
         resources: &["originclusters/status"],
         verbs: &["get", "patch"],
     },
+    // Setting blockOwnerDeletion on children's owner references requires this.
+    Rule {
+        api_groups: &["origincluster.dev"],
+        resources: &["originclusters/finalizers"],
+        verbs: &["update"],
+    },
     Rule {
         api_groups: &["apps"],
         resources: &["statefulsets"],
-        verbs: MANAGE,
+        verbs: APPLY,
+    },
+    // Per-pod Services are deleted on scale-down.
+    Rule {
+        api_groups: &[""],
+        resources: &["services"],
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
     },
     Rule {
         api_groups: &[""],
-        resources: &["services", "configmaps", "secrets"],
-        verbs: MANAGE,
+        resources: &["configmaps"],
+        verbs: APPLY,
+    },
+    // The admin-token Secret is read and created once; never listed, watched or patched.
+    Rule {
+        api_groups: &[""],
+        resources: &["secrets"],
+        verbs: &["get", "create"],
     },
     Rule {
         api_groups: &["policy"],
         resources: &["poddisruptionbudgets"],
-        verbs: MANAGE,
+        verbs: APPLY,
     },
     Rule {
         api_groups: &["discovery.k8s.io"],

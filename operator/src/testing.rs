@@ -438,10 +438,30 @@ impl FakeApiServer {
         match (method.as_str(), &p.name) {
             ("GET", None) if watch => {
                 let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+                let selector = selector_of(&query);
+                // Replay what changed after the version the client listed at.
+                let since: u64 = Recorded {
+                    method: String::new(),
+                    path: String::new(),
+                    query: query.clone(),
+                    body: None,
+                }
+                .param("resourceVersion")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+                for ((c, _, _), obj) in &st.objects {
+                    let rv: u64 = obj["metadata"]["resourceVersion"]
+                        .as_str()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    if *c == p.coll && rv > since && matches(obj, &p.namespace, &selector) {
+                        let _ = tx.send(Bytes::from(format!("{}\n", json!({"type": "MODIFIED", "object": obj}))));
+                    }
+                }
                 st.watchers.push(Watcher {
                     coll: p.coll.clone(),
                     namespace: p.namespace.clone(),
-                    selector: selector_of(&query),
+                    selector,
                     tx,
                 });
                 let stream = futures::stream::unfold(rx, |mut rx| async move {

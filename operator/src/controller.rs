@@ -1,0 +1,613 @@
+//! The reconcile loop: validate → build (pure) → apply (server-side apply, field manager
+//! `origin-operator`, force) → deliver coworkers → status.
+//!
+//! Coworker delivery: the peer Service's EndpointSlices are watched (mapped back to the
+//! cluster by the `app.kubernetes.io/instance` label they mirror from the Service); a changed
+//! list bumps the revision, is written to ConfigMap `NAME-coworkers` first (durable; new pods
+//! start with it) and then PUT concurrently to every listed pod. Pods that did not acknowledge
+//! are retried with backoff; every `resync` all pods get the document again (heals restarts).
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use origin_wire::coworkers::{Advertise, CoworkerDocument};
+use serde_json::json;
+
+use crate::build;
+use crate::build::secret::Token;
+use crate::coworkers;
+use crate::crd::{AdvertiseMode, CoworkersStatus, OriginCluster, OriginClusterSpec};
+use crate::error::Error;
+use crate::labels::{self, FIELD_MANAGER};
+use crate::metrics::{ClusterLabels, Metrics};
+use crate::push::{PushOutcome, PushTarget, Pusher};
+use crate::status::{self, Observed};
+
+/// Tunables of the controller.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Periodic reconcile (drift repair and full coworker re-push).
+    pub resync: Duration,
+    /// Coalescing window for bursts of watch events (slice changes during a rollout).
+    pub debounce: Duration,
+    /// First retry delay after a failed reconcile; doubled per consecutive failure.
+    pub error_backoff: Duration,
+    /// Largest retry delay after failures.
+    pub max_backoff: Duration,
+    /// First retry delay for pods that did not acknowledge a push; doubled per round.
+    pub push_backoff: Duration,
+    /// Only this namespace, or all.
+    pub namespace: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(60),
+            debounce: Duration::from_millis(100),
+            error_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            push_backoff: Duration::from_millis(250),
+            namespace: None,
+        }
+    }
+}
+
+/// What the operator remembers about one cluster between passes.
+#[derive(Debug, Clone, Default)]
+struct ClusterState {
+    revision: u64,
+    list: Option<Vec<String>>,
+    advertise: BTreeMap<String, Advertise>,
+    /// pod -> (address, acknowledged revision)
+    acked: BTreeMap<String, (String, u64)>,
+    last_full_push: Option<Instant>,
+    /// Highest revision a pod reported that is above ours (after an operator restart).
+    seen_newer: u64,
+    errors: u32,
+    push_rounds_failed: u32,
+    last_desired: Option<i32>,
+}
+
+/// Shared state of the reconcilers.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub pusher: Pusher,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+    clusters: Mutex<HashMap<String, ClusterState>>,
+}
+
+impl Context {
+    pub fn new(client: Client, pusher: Pusher, metrics: Arc<Metrics>, settings: Settings, instance: Option<String>) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance,
+            },
+        );
+        Self {
+            client,
+            recorder,
+            pusher,
+            metrics,
+            settings,
+            clusters: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn with_state<R>(&self, key: &str, f: impl FnOnce(&mut ClusterState) -> R) -> R {
+        let mut map = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+        f(map.entry(key.to_string()).or_default())
+    }
+
+    fn forget(&self, key: &str) {
+        self.clusters.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    /// Revision the operator holds for a cluster (tests and benchmarks).
+    pub fn revision(&self, namespace: &str, name: &str) -> Option<u64> {
+        let map = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&format!("{namespace}/{name}")).map(|s| s.revision)
+    }
+
+    async fn event(&self, oc: &OriginCluster, type_: EventType, reason: &str, note: String) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &oc.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish event");
+        }
+    }
+}
+
+fn key(oc: &OriginCluster) -> String {
+    let (name, ns) = labels::name_ns(oc);
+    format!("{ns}/{name}")
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// Checks what the CRD schema cannot.
+pub fn validate(spec: &OriginClusterSpec) -> Result<(), Error> {
+    for (field, v) in [
+        ("origin.waitForPublisher", &spec.origin.wait_for_publisher),
+        ("origin.discoveryTimeout", &spec.origin.discovery_timeout),
+    ] {
+        humantime::parse_duration(v).map_err(|e| Error::InvalidSpec(format!("spec.{field} `{v}`: {e}")))?;
+    }
+    let p = &spec.ports;
+    for (field, v) in [("rtmp", p.rtmp), ("api", p.api), ("http", p.http)] {
+        if !(1..=65535).contains(&v) {
+            return Err(Error::InvalidSpec(format!("spec.ports.{field} {v} is not a port")));
+        }
+    }
+    if p.rtmp == p.api || p.rtmp == p.http || p.api == p.http {
+        return Err(Error::InvalidSpec("spec.ports must be distinct".into()));
+    }
+    if !(1..=crate::crd::MAX_REPLICAS).contains(&spec.replicas) {
+        return Err(Error::InvalidSpec(format!("spec.replicas {} out of 1..=1000", spec.replicas)));
+    }
+    if spec.image.trim().is_empty() {
+        return Err(Error::InvalidSpec("spec.image is empty".into()));
+    }
+    Ok(())
+}
+
+/// Reconciles one cluster.
+pub async fn reconcile(oc: Arc<OriginCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let key = key(&oc);
+    if oc.meta().deletion_timestamp.is_some() {
+        // Owner references garbage-collect every child; only our memory needs cleaning.
+        ctx.forget(&key);
+        return Ok(Action::await_change());
+    }
+    let res = reconcile_inner(&oc, &ctx, &key).await;
+    ctx.metrics.observe_reconcile(started.elapsed());
+    match res {
+        Ok(action) => {
+            ctx.with_state(&key, |s| s.errors = 0);
+            Ok(action)
+        }
+        Err(e) => {
+            ctx.metrics.error(e.reason());
+            ctx.with_state(&key, |s| s.errors = s.errors.saturating_add(1));
+            tracing::warn!(cluster = %key, error = %e, "reconcile failed");
+            let (name, _) = labels::name_ns(&oc);
+            let obs = Observed {
+                generation: oc.meta().generation,
+                desired: oc.spec.replicas,
+                selector: labels::selector_string(&name),
+                error: Some((e.reason().to_string(), e.to_string())),
+                ..Observed::default()
+            };
+            let st = status::compute(oc.status.as_ref(), &obs, &now());
+            if oc.status.as_ref() != Some(&st)
+                && let Err(pe) = patch_status(&ctx.client, &oc, &st).await
+            {
+                tracing::warn!(cluster = %key, error = %pe, "could not record the Degraded condition");
+            }
+            ctx.event(&oc, EventType::Warning, "ReconcileFailed", e.to_string()).await;
+            Err(e)
+        }
+    }
+}
+
+/// Retry policy: invalid specs wait for a change; other errors back off exponentially.
+pub fn error_policy(oc: Arc<OriginCluster>, err: &Error, ctx: Arc<Context>) -> Action {
+    if matches!(err, Error::InvalidSpec(_)) {
+        return Action::await_change();
+    }
+    let n = ctx.with_state(&key(&oc), |s| s.errors).max(1);
+    Action::requeue(backoff(ctx.settings.error_backoff, ctx.settings.max_backoff, n))
+}
+
+/// `base * 2^(n-1)`, at most `max`.
+pub fn backoff(base: Duration, max: Duration, n: u32) -> Duration {
+    let factor = 1u32.checked_shl(n.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
+    base.saturating_mul(factor).min(max)
+}
+
+async fn patch_status(client: &Client, oc: &OriginCluster, st: &crate::crd::OriginClusterStatus) -> Result<(), Error> {
+    let (name, ns) = labels::name_ns(oc);
+    let api: Api<OriginCluster> = Api::namespaced(client.clone(), &ns);
+    let body = json!({
+        "apiVersion": format!("{}/{}", crate::crd::GROUP, crate::crd::VERSION),
+        "kind": "OriginCluster",
+        "status": st,
+    });
+    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .await?;
+    Ok(())
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+/// The admin token: read from the Secret, or generated and created once.
+async fn ensure_token(oc: &OriginCluster, ctx: &Context, ns: &str, cluster: &str) -> Result<Token, Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let name = labels::secret(cluster);
+    if let Some(t) = api.get_opt(&name).await?.as_ref().and_then(build::secret::token_of) {
+        return Ok(t);
+    }
+    let token = Token::generate();
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PostParams::default()
+    };
+    match api.create(&pp, &build::secret::build(oc, &token)).await {
+        Ok(_) => {
+            ctx.event(oc, EventType::Normal, "AdminTokenCreated", format!("created Secret {name}"))
+                .await;
+            Ok(token)
+        }
+        // Created concurrently (or exists without a usable token): never overwrite it.
+        Err(kube::Error::Api(ae)) if ae.code == 409 => build::secret::token_of(&api.get(&name).await?)
+            .ok_or_else(|| Error::InvalidSpec(format!("Secret {name} exists but has no `token` key"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Per-pod Services (PerPodService): applies missing ones, deletes surplus ones, and returns
+/// the advertised address of each pod whose Service has an external address.
+async fn per_pod_services(
+    oc: &OriginCluster,
+    ctx: &Context,
+    ns: &str,
+    cluster: &str,
+) -> Result<BTreeMap<String, Advertise>, Error> {
+    let api: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!(
+        "{}={cluster},{}={}",
+        labels::INSTANCE,
+        labels::ROLE,
+        labels::ROLE_POD
+    );
+    let existing = api.list(&ListParams::default().labels(&selector)).await?.items;
+    let wanted = if oc.spec.advertise == AdvertiseMode::PerPodService {
+        oc.spec.replicas
+    } else {
+        0
+    };
+    let mut by_name: BTreeMap<String, Service> = existing.into_iter().map(|s| (s.name_any(), s)).collect();
+    let mut adv = BTreeMap::new();
+    for i in 0..wanted {
+        let desired = build::service::per_pod(oc, i);
+        let name = labels::pod(cluster, i);
+        let current = by_name.remove(&name);
+        let up_to_date = current.as_ref().is_some_and(|c| {
+            let (cs, ds) = (c.spec.as_ref(), desired.spec.as_ref());
+            cs.map(|s| (&s.type_, &s.selector)) == ds.map(|s| (&s.type_, &s.selector))
+                && cs.and_then(|s| s.ports.as_ref()).map(|p| p.iter().map(|p| p.port).collect::<Vec<_>>())
+                    == ds.and_then(|s| s.ports.as_ref()).map(|p| p.iter().map(|p| p.port).collect::<Vec<_>>())
+        });
+        let svc = match current {
+            Some(c) if up_to_date => c,
+            _ => api.patch(&name, &apply_params(), &Patch::Apply(&desired)).await?,
+        };
+        if let Some(a) = build::service::advertise_for(&svc, oc) {
+            adv.insert(name, a);
+        }
+    }
+    // Scale-down (or a switch back to PodIP): remove the Services of pods that are gone.
+    for (name, _) in by_name {
+        if labels::ordinal(cluster, &name).is_some() {
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(ae)) if ae.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(adv)
+}
+
+async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result<Action, Error> {
+    validate(&oc.spec)?;
+    let (cluster, ns) = labels::name_ns(oc);
+    let client = &ctx.client;
+    let pp = apply_params();
+
+    // 1. Token (before anything that mounts it or pushes with it).
+    let token = ensure_token(oc, ctx, &ns, &cluster).await?;
+
+    // 2. The live peers.
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
+    let lp = ListParams::default().labels(&format!("{}={}", labels::SERVICE_NAME, labels::peers_service(&cluster)));
+    let slices = slices.list(&lp).await?.items;
+    let api_port = u16::try_from(oc.spec.ports.api).unwrap_or(origin_wire::DEFAULT_API_PORT);
+    let peers = coworkers::peers(&slices, "api", api_port);
+    let addrs = coworkers::addresses(&peers);
+
+    // 3. Advertised addresses (PerPodService).
+    let advertise = per_pod_services(oc, ctx, &ns, &cluster).await?;
+
+    // 4. Revision: bump when the list or an advertised address changed.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let fresh = ctx.with_state(key, |s| s.list.is_none());
+    if fresh {
+        // After an operator restart: continue from the durable revision.
+        let from_cm = cms
+            .get_opt(&labels::configmap(&cluster))
+            .await?
+            .as_ref()
+            .and_then(build::configmap::document);
+        let from_status = oc.status.as_ref().and_then(|s| s.coworkers.as_ref());
+        let rev = from_cm
+            .as_ref()
+            .map(|d| d.revision)
+            .max(from_status.map(|c| u64::try_from(c.revision).unwrap_or(0)));
+        ctx.with_state(key, |s| {
+            s.revision = s.revision.max(rev.unwrap_or(0));
+            if let Some(d) = &from_cm
+                && d.revision == s.revision
+                && d.coworkers == addrs
+                && advertise.is_empty()
+            {
+                s.list = Some(addrs.clone());
+            }
+        });
+    }
+    let (revision, bumped) = ctx.with_state(key, |s| {
+        let changed = s.list.as_ref() != Some(&addrs) || s.advertise != advertise || s.seen_newer >= s.revision;
+        if changed {
+            s.revision = s.revision.max(s.seen_newer) + 1;
+            s.list = Some(addrs.clone());
+            s.advertise = advertise.clone();
+        }
+        (s.revision, changed)
+    });
+    let base = CoworkerDocument {
+        revision,
+        coworkers: addrs.clone(),
+        advertise: None,
+    };
+
+    // 5. ConfigMap first: durable, and what new pods start with.
+    if bumped || fresh {
+        cms.patch(&labels::configmap(&cluster), &pp, &Patch::Apply(&build::configmap::build(oc, &base)))
+            .await?;
+    }
+
+    // 6. Push to every pod that does not have this revision (all of them on resync).
+    let full_round = ctx.with_state(key, |s| {
+        s.last_full_push
+            .is_none_or(|t| t.elapsed() >= ctx.settings.resync.saturating_sub(Duration::from_secs(1)))
+    });
+    let targets: Vec<PushTarget> = peers
+        .iter()
+        .map(|p| {
+            let pod = p.pod.clone().unwrap_or_else(|| p.addr.clone());
+            let mut doc = base.clone();
+            doc.advertise = advertise.get(&pod).cloned();
+            PushTarget {
+                pod,
+                addr: p.addr.clone(),
+                doc,
+            }
+        })
+        .collect();
+    let to_push: Vec<PushTarget> = ctx.with_state(key, |s| {
+        targets
+            .iter()
+            .filter(|t| full_round || s.acked.get(&t.pod) != Some(&(t.addr.clone(), revision)))
+            .cloned()
+            .collect()
+    });
+    let mut failures: Vec<(String, PushOutcome)> = Vec::new();
+    if !to_push.is_empty() {
+        let t0 = Instant::now();
+        let results = ctx.pusher.push_all(to_push, &token).await;
+        ctx.metrics.push_round_duration.observe(t0.elapsed().as_secs_f64());
+        ctx.with_state(key, |s| {
+            for (t, o) in &results {
+                ctx.metrics.push(o.label());
+                match o {
+                    PushOutcome::AlreadyCurrent { current } if *current > revision => {
+                        // The pod is ahead of us (the operator lost its state): go above it.
+                        s.seen_newer = s.seen_newer.max(*current);
+                        failures.push((t.pod.clone(), o.clone()));
+                    }
+                    o if o.acknowledged() => {
+                        s.acked.insert(t.pod.clone(), (t.addr.clone(), revision));
+                    }
+                    _ => failures.push((t.pod.clone(), o.clone())),
+                }
+            }
+            if full_round {
+                s.last_full_push = Some(Instant::now());
+            }
+        });
+        tracing::debug!(cluster = %key, revision, pods = results.len(), failed = failures.len(), elapsed_ms = t0.elapsed().as_millis() as u64, "pushed coworkers");
+    }
+    let (acknowledged, pending) = ctx.with_state(key, |s| {
+        s.acked.retain(|pod, _| targets.iter().any(|t| &t.pod == pod));
+        let mut acked = Vec::new();
+        let mut pending = Vec::new();
+        for t in &targets {
+            if s.acked.get(&t.pod) == Some(&(t.addr.clone(), revision)) {
+                acked.push(t.pod.clone());
+            } else {
+                pending.push(t.pod.clone());
+            }
+        }
+        acked.sort();
+        pending.sort();
+        (acked, pending)
+    });
+    let cl = ClusterLabels {
+        namespace: ns.clone(),
+        cluster: cluster.clone(),
+    };
+    ctx.metrics
+        .coworker_revision
+        .get_or_create(&cl)
+        .set(i64::try_from(revision).unwrap_or(i64::MAX));
+    ctx.metrics.coworkers.get_or_create(&cl).set(addrs.len() as i64);
+
+    // 7. The other children (server-side apply; unchanged objects are no-ops).
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let sts = sts_api
+        .patch(&labels::statefulset(&cluster), &pp, &Patch::Apply(&build::statefulset::build(oc)))
+        .await?;
+    let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
+    svc_api
+        .patch(&labels::peers_service(&cluster), &pp, &Patch::Apply(&build::service::peers(oc)))
+        .await?;
+    svc_api
+        .patch(&labels::rtmp_service(&cluster), &pp, &Patch::Apply(&build::service::rtmp(oc)))
+        .await?;
+    let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    pdb_api
+        .patch(&labels::pdb(&cluster), &pp, &Patch::Apply(&build::pdb::build(oc)))
+        .await?;
+
+    // 8. Status.
+    let cw = CoworkersStatus {
+        revision: i64::try_from(revision).unwrap_or(i64::MAX),
+        list: addrs.clone(),
+        acknowledged,
+        pending: pending.clone(),
+    };
+    let obs = Observed {
+        generation: oc.meta().generation,
+        desired: oc.spec.replicas,
+        statefulset: Some(sts),
+        selector: labels::selector_string(&cluster),
+        coworkers: Some(cw),
+        error: None,
+    };
+    let st = status::compute(oc.status.as_ref(), &obs, &now());
+    if oc.status.as_ref() != Some(&st) {
+        patch_status(client, oc, &st).await?;
+    }
+
+    // 9. Events for meaningful transitions.
+    let last_desired = ctx.with_state(key, |s| s.last_desired.replace(oc.spec.replicas));
+    match last_desired {
+        Some(prev) if prev < oc.spec.replicas => {
+            ctx.event(oc, EventType::Normal, "ScaledUp", format!("scaled from {prev} to {} origins", oc.spec.replicas))
+                .await
+        }
+        Some(prev) if prev > oc.spec.replicas => {
+            ctx.event(oc, EventType::Normal, "ScaledDown", format!("scaled from {prev} to {} origins", oc.spec.replicas))
+                .await
+        }
+        _ => {}
+    }
+    if bumped {
+        ctx.event(
+            oc,
+            EventType::Normal,
+            "CoworkersUpdated",
+            format!("coworker revision {revision}: {} origins", addrs.len()),
+        )
+        .await;
+    }
+    if !failures.is_empty() {
+        let detail: Vec<String> = failures
+            .iter()
+            .take(10)
+            .map(|(pod, o)| format!("{pod}: {}", o.label()))
+            .collect();
+        ctx.event(
+            oc,
+            EventType::Warning,
+            "CoworkerPushFailed",
+            format!("revision {revision} not acknowledged by {} origins ({})", failures.len(), detail.join(", ")),
+        )
+        .await;
+    }
+
+    // 10. Next pass: soon for pods still pending, else the resync.
+    let action = if pending.is_empty() {
+        ctx.with_state(key, |s| s.push_rounds_failed = 0);
+        let until_resync = ctx.with_state(key, |s| {
+            s.last_full_push
+                .map_or(ctx.settings.resync, |t| ctx.settings.resync.saturating_sub(t.elapsed()))
+        });
+        Action::requeue(until_resync.max(Duration::from_secs(1)))
+    } else {
+        let n = ctx.with_state(key, |s| {
+            s.push_rounds_failed = s.push_rounds_failed.saturating_add(1);
+            s.push_rounds_failed
+        });
+        Action::requeue(backoff(ctx.settings.push_backoff, Duration::from_secs(10), n))
+    };
+    Ok(action)
+}
+
+/// Maps an EndpointSlice of a peer Service back to its cluster.
+pub fn slice_to_cluster(slice: EndpointSlice) -> Option<ObjectRef<OriginCluster>> {
+    let labels = slice.metadata.labels.as_ref()?;
+    if labels.get(labels::MANAGED_BY).map(String::as_str) != Some(FIELD_MANAGER) {
+        return None;
+    }
+    let cluster = labels.get(labels::INSTANCE)?;
+    let ns = slice.metadata.namespace.as_deref()?;
+    Some(ObjectRef::new(cluster).within(ns))
+}
+
+fn api_all<K>(client: &Client, ns: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    let ns = ctx.settings.namespace.clone();
+    let managed = watcher::Config::default().labels(&format!("{}={FIELD_MANAGER}", labels::MANAGED_BY));
+    let slices = watcher::Config::default().labels(&labels::peer_slices_watch_selector());
+    Controller::new(api_all::<OriginCluster>(&client, &ns), watcher::Config::default())
+        .owns(api_all::<StatefulSet>(&client, &ns), managed.clone())
+        .owns(api_all::<Service>(&client, &ns), managed.clone())
+        .owns(api_all::<ConfigMap>(&client, &ns), managed.clone())
+        .owns(api_all::<PodDisruptionBudget>(&client, &ns), managed)
+        .watches(api_all::<EndpointSlice>(&client, &ns), slices, slice_to_cluster)
+        .with_config(ControllerConfig::default().debounce(ctx.settings.debounce))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(cluster = %obj.name, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile did not complete"),
+            }
+        })
+        .await;
+}
+
+#[cfg(test)]
+#[path = "controller_tests.rs"]
+mod tests;
