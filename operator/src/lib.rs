@@ -17,3 +17,5 @@ pub mod controller;
 pub mod error;
 
 pub use error::Error;
+pub mod http;
+pub mod leader;

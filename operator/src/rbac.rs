@@ -76,7 +76,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         api_groups: &["coordination.k8s.io"],
         resources: &["leases"],
-        verbs: &["get", "create", "update", "patch"],
+        verbs: &["get", "create", "update"],
     },
     Rule {
         api_groups: &["apiextensions.k8s.io"],
