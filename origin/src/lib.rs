@@ -4,7 +4,10 @@
 //! `server` the tokio edges (listener, connections), `http` the API and HTTP-FLV, `cluster`
 //! coworkers and discovery, `client` an RTMP client used by tests, benchmarks and relays.
 
-pub mod rtmp;
+pub mod cluster;
+pub mod config;
+pub mod http;
 pub mod media;
 pub mod metrics;
-pub mod cluster;
+pub mod rtmp;
+pub mod server;

@@ -1,0 +1,296 @@
+//! Configuration: command-line flags, environment variables (`ORIGIN_*`) and an optional
+//! TOML file, merged in that order of precedence over the defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use origin_wire::addr::HostPort;
+use serde::Deserialize;
+
+use crate::media::MediaConfig;
+
+/// A duration written like `500ms`, `5s` or `1m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl FromStr for Dur {
+    type Err = humantime::DurationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // A bare number means seconds.
+        if let Ok(n) = s.trim().parse::<u64>() {
+            return Ok(Dur(Duration::from_secs(n)));
+        }
+        humantime::parse_duration(s.trim()).map(Dur)
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(n) => Ok(Dur(Duration::from_secs(n))),
+            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishConflict {
+    /// Refuse a publish another origin already has (default).
+    #[default]
+    Reject,
+    /// Accept it anyway (SRS behaviour).
+    Allow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+fn parse_host_port(s: &str) -> Result<HostPort, String> {
+    HostPort::parse(s).map_err(|e| e.to_string())
+}
+
+/// Settings as given by flags, env or file: every field optional so the sources merge.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// RTMP listen address.
+    #[arg(long, env = "ORIGIN_RTMP_LISTEN")]
+    pub rtmp_listen: Option<SocketAddr>,
+    /// HTTP API listen address (clusters, coworkers, streams, health, metrics).
+    #[arg(long, env = "ORIGIN_API_LISTEN")]
+    pub api_listen: Option<SocketAddr>,
+    /// HTTP-FLV listen address.
+    #[arg(long, env = "ORIGIN_FLV_LISTEN")]
+    pub flv_listen: Option<SocketAddr>,
+    /// A coworker's API address, host:port (repeatable; env: comma-separated).
+    #[arg(long = "coworker", env = "ORIGIN_COWORKERS", value_delimiter = ',', value_parser = parse_host_port)]
+    #[serde(skip)]
+    pub coworkers: Vec<HostPort>,
+    /// JSON coworker document re-read when it changes (DESIGN §5).
+    #[arg(long, env = "ORIGIN_COWORKER_FILE")]
+    pub coworker_file: Option<PathBuf>,
+    /// This origin's API address as its peers list it (dropped from the coworker list).
+    #[arg(long, env = "ORIGIN_SELF_API", value_parser = parse_host_port)]
+    #[serde(skip)]
+    pub self_api: Option<HostPort>,
+    /// File holding the bearer token for PUT /api/v1/coworkers and POST /api/v1/drain.
+    #[arg(long, env = "ORIGIN_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// RTMP address put into redirects instead of our own.
+    #[arg(long, env = "ORIGIN_ADVERTISE_RTMP", value_parser = parse_host_port)]
+    #[serde(skip)]
+    pub advertise_rtmp: Option<HostPort>,
+    /// HTTP-FLV address put into redirects instead of our own.
+    #[arg(long, env = "ORIGIN_ADVERTISE_HTTP", value_parser = parse_host_port)]
+    #[serde(skip)]
+    pub advertise_http: Option<HostPort>,
+    /// How long a player waits for a publisher that is nowhere yet (0 = fail at once, as SRS).
+    #[arg(long, env = "ORIGIN_WAIT_FOR_PUBLISHER")]
+    pub wait_for_publisher: Option<Dur>,
+    /// What to do with a publish another origin already has.
+    #[arg(long, env = "ORIGIN_PUBLISH_CONFLICT", value_enum)]
+    pub publish_conflict: Option<PublishConflict>,
+    /// Per-coworker timeout of an ownership query.
+    #[arg(long, env = "ORIGIN_DISCOVERY_TIMEOUT")]
+    pub discovery_timeout: Option<Dur>,
+    /// How long a found owner is remembered.
+    #[arg(long, env = "ORIGIN_DISCOVERY_CACHE")]
+    pub discovery_cache: Option<Dur>,
+    /// How long players stay connected waiting for a publisher to come back.
+    #[arg(long, env = "ORIGIN_REPUBLISH_TIMEOUT")]
+    pub republish_timeout: Option<Dur>,
+    /// After POST /api/v1/drain, how long publishers may stay before they are ended.
+    #[arg(long, env = "ORIGIN_DRAIN_GRACE")]
+    pub drain_grace: Option<Dur>,
+    /// On SIGTERM, how long players may drain before the process exits.
+    #[arg(long, env = "ORIGIN_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<Dur>,
+    /// Most concurrent connections (RTMP + HTTP-FLV).
+    #[arg(long, env = "ORIGIN_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Largest RTMP message accepted, bytes.
+    #[arg(long, env = "ORIGIN_MAX_MESSAGE_SIZE")]
+    pub max_message_size: Option<usize>,
+    /// Frames buffered per stream for players; a player further behind skips to a keyframe.
+    #[arg(long, env = "ORIGIN_PLAYER_QUEUE")]
+    pub player_queue: Option<usize>,
+    /// Coalesce writes to a player for up to this long (0 = write as soon as data arrives).
+    #[arg(long, env = "ORIGIN_MERGE_WRITES")]
+    pub merge_writes: Option<Dur>,
+    /// Log format.
+    #[arg(long, env = "ORIGIN_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Settings {
+    /// Fills every unset field from `other` (lower precedence).
+    pub fn or(mut self, other: Settings) -> Settings {
+        macro_rules! fill {
+            ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = other.$f; } )* };
+        }
+        fill!(
+            rtmp_listen, api_listen, flv_listen, coworker_file, self_api, admin_token_file, advertise_rtmp,
+            advertise_http, wait_for_publisher, publish_conflict, discovery_timeout, discovery_cache,
+            republish_timeout, drain_grace, shutdown_grace, max_connections, max_message_size, player_queue,
+            merge_writes, log_format
+        );
+        if self.coworkers.is_empty() {
+            self.coworkers = other.coworkers;
+        }
+        self
+    }
+
+    /// Reads a TOML file whose keys are the flag names with `_` (e.g. `rtmp_listen`).
+    /// Address-typed keys are given as strings and parsed here.
+    pub fn from_toml(text: &str) -> Result<Settings, String> {
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Addrs {
+            coworkers: Vec<String>,
+            self_api: Option<String>,
+            advertise_rtmp: Option<String>,
+            advertise_http: Option<String>,
+        }
+        let value: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+        let mut rest = value.clone();
+        let mut addrs_table = toml::Table::new();
+        for k in ["coworkers", "self_api", "advertise_rtmp", "advertise_http"] {
+            if let Some(v) = rest.remove(k) {
+                addrs_table.insert(k.to_string(), v);
+            }
+        }
+        let mut s: Settings = rest.try_into().map_err(|e: toml::de::Error| e.to_string())?;
+        let a: Addrs = addrs_table.try_into().map_err(|e: toml::de::Error| e.to_string())?;
+        s.coworkers = a.coworkers.iter().map(|c| parse_host_port(c)).collect::<Result<_, _>>()?;
+        s.self_api = a.self_api.as_deref().map(parse_host_port).transpose()?;
+        s.advertise_rtmp = a.advertise_rtmp.as_deref().map(parse_host_port).transpose()?;
+        s.advertise_http = a.advertise_http.as_deref().map(parse_host_port).transpose()?;
+        Ok(s)
+    }
+}
+
+/// The resolved configuration of one origin.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub rtmp_listen: SocketAddr,
+    pub api_listen: SocketAddr,
+    pub flv_listen: SocketAddr,
+    pub coworkers: Vec<HostPort>,
+    pub coworker_file: Option<PathBuf>,
+    pub self_api: Option<HostPort>,
+    pub admin_token: Option<String>,
+    pub advertise_rtmp: Option<HostPort>,
+    pub advertise_http: Option<HostPort>,
+    pub wait_for_publisher: Duration,
+    pub reask_interval: Duration,
+    pub publish_conflict: PublishConflict,
+    pub discovery_timeout: Duration,
+    pub discovery_cache: Duration,
+    pub republish_timeout: Duration,
+    pub drain_grace: Duration,
+    pub shutdown_grace: Duration,
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+    pub max_message_size: usize,
+    pub max_chunk_streams: usize,
+    pub merge_writes: Duration,
+    pub media: MediaConfig,
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::from_settings(Settings::default(), None)
+    }
+}
+
+impl Config {
+    pub fn from_settings(s: Settings, admin_token: Option<String>) -> Self {
+        let d = |v: Option<Dur>, def: Duration| v.map(|d| d.0).unwrap_or(def);
+        let media = MediaConfig {
+            queue_frames: s.player_queue.unwrap_or(1024).clamp(16, 1 << 16),
+            ..MediaConfig::default()
+        };
+        Self {
+            rtmp_listen: s.rtmp_listen.unwrap_or_else(|| ([0, 0, 0, 0], origin_wire::DEFAULT_RTMP_PORT).into()),
+            api_listen: s.api_listen.unwrap_or_else(|| ([0, 0, 0, 0], origin_wire::DEFAULT_API_PORT).into()),
+            flv_listen: s.flv_listen.unwrap_or_else(|| ([0, 0, 0, 0], origin_wire::DEFAULT_FLV_PORT).into()),
+            coworkers: s.coworkers,
+            coworker_file: s.coworker_file,
+            self_api: s.self_api,
+            admin_token,
+            advertise_rtmp: s.advertise_rtmp,
+            advertise_http: s.advertise_http,
+            wait_for_publisher: d(s.wait_for_publisher, Duration::from_secs(5)),
+            reask_interval: Duration::from_millis(500),
+            publish_conflict: s.publish_conflict.unwrap_or_default(),
+            discovery_timeout: d(s.discovery_timeout, Duration::from_millis(500)),
+            discovery_cache: d(s.discovery_cache, Duration::from_secs(2)),
+            republish_timeout: d(s.republish_timeout, Duration::from_secs(30)),
+            drain_grace: d(s.drain_grace, Duration::from_secs(60)),
+            shutdown_grace: d(s.shutdown_grace, Duration::from_secs(10)),
+            max_connections: s.max_connections.unwrap_or(10_000),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(15),
+            max_message_size: s.max_message_size.unwrap_or(16 << 20),
+            max_chunk_streams: 64,
+            merge_writes: d(s.merge_writes, Duration::ZERO),
+            media,
+            log_format: s.log_format.unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!("500ms".parse::<Dur>().unwrap().0, Duration::from_millis(500));
+        assert_eq!("5".parse::<Dur>().unwrap().0, Duration::from_secs(5));
+        assert!("soon".parse::<Dur>().is_err());
+    }
+
+    #[test]
+    fn toml_and_precedence() {
+        let file = Settings::from_toml(
+            r#"
+            rtmp_listen = "127.0.0.1:1936"
+            wait_for_publisher = "2s"
+            publish_conflict = "allow"
+            coworkers = ["127.0.0.1:1986", "[::1]:1987"]
+            "#,
+        )
+        .unwrap();
+        let cli = Settings {
+            wait_for_publisher: Some(Dur(Duration::from_secs(9))),
+            ..Settings::default()
+        };
+        let c = Config::from_settings(cli.or(file), None);
+        assert_eq!(c.rtmp_listen, "127.0.0.1:1936".parse().unwrap());
+        assert_eq!(c.wait_for_publisher, Duration::from_secs(9), "flags win over the file");
+        assert_eq!(c.publish_conflict, PublishConflict::Allow);
+        assert_eq!(c.coworkers.len(), 2);
+        assert!(Settings::from_toml("bogus_key = 1").is_err());
+        assert!(Settings::from_toml("coworkers = [\"nope\"]").is_err());
+    }
+}

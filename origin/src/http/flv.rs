@@ -1,0 +1,182 @@
+//! HTTP-FLV playback: `GET /<app>/<stream>.flv` streams FLV (header, metadata, sequence
+//! headers, GOP, then live) with the same fan-out and slow-player rules as RTMP. On an
+//! origin that does not have the stream, the player is sent to the owner with HTTP 302.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::time::Instant;
+
+use super::api::parse_query;
+use crate::cluster::ownership::flv_redirect;
+use crate::media::flv::file_header;
+use crate::media::{Next, StreamKey, Subscriber};
+use crate::metrics::{self, KindLabel};
+use crate::rtmp::url;
+use crate::server::Origin;
+
+pub fn router(origin: Arc<Origin>) -> Router {
+    Router::new()
+        .route("/{*path}", get(play))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .with_state(origin)
+}
+
+fn text(status: StatusCode, msg: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], msg).into_response()
+}
+
+async fn play(State(origin): State<Arc<Origin>>, Path(path): Path<String>, RawQuery(raw): RawQuery, headers: HeaderMap) -> Response {
+    let Some(path) = path.strip_suffix(".flv") else {
+        return text(StatusCode::NOT_FOUND, "only /<app>/<stream>.flv is served here\n".into());
+    };
+    let Some((app, stream)) = path.rsplit_once('/') else {
+        return text(StatusCode::NOT_FOUND, "expected /<app>/<stream>.flv\n".into());
+    };
+    let app = app.trim_matches('/');
+    if !url::valid_name(app) || !url::valid_name(stream) {
+        return text(StatusCode::BAD_REQUEST, "invalid app or stream name\n".into());
+    }
+    let params = parse_query(raw.as_deref().unwrap_or_default());
+    let vhost = params
+        .iter()
+        .find(|(k, v)| k == "vhost" && !v.is_empty())
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| origin_wire::DEFAULT_VHOST.to_string());
+    let key = StreamKey::new(vhost, app, stream);
+    metrics::global().connections_total.get_or_create(&KindLabel { kind: "http-flv" }).inc();
+
+    let local = origin.registry.get_or_create(&key);
+    let mut sub = local.subscribe();
+    drop(local);
+    if !sub.publishing() {
+        let ip = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| origin_wire::addr::HostPort::parse(h).map(|hp| hp.host).unwrap_or_else(|_| h.to_string()))
+            .unwrap_or_default();
+        let deadline = Instant::now() + origin.config.wait_for_publisher;
+        loop {
+            let peers = origin.coworkers.peers();
+            if !peers.is_empty() {
+                if let Some(found) = origin.discovery.find_owner(&peers, &key, &ip).await {
+                    drop(sub);
+                    origin.registry.reap(&key);
+                    let location = flv_redirect(&found.owner, origin.identity.flv_port, &key, raw.as_deref());
+                    metrics::global().redirects.get_or_create(&KindLabel { kind: "http" }).inc();
+                    tracing::info!(stream = %key, to = %location, "HTTP-FLV 302 redirect");
+                    return (StatusCode::FOUND, [(header::LOCATION, location)], "").into_response();
+                }
+            }
+            if sub.publishing() {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                drop(sub);
+                origin.registry.reap(&key);
+                return text(StatusCode::NOT_FOUND, format!("stream {app}/{stream} is not published on any origin\n"));
+            }
+            let wake = (now + origin.config.reask_interval).min(deadline);
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                published = wait_published(&mut sub) => if published { break },
+            }
+        }
+    }
+    origin.update_gauges();
+    tracing::info!(stream = %key, "HTTP-FLV playing");
+    let body = Body::from_stream(flv_body(origin.clone(), sub));
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "video/x-flv"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn wait_published(sub: &mut Subscriber) -> bool {
+    loop {
+        match sub.next().await {
+            Next::Published => return true,
+            Next::Closed => return false,
+            _ if sub.publishing() => return true,
+            _ => {}
+        }
+    }
+}
+
+struct BodyState {
+    origin: Arc<Origin>,
+    sub: Subscriber,
+    header_sent: bool,
+    unpublished_at: Option<Instant>,
+    done: bool,
+}
+
+impl Drop for BodyState {
+    fn drop(&mut self) {
+        let key = self.sub.stream().key.clone();
+        // The subscriber is dropped after this; reap on the next tick.
+        let origin = self.origin.clone();
+        tokio::spawn(async move {
+            origin.registry.reap(&key);
+            origin.update_gauges();
+        });
+    }
+}
+
+/// The FLV byte stream of one player: each item is a shared, pre-encoded tag.
+fn flv_body(origin: Arc<Origin>, sub: Subscriber) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
+    let state = BodyState {
+        origin,
+        sub,
+        header_sent: false,
+        unpublished_at: None,
+        done: false,
+    };
+    futures::stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        if !st.header_sent {
+            st.header_sent = true;
+            return Some((Ok(file_header(true, true)), st));
+        }
+        loop {
+            let republish = st.origin.config.republish_timeout;
+            let next = match st.unpublished_at {
+                None => st.sub.next().await,
+                Some(at) => tokio::select! {
+                    n = st.sub.next() => n,
+                    _ = tokio::time::sleep_until(at + republish) => Next::Closed,
+                },
+            };
+            match next {
+                Next::Frame(f) => {
+                    let tag = f.flv();
+                    metrics::global().bytes_out.inc_by(tag.len() as u64);
+                    return Some((Ok(tag), st));
+                }
+                Next::Unpublished => st.unpublished_at = Some(Instant::now()),
+                Next::Published => st.unpublished_at = None,
+                Next::TooSlow => {
+                    metrics::global().slow_player_disconnects.inc();
+                    tracing::warn!(stream = %st.sub.stream().key, "HTTP-FLV player too slow; disconnecting");
+                    return None;
+                }
+                Next::Closed => return None,
+            }
+        }
+    })
+}

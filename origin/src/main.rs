@@ -1,0 +1,244 @@
+//! The `origin` binary: `serve` one origin, run a local `cluster` on loopback, or `drain`
+//! the local origin (the pod's preStop hook).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use origin::config::{Config, LogFormat, Settings};
+use origin::server::{self, Listeners};
+
+#[derive(Parser)]
+#[command(name = "origin", version, about = "RTMP origin server for Kubernetes origin clusters")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve RTMP, HTTP-FLV and the HTTP API.
+    Serve {
+        /// TOML file with the same keys as the flags (`rtmp_listen = "0.0.0.0:1935"`).
+        #[arg(long, env = "ORIGIN_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Start N origins on loopback, each with the others as coworkers (no Kubernetes).
+    Cluster {
+        #[arg(long, default_value_t = 3)]
+        replicas: u16,
+        /// Origin i listens on RTMP base+i, API 1985+i, HTTP-FLV 8080+i.
+        #[arg(long, default_value_t = 1935)]
+        rtmp_base: u16,
+        #[arg(long, default_value_t = 1985)]
+        api_base: u16,
+        #[arg(long, default_value_t = 8080)]
+        flv_base: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Log format of the origins.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
+    /// Ask the local origin to drain (stop taking publishes) and optionally wait until its
+    /// publishers are gone. Used as the pod's preStop hook.
+    Drain {
+        /// API address of the origin.
+        #[arg(long, env = "ORIGIN_API_LISTEN", default_value = "127.0.0.1:1985")]
+        api: String,
+        #[arg(long, env = "ORIGIN_ADMIN_TOKEN_FILE")]
+        admin_token_file: Option<PathBuf>,
+        /// Wait until no publisher is left (at most the drain grace + 5 s).
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, env = "ORIGIN_DRAIN_GRACE", default_value = "60s")]
+        drain_grace: origin::config::Dur,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn read_token(path: &Option<PathBuf>) -> Result<Option<String>> {
+    match path {
+        None => Ok(None),
+        Some(p) => {
+            let t = std::fs::read_to_string(p).with_context(|| format!("reading admin token file {}", p.display()))?;
+            let t = t.trim().to_string();
+            if t.is_empty() {
+                bail!("admin token file {} is empty", p.display());
+            }
+            Ok(Some(t))
+        }
+    }
+}
+
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, settings } => serve(config, settings).await,
+        Command::Cluster {
+            replicas,
+            rtmp_base,
+            api_base,
+            flv_base,
+            host,
+            log_format,
+        } => cluster(replicas, rtmp_base, api_base, flv_base, host, log_format).await,
+        Command::Drain {
+            api,
+            admin_token_file,
+            wait,
+            drain_grace,
+        } => drain(api, admin_token_file, wait, drain_grace.0).await,
+    }
+}
+
+async fn serve(config_file: Option<PathBuf>, settings: Settings) -> Result<()> {
+    let file = match &config_file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
+            Settings::from_toml(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", p.display()))?
+        }
+        None => Settings::default(),
+    };
+    let settings = settings.or(file);
+    let token = read_token(&settings.admin_token_file)?;
+    let config = Config::from_settings(settings, token);
+    init_logs(config.log_format);
+    let listeners = Listeners::bind(&config).await.context("binding listeners")?;
+    server::run(config, listeners, stop_signal()).await?;
+    Ok(())
+}
+
+async fn cluster(replicas: u16, rtmp_base: u16, api_base: u16, flv_base: u16, host: String, log_format: LogFormat) -> Result<()> {
+    if replicas == 0 || replicas > 100 {
+        bail!("--replicas must be between 1 and 100");
+    }
+    let exe = std::env::current_exe().context("locating the origin binary")?;
+    let dir = std::env::temp_dir().join(format!("origin-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let token: String = (0..32).map(|_| format!("{:x}", rand::random::<u8>() & 0xf)).collect();
+    let token_file = dir.join("admin-token");
+    std::fs::write(&token_file, &token)?;
+    let api = |i: u16| format!("{host}:{}", api_base + i);
+    let all: Vec<String> = (0..replicas).map(api).collect();
+    let mut children = Vec::new();
+    for i in 0..replicas {
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.arg("serve")
+            .args(["--rtmp-listen", &format!("{host}:{}", rtmp_base + i)])
+            .args(["--api-listen", &api(i)])
+            .args(["--flv-listen", &format!("{host}:{}", flv_base + i)])
+            .args(["--self-api", &api(i)])
+            .args(["--admin-token-file", &token_file.to_string_lossy()])
+            .args(["--log-format", if log_format == LogFormat::Json { "json" } else { "text" }])
+            .kill_on_drop(true);
+        for c in &all {
+            cmd.args(["--coworker", c]);
+        }
+        children.push(cmd.spawn().with_context(|| format!("starting origin {i}"))?);
+    }
+    println!("origin cluster: {replicas} origins on {host}, admin token in {}", token_file.display());
+    for i in 0..replicas {
+        println!(
+            "  origin-{i}: rtmp://{host}:{}  api http://{host}:{}  http-flv http://{host}:{}",
+            rtmp_base + i,
+            api_base + i,
+            flv_base + i
+        );
+    }
+    let last = replicas - 1;
+    println!();
+    println!("publish (to origin-0):");
+    println!("  ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine -c:v libx264 -preset veryfast -tune zerolatency -g 60 -c:a aac -f flv rtmp://{host}:{rtmp_base}/live/demo");
+    println!("play from any origin (HTTP-FLV follows the 302 to the owner):");
+    println!("  ffplay http://{host}:{}/live/demo.flv", flv_base + last);
+    println!("  ffprobe -hide_banner http://{host}:{}/live/demo.flv", flv_base + last);
+    println!("play over RTMP directly from the owner:");
+    println!("  ffplay rtmp://{host}:{rtmp_base}/live/demo");
+    println!("ask who owns it (SRS-compatible): curl 'http://{host}:{}/api/v1/clusters?app=live&stream=demo'", api_base);
+    println!("Ctrl-C stops all origins.");
+    let mut waits: futures::stream::FuturesUnordered<_> = children.iter_mut().map(|c| c.wait()).collect();
+    use futures::StreamExt;
+    tokio::select! {
+        _ = stop_signal() => {}
+        r = waits.next() => { eprintln!("an origin exited: {r:?}; stopping the others"); }
+    }
+    drop(waits);
+    for c in &mut children {
+        if let Some(pid) = c.id() {
+            // SIGTERM so each origin shuts down gracefully.
+            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        }
+    }
+    for c in &mut children {
+        let _ = tokio::time::timeout(Duration::from_secs(15), c.wait()).await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+async fn drain(api: String, token_file: Option<PathBuf>, wait: bool, grace: Duration) -> Result<()> {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let token = read_token(&token_file)?.context("drain needs --admin-token-file")?;
+    // An unspecified listen address (0.0.0.0:1985) is reached on loopback.
+    let api = api.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]");
+    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let req = hyper::Request::post(format!("http://{api}/api/v1/drain"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Empty::new())?;
+    let resp = client.request(req).await.context("calling the drain API")?;
+    if !resp.status().is_success() {
+        bail!("drain refused: HTTP {}", resp.status());
+    }
+    println!("draining");
+    if !wait {
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        let resp = client.get(format!("http://{api}/api/v1/drain").parse()?).await?;
+        let body = resp.into_body().collect().await?.to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body)?;
+        if v["publishers"].as_u64() == Some(0) {
+            println!("no publishers left");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("drain grace over");
+    Ok(())
+}
