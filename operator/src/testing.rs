@@ -590,3 +590,100 @@ pub fn by_name(objs: &[Value]) -> HashMap<String, Value> {
         .map(|o| (o["metadata"]["name"].as_str().unwrap_or_default().to_string(), o.clone()))
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Real origin processes
+
+/// A real `origin serve` process on loopback.
+pub struct OriginProcess {
+    bin: std::path::PathBuf,
+    /// `ip:port` of its HTTP API (the coworker address).
+    pub api: String,
+    pub rtmp: String,
+    pub flv: String,
+    token_file: std::path::PathBuf,
+    child: Option<tokio::process::Child>,
+}
+
+impl OriginProcess {
+    /// Starts `bin serve` with the given listen addresses and waits until `/healthz` answers.
+    pub async fn start(
+        bin: &std::path::Path,
+        api: String,
+        rtmp: String,
+        flv: String,
+        token_file: &std::path::Path,
+    ) -> std::io::Result<Self> {
+        let mut p = Self {
+            bin: bin.to_path_buf(),
+            api,
+            rtmp,
+            flv,
+            token_file: token_file.to_path_buf(),
+            child: None,
+        };
+        p.restart().await?;
+        Ok(p)
+    }
+
+    /// (Re)starts the process on the same addresses.
+    pub async fn restart(&mut self) -> std::io::Result<()> {
+        self.stop().await;
+        let child = tokio::process::Command::new(&self.bin)
+            .arg("serve")
+            .args(["--rtmp-listen", &self.rtmp])
+            .args(["--api-listen", &self.api])
+            .args(["--flv-listen", &self.flv])
+            .args(["--self-api", &self.api])
+            .arg("--admin-token-file")
+            .arg(&self.token_file)
+            .env("RUST_LOG", "warn")
+            .env_remove("ORIGIN_COWORKER_FILE")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if tokio::net::TcpStream::connect(&self.api).await.is_ok() {
+                return Ok(());
+            }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                return Err(std::io::Error::other(format!("origin exited at start: {status}")));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(std::io::Error::other(format!("origin API {} did not come up", self.api)));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Kills the process.
+    pub async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+    }
+}
+
+/// A TCP port that was free on 127.0.0.1 a moment ago.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// `GET /api/v1/coworkers` of an origin (real or fake): the JSON document.
+pub async fn fetch_coworkers(addr: &str) -> Option<Value> {
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let uri: http::Uri = format!("http://{addr}{}", origin_wire::paths::COWORKERS).parse().ok()?;
+    let fut = async {
+        let resp = client.get(uri).await.ok()?;
+        let body = resp.into_body().collect().await.ok()?.to_bytes();
+        serde_json::from_slice(&body).ok()
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(1), fut).await.ok().flatten()
+}
