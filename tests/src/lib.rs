@@ -1,28 +1,33 @@
-//! Support for the cross-component tests: locating and starting the workspace binaries.
+//! Support for the cross-component tests: locating and starting the workspace binaries,
+//! free ports, real ffmpeg/ffprobe, and a small HTTP client.
 
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-/// Path of a workspace binary (`origin`, `origin-operator`), built once per test process.
-/// The binary is built into the same target directory as the running test executable.
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// Path of a workspace binary (`origin`), built once per test process into the same
+/// target directory as the running test executable.
 pub fn bin_path(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "--bins", "-p", "origin"])
+            .args(["build", "--quiet", "--bin", "origin", "-p", "origin"])
             .current_dir(workspace_root())
             .status()
-            .expect("run cargo build for the workspace binaries");
-        assert!(status.success(), "cargo build of the workspace binaries failed");
+            .expect("run cargo build for the origin binary");
+        assert!(status.success(), "cargo build of the origin binary failed");
     });
     // test executables live in <target>/<profile>/deps/
     let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile> directory");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile> directory");
     let path = profile_dir.join(name);
     assert!(path.exists(), "{} was not built", path.display());
     path
@@ -30,8 +35,296 @@ pub fn bin_path(name: &str) -> PathBuf {
 
 /// The repository root.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// One origin process on loopback; killed on drop.
+pub struct OriginProc {
+    pub rtmp: u16,
+    pub api: u16,
+    pub flv: u16,
+    child: Child,
+}
+
+/// Options of a test origin.
+#[derive(Default, Clone)]
+pub struct OriginOpts {
+    pub coworkers: Vec<String>,
+    pub token_file: Option<PathBuf>,
+    pub extra: Vec<String>,
+}
+
+impl OriginProc {
+    pub fn start(opts: &OriginOpts) -> Self {
+        Self::start_on(free_port(), free_port(), free_port(), opts)
+    }
+
+    pub fn start_on(rtmp: u16, api: u16, flv: u16, opts: &OriginOpts) -> Self {
+        let mut cmd = Command::new(bin_path("origin"));
+        cmd.arg("serve")
+            .args(["--rtmp-listen", &format!("127.0.0.1:{rtmp}")])
+            .args(["--api-listen", &format!("127.0.0.1:{api}")])
+            .args(["--flv-listen", &format!("127.0.0.1:{flv}")])
+            .env("RUST_LOG", std::env::var("ORIGIN_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null());
+        for c in &opts.coworkers {
+            cmd.args(["--coworker", c]);
+        }
+        if let Some(t) = &opts.token_file {
+            cmd.arg("--admin-token-file").arg(t);
+        }
+        cmd.args(&opts.extra);
+        let child = cmd.spawn().expect("spawn origin");
+        let p = Self { rtmp, api, flv, child };
+        p.wait_ready();
+        p
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.api)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", self.rtmp)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", self.flv)).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("origin did not start listening on {}/{}/{}", self.rtmp, self.api, self.flv);
+    }
+
+    pub fn api_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.api)
+    }
+
+    pub fn rtmp_url(&self, path: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/{path}", self.rtmp)
+    }
+
+    pub fn flv_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.flv)
+    }
+
+    pub fn api_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.api)
+    }
+
+    /// Stops the process with SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+    }
+}
+
+impl Drop for OriginProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `n` origins that list each other (and themselves) as coworkers.
+pub fn start_cluster(n: usize, opts: &OriginOpts) -> Vec<OriginProc> {
+    let ports: Vec<(u16, u16, u16)> = (0..n).map(|_| (free_port(), free_port(), free_port())).collect();
+    let all: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{}", p.1)).collect();
+    ports
+        .iter()
+        .map(|&(r, a, f)| {
+            let mut o = opts.clone();
+            o.coworkers.extend(all.iter().cloned());
+            o.extra.extend(["--self-api".to_string(), format!("127.0.0.1:{a}")]);
+            OriginProc::start_on(r, a, f, &o)
+        })
+        .collect()
+}
+
+/// Writes an admin token to a fresh temp file.
+pub fn token_file(token: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("origin-test-token-{}-{}", std::process::id(), free_port()));
+    std::fs::write(&p, token).expect("write token");
+    p
+}
+
+/// Fails clearly when ffmpeg is not installed (the test command installs it).
+pub fn require_ffmpeg() {
+    for tool in ["ffmpeg", "ffprobe"] {
+        let ok = Command::new(tool).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+        assert!(ok, "{tool} is not installed: run ./scripts/test (it installs ffmpeg from Debian)");
+    }
+}
+
+/// A running ffmpeg publisher; killed on drop.
+pub struct Ffmpeg(pub Child);
+
+impl Drop for Ffmpeg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Ffmpeg {
+    /// Exit status if it has finished.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.try_wait().ok().flatten()
+    }
+
+    pub fn wait_timeout(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(s) = self.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+/// Publishes an H.264 + AAC test pattern in real time for `seconds`.
+pub fn ffmpeg_publish(url: &str, size: &str, rate: u32, seconds: u32) -> Ffmpeg {
+    require_ffmpeg();
+    let child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate={rate}")])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"])
+        .args(["-g", &(rate * 2).to_string(), "-c:a", "aac", "-b:a", "64k"])
+        .args(["-t", &seconds.to_string(), "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ffmpeg");
+    Ffmpeg(child)
+}
+
+/// One stream as ffprobe reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probed {
+    pub codec_type: String,
+    pub codec_name: String,
+    pub width: Option<u64>,
+    pub height: Option<u64>,
+    pub frame_rate: Option<String>,
+}
+
+/// Runs ffprobe on `url` and returns its audio and video streams.
+pub fn ffprobe(url: &str) -> Result<Vec<Probed>, String> {
+    require_ffmpeg();
+    let out = Command::new("timeout")
+        .args(["20", "ffprobe", "-hide_banner", "-v", "error", "-rw_timeout", "10000000"])
+        .args(["-show_entries", "stream=codec_type,codec_name,width,height,r_frame_rate", "-of", "json", url])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("ffprobe {url} failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let streams = v["streams"].as_array().cloned().unwrap_or_default();
+    Ok(streams
+        .iter()
+        .filter(|s| matches!(s["codec_type"].as_str(), Some("audio" | "video")))
+        .map(|s| Probed {
+            codec_type: s["codec_type"].as_str().unwrap_or_default().to_string(),
+            codec_name: s["codec_name"].as_str().unwrap_or_default().to_string(),
+            width: s["width"].as_u64(),
+            height: s["height"].as_u64(),
+            frame_rate: s["r_frame_rate"].as_str().map(str::to_string),
+        })
+        .collect())
+}
+
+/// Waits until `f` returns `Some`, polling every 50 ms.
+pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A plain HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl HttpResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP request (no redirects followed).
+pub async fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::from(body.to_string()))).expect("request");
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .expect("HTTP request timed out")
+        .expect("HTTP request failed");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    HttpResponse { status, headers, body }
+}
+
+/// Waits until `origin` reports `stream` in `app` as published.
+pub async fn wait_published(api_url: &str, app: &str, stream: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let r = http("GET", api_url, &[], "").await;
+        if r.status == 200 {
+            let v = r.json();
+            if v["streams"].as_array().is_some_and(|a| {
+                a.iter().any(|s| s["app"] == app && s["stream"] == stream && s["publishing"] == true && s["video_codec"].is_string())
+            }) {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Local address helper for black-holed coworkers: a listener that accepts and never answers.
+pub fn black_hole() -> (std::thread::JoinHandle<()>, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let h = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming().flatten() {
+            held.push(s); // keep them open, never answer
+            if held.len() > 10_000 {
+                break;
+            }
+        }
+    });
+    (h, addr)
 }
