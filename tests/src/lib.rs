@@ -38,9 +38,23 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now. Ports come from a per-process counter below the
+/// kernel's ephemeral range, so parallel tests (and their clients' source ports) never
+/// hand out the same port twice.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: OnceLock<AtomicU16> = OnceLock::new();
+    let next = NEXT.get_or_init(|| AtomicU16::new(20_000 + (std::process::id() % 100) as u16 * 120));
+    loop {
+        let p = next.fetch_add(1, Ordering::Relaxed);
+        if p >= 32_000 {
+            next.store(20_000, Ordering::Relaxed);
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 /// One origin process on loopback; killed on drop.
