@@ -94,7 +94,13 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, pusher: Pusher, metrics: Arc<Metrics>, settings: Settings, instance: Option<String>) -> Self {
+    pub fn new(
+        client: Client,
+        pusher: Pusher,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+        instance: Option<String>,
+    ) -> Self {
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -118,7 +124,10 @@ impl Context {
     }
 
     fn forget(&self, key: &str) {
-        self.clusters.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.clusters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 
     /// Revision the operator holds for a cluster (tests and benchmarks).
@@ -156,19 +165,25 @@ pub fn validate(spec: &OriginClusterSpec) -> Result<(), Error> {
         ("origin.waitForPublisher", &spec.origin.wait_for_publisher),
         ("origin.discoveryTimeout", &spec.origin.discovery_timeout),
     ] {
-        humantime::parse_duration(v).map_err(|e| Error::InvalidSpec(format!("spec.{field} `{v}`: {e}")))?;
+        humantime::parse_duration(v)
+            .map_err(|e| Error::InvalidSpec(format!("spec.{field} `{v}`: {e}")))?;
     }
     let p = &spec.ports;
     for (field, v) in [("rtmp", p.rtmp), ("api", p.api), ("http", p.http)] {
         if !(1..=65535).contains(&v) {
-            return Err(Error::InvalidSpec(format!("spec.ports.{field} {v} is not a port")));
+            return Err(Error::InvalidSpec(format!(
+                "spec.ports.{field} {v} is not a port"
+            )));
         }
     }
     if p.rtmp == p.api || p.rtmp == p.http || p.api == p.http {
         return Err(Error::InvalidSpec("spec.ports must be distinct".into()));
     }
     if !(1..=crate::crd::MAX_REPLICAS).contains(&spec.replicas) {
-        return Err(Error::InvalidSpec(format!("spec.replicas {} out of 1..=1000", spec.replicas)));
+        return Err(Error::InvalidSpec(format!(
+            "spec.replicas {} out of 1..=1000",
+            spec.replicas
+        )));
     }
     if spec.image.trim().is_empty() {
         return Err(Error::InvalidSpec("spec.image is empty".into()));
@@ -210,7 +225,8 @@ pub async fn reconcile(oc: Arc<OriginCluster>, ctx: Arc<Context>) -> Result<Acti
             {
                 tracing::warn!(cluster = %key, error = %pe, "could not record the Degraded condition");
             }
-            ctx.event(&oc, EventType::Warning, "ReconcileFailed", e.to_string()).await;
+            ctx.event(&oc, EventType::Warning, "ReconcileFailed", e.to_string())
+                .await;
             Err(e)
         }
     }
@@ -222,16 +238,26 @@ pub fn error_policy(oc: Arc<OriginCluster>, err: &Error, ctx: Arc<Context>) -> A
         return Action::await_change();
     }
     let n = ctx.with_state(&key(&oc), |s| s.errors).max(1);
-    Action::requeue(backoff(ctx.settings.error_backoff, ctx.settings.max_backoff, n))
+    Action::requeue(backoff(
+        ctx.settings.error_backoff,
+        ctx.settings.max_backoff,
+        n,
+    ))
 }
 
 /// `base * 2^(n-1)`, at most `max`.
 pub fn backoff(base: Duration, max: Duration, n: u32) -> Duration {
-    let factor = 1u32.checked_shl(n.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
+    let factor = 1u32
+        .checked_shl(n.saturating_sub(1).min(20))
+        .unwrap_or(u32::MAX);
     base.saturating_mul(factor).min(max)
 }
 
-async fn patch_status(client: &Client, oc: &OriginCluster, st: &crate::crd::OriginClusterStatus) -> Result<(), Error> {
+async fn patch_status(
+    client: &Client,
+    oc: &OriginCluster,
+    st: &crate::crd::OriginClusterStatus,
+) -> Result<(), Error> {
     let (name, ns) = labels::name_ns(oc);
     let api: Api<OriginCluster> = Api::namespaced(client.clone(), &ns);
     let body = json!({
@@ -239,8 +265,12 @@ async fn patch_status(client: &Client, oc: &OriginCluster, st: &crate::crd::Orig
         "kind": "OriginCluster",
         "status": st,
     });
-    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await?;
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
     Ok(())
 }
 
@@ -249,10 +279,20 @@ fn apply_params() -> PatchParams {
 }
 
 /// The admin token: read from the Secret, or generated and created once.
-async fn ensure_token(oc: &OriginCluster, ctx: &Context, ns: &str, cluster: &str) -> Result<Token, Error> {
+async fn ensure_token(
+    oc: &OriginCluster,
+    ctx: &Context,
+    ns: &str,
+    cluster: &str,
+) -> Result<Token, Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let name = labels::secret(cluster);
-    if let Some(t) = api.get_opt(&name).await?.as_ref().and_then(build::secret::token_of) {
+    if let Some(t) = api
+        .get_opt(&name)
+        .await?
+        .as_ref()
+        .and_then(build::secret::token_of)
+    {
         return Ok(t);
     }
     let token = Token::generate();
@@ -262,13 +302,21 @@ async fn ensure_token(oc: &OriginCluster, ctx: &Context, ns: &str, cluster: &str
     };
     match api.create(&pp, &build::secret::build(oc, &token)).await {
         Ok(_) => {
-            ctx.event(oc, EventType::Normal, "AdminTokenCreated", format!("created Secret {name}"))
-                .await;
+            ctx.event(
+                oc,
+                EventType::Normal,
+                "AdminTokenCreated",
+                format!("created Secret {name}"),
+            )
+            .await;
             Ok(token)
         }
         // Created concurrently (or exists without a usable token): never overwrite it.
-        Err(kube::Error::Api(ae)) if ae.code == 409 => build::secret::token_of(&api.get(&name).await?)
-            .ok_or_else(|| Error::InvalidSpec(format!("Secret {name} exists but has no `token` key"))),
+        Err(kube::Error::Api(ae)) if ae.code == 409 => {
+            build::secret::token_of(&api.get(&name).await?).ok_or_else(|| {
+                Error::InvalidSpec(format!("Secret {name} exists but has no `token` key"))
+            })
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -288,13 +336,17 @@ async fn per_pod_services(
         labels::ROLE,
         labels::ROLE_POD
     );
-    let existing = api.list(&ListParams::default().labels(&selector)).await?.items;
+    let existing = api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
     let wanted = if oc.spec.advertise == AdvertiseMode::PerPodService {
         oc.spec.replicas
     } else {
         0
     };
-    let mut by_name: BTreeMap<String, Service> = existing.into_iter().map(|s| (s.name_any(), s)).collect();
+    let mut by_name: BTreeMap<String, Service> =
+        existing.into_iter().map(|s| (s.name_any(), s)).collect();
     let mut adv = BTreeMap::new();
     for i in 0..wanted {
         let desired = build::service::per_pod(oc, i);
@@ -303,12 +355,19 @@ async fn per_pod_services(
         let up_to_date = current.as_ref().is_some_and(|c| {
             let (cs, ds) = (c.spec.as_ref(), desired.spec.as_ref());
             cs.map(|s| (&s.type_, &s.selector)) == ds.map(|s| (&s.type_, &s.selector))
-                && cs.and_then(|s| s.ports.as_ref()).map(|p| p.iter().map(|p| p.port).collect::<Vec<_>>())
-                    == ds.and_then(|s| s.ports.as_ref()).map(|p| p.iter().map(|p| p.port).collect::<Vec<_>>())
+                && cs
+                    .and_then(|s| s.ports.as_ref())
+                    .map(|p| p.iter().map(|p| p.port).collect::<Vec<_>>())
+                    == ds
+                        .and_then(|s| s.ports.as_ref())
+                        .map(|p| p.iter().map(|p| p.port).collect::<Vec<_>>())
         });
         let svc = match current {
             Some(c) if up_to_date => c,
-            _ => api.patch(&name, &apply_params(), &Patch::Apply(&desired)).await?,
+            _ => {
+                api.patch(&name, &apply_params(), &Patch::Apply(&desired))
+                    .await?
+            }
         };
         if let Some(a) = build::service::advertise_for(&svc, oc) {
             adv.insert(name, a);
@@ -338,7 +397,11 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
 
     // 2. The live peers.
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
-    let lp = ListParams::default().labels(&format!("{}={}", labels::SERVICE_NAME, labels::peers_service(&cluster)));
+    let lp = ListParams::default().labels(&format!(
+        "{}={}",
+        labels::SERVICE_NAME,
+        labels::peers_service(&cluster)
+    ));
     let slices = slices.list(&lp).await?.items;
     let api_port = u16::try_from(oc.spec.ports.api).unwrap_or(origin_wire::DEFAULT_API_PORT);
     let peers = coworkers::peers(&slices, "api", api_port);
@@ -374,7 +437,9 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
         });
     }
     let (revision, bumped) = ctx.with_state(key, |s| {
-        let changed = s.list.as_ref() != Some(&addrs) || s.advertise != advertise || s.seen_newer >= s.revision;
+        let changed = s.list.as_ref() != Some(&addrs)
+            || s.advertise != advertise
+            || s.seen_newer >= s.revision;
         if changed {
             s.revision = s.revision.max(s.seen_newer) + 1;
             s.list = Some(addrs.clone());
@@ -390,14 +455,19 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
 
     // 5. ConfigMap first: durable, and what new pods start with.
     if bumped || fresh {
-        cms.patch(&labels::configmap(&cluster), &pp, &Patch::Apply(&build::configmap::build(oc, &base)))
-            .await?;
+        cms.patch(
+            &labels::configmap(&cluster),
+            &pp,
+            &Patch::Apply(&build::configmap::build(oc, &base)),
+        )
+        .await?;
     }
 
     // 6. Push to every pod that does not have this revision (all of them on resync).
     let full_round = ctx.with_state(key, |s| {
-        s.last_full_push
-            .is_none_or(|t| t.elapsed() >= ctx.settings.resync.saturating_sub(Duration::from_secs(1)))
+        s.last_full_push.is_none_or(|t| {
+            t.elapsed() >= ctx.settings.resync.saturating_sub(Duration::from_secs(1))
+        })
     });
     let targets: Vec<PushTarget> = peers
         .iter()
@@ -423,7 +493,9 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
     if !to_push.is_empty() {
         let t0 = Instant::now();
         let results = ctx.pusher.push_all(to_push, &token).await;
-        ctx.metrics.push_round_duration.observe(t0.elapsed().as_secs_f64());
+        ctx.metrics
+            .push_round_duration
+            .observe(t0.elapsed().as_secs_f64());
         ctx.with_state(key, |s| {
             for (t, o) in &results {
                 ctx.metrics.push(o.label());
@@ -446,7 +518,8 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
         tracing::debug!(cluster = %key, revision, pods = results.len(), failed = failures.len(), elapsed_ms = t0.elapsed().as_millis() as u64, "pushed coworkers");
     }
     let (acknowledged, pending) = ctx.with_state(key, |s| {
-        s.acked.retain(|pod, _| targets.iter().any(|t| &t.pod == pod));
+        s.acked
+            .retain(|pod, _| targets.iter().any(|t| &t.pod == pod));
         let mut acked = Vec::new();
         let mut pending = Vec::new();
         for t in &targets {
@@ -468,23 +541,42 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
         .coworker_revision
         .get_or_create(&cl)
         .set(i64::try_from(revision).unwrap_or(i64::MAX));
-    ctx.metrics.coworkers.get_or_create(&cl).set(addrs.len() as i64);
+    ctx.metrics
+        .coworkers
+        .get_or_create(&cl)
+        .set(addrs.len() as i64);
 
     // 7. The other children (server-side apply; unchanged objects are no-ops).
     let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     let sts = sts_api
-        .patch(&labels::statefulset(&cluster), &pp, &Patch::Apply(&build::statefulset::build(oc)))
+        .patch(
+            &labels::statefulset(&cluster),
+            &pp,
+            &Patch::Apply(&build::statefulset::build(oc)),
+        )
         .await?;
     let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
     svc_api
-        .patch(&labels::peers_service(&cluster), &pp, &Patch::Apply(&build::service::peers(oc)))
+        .patch(
+            &labels::peers_service(&cluster),
+            &pp,
+            &Patch::Apply(&build::service::peers(oc)),
+        )
         .await?;
     svc_api
-        .patch(&labels::rtmp_service(&cluster), &pp, &Patch::Apply(&build::service::rtmp(oc)))
+        .patch(
+            &labels::rtmp_service(&cluster),
+            &pp,
+            &Patch::Apply(&build::service::rtmp(oc)),
+        )
         .await?;
     let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
     pdb_api
-        .patch(&labels::pdb(&cluster), &pp, &Patch::Apply(&build::pdb::build(oc)))
+        .patch(
+            &labels::pdb(&cluster),
+            &pp,
+            &Patch::Apply(&build::pdb::build(oc)),
+        )
         .await?;
 
     // 8. Status.
@@ -511,12 +603,22 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
     let last_desired = ctx.with_state(key, |s| s.last_desired.replace(oc.spec.replicas));
     match last_desired {
         Some(prev) if prev < oc.spec.replicas => {
-            ctx.event(oc, EventType::Normal, "ScaledUp", format!("scaled from {prev} to {} origins", oc.spec.replicas))
-                .await
+            ctx.event(
+                oc,
+                EventType::Normal,
+                "ScaledUp",
+                format!("scaled from {prev} to {} origins", oc.spec.replicas),
+            )
+            .await
         }
         Some(prev) if prev > oc.spec.replicas => {
-            ctx.event(oc, EventType::Normal, "ScaledDown", format!("scaled from {prev} to {} origins", oc.spec.replicas))
-                .await
+            ctx.event(
+                oc,
+                EventType::Normal,
+                "ScaledDown",
+                format!("scaled from {prev} to {} origins", oc.spec.replicas),
+            )
+            .await
         }
         _ => {}
     }
@@ -539,7 +641,11 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
             oc,
             EventType::Warning,
             "CoworkerPushFailed",
-            format!("revision {revision} not acknowledged by {} origins ({})", failures.len(), detail.join(", ")),
+            format!(
+                "revision {revision} not acknowledged by {} origins ({})",
+                failures.len(),
+                detail.join(", ")
+            ),
         )
         .await;
     }
@@ -548,8 +654,9 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
     let action = if pending.is_empty() {
         ctx.with_state(key, |s| s.push_rounds_failed = 0);
         let until_resync = ctx.with_state(key, |s| {
-            s.last_full_push
-                .map_or(ctx.settings.resync, |t| ctx.settings.resync.saturating_sub(t.elapsed()))
+            s.last_full_push.map_or(ctx.settings.resync, |t| {
+                ctx.settings.resync.saturating_sub(t.elapsed())
+            })
         });
         Action::requeue(until_resync.max(Duration::from_secs(1)))
     } else {
@@ -557,7 +664,11 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
             s.push_rounds_failed = s.push_rounds_failed.saturating_add(1);
             s.push_rounds_failed
         });
-        Action::requeue(backoff(ctx.settings.push_backoff, Duration::from_secs(10), n))
+        Action::requeue(backoff(
+            ctx.settings.push_backoff,
+            Duration::from_secs(10),
+            n,
+        ))
     };
     Ok(action)
 }
@@ -588,24 +699,32 @@ where
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let client = ctx.client.clone();
     let ns = ctx.settings.namespace.clone();
-    let managed = watcher::Config::default().labels(&format!("{}={FIELD_MANAGER}", labels::MANAGED_BY));
+    let managed =
+        watcher::Config::default().labels(&format!("{}={FIELD_MANAGER}", labels::MANAGED_BY));
     let slices = watcher::Config::default().labels(&labels::peer_slices_watch_selector());
-    Controller::new(api_all::<OriginCluster>(&client, &ns), watcher::Config::default())
-        .owns(api_all::<StatefulSet>(&client, &ns), managed.clone())
-        .owns(api_all::<Service>(&client, &ns), managed.clone())
-        .owns(api_all::<ConfigMap>(&client, &ns), managed.clone())
-        .owns(api_all::<PodDisruptionBudget>(&client, &ns), managed)
-        .watches(api_all::<EndpointSlice>(&client, &ns), slices, slice_to_cluster)
-        .with_config(ControllerConfig::default().debounce(ctx.settings.debounce))
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            match res {
-                Ok((obj, _)) => tracing::debug!(cluster = %obj.name, "reconciled"),
-                Err(e) => tracing::debug!(error = %e, "reconcile did not complete"),
-            }
-        })
-        .await;
+    Controller::new(
+        api_all::<OriginCluster>(&client, &ns),
+        watcher::Config::default(),
+    )
+    .owns(api_all::<StatefulSet>(&client, &ns), managed.clone())
+    .owns(api_all::<Service>(&client, &ns), managed.clone())
+    .owns(api_all::<ConfigMap>(&client, &ns), managed.clone())
+    .owns(api_all::<PodDisruptionBudget>(&client, &ns), managed)
+    .watches(
+        api_all::<EndpointSlice>(&client, &ns),
+        slices,
+        slice_to_cluster,
+    )
+    .with_config(ControllerConfig::default().debounce(ctx.settings.debounce))
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|res| async move {
+        match res {
+            Ok((obj, _)) => tracing::debug!(cluster = %obj.name, "reconciled"),
+            Err(e) => tracing::debug!(error = %e, "reconcile did not complete"),
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -31,7 +31,13 @@ fn setup() -> (FakeApiServer, Arc<Context>) {
         backoff: Duration::from_millis(20),
         concurrency: 64,
     });
-    let ctx = Arc::new(Context::new(client, pusher, Arc::new(Metrics::new()), settings(), Some("test".into())));
+    let ctx = Arc::new(Context::new(
+        client,
+        pusher,
+        Arc::new(Metrics::new()),
+        settings(),
+        Some("test".into()),
+    ));
     (fake, ctx)
 }
 
@@ -57,8 +63,8 @@ fn child_patches(reqs: &[Recorded]) -> BTreeMap<String, Value> {
 
 fn assert_rbac_covers(reqs: &[Recorded]) {
     for r in reqs {
-        let (g, res, verb) =
-            crate::rbac::request_attributes(&r.method, &r.path, &r.query).expect("resource request");
+        let (g, res, verb) = crate::rbac::request_attributes(&r.method, &r.path, &r.query)
+            .expect("resource request");
         assert!(
             crate::rbac::allows(&g, &res, &verb),
             "RBAC rules do not allow {verb} {g}/{res} ({} {})",
@@ -79,12 +85,19 @@ async fn create_applies_every_child_with_field_manager_and_owner() {
     let (fake, ctx) = setup();
     let oc = store(&fake, &fixtures::minimal());
     let uid = oc.uid().expect("uid");
-    let action = reconcile(Arc::new(oc.clone()), ctx.clone()).await.expect("reconcile");
+    let action = reconcile(Arc::new(oc.clone()), ctx.clone())
+        .await
+        .expect("reconcile");
     assert_eq!(action, Action::requeue(Duration::from_secs(60)));
 
     let reqs = fake.requests();
     for r in reqs.iter().filter(|r| r.method == "PATCH") {
-        assert_eq!(r.param("fieldManager").as_deref(), Some("origin-operator"), "{}", r.path);
+        assert_eq!(
+            r.param("fieldManager").as_deref(),
+            Some("origin-operator"),
+            "{}",
+            r.path
+        );
         assert_eq!(r.param("force").as_deref(), Some("true"), "{}", r.path);
     }
     assert_rbac_covers(&reqs);
@@ -98,63 +111,113 @@ async fn create_applies_every_child_with_field_manager_and_owner() {
         "/apis/policy/v1/namespaces/media/poddisruptionbudgets/live",
     ];
     for path in children {
-        let obj = fake.get(path).unwrap_or_else(|| panic!("{path} not created"));
+        let obj = fake
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} not created"));
         let owner = &obj["metadata"]["ownerReferences"][0];
         assert_eq!(owner["uid"], uid.as_str(), "{path}");
         assert_eq!(owner["kind"], "OriginCluster", "{path}");
         assert_eq!(owner["controller"], true, "{path}");
-        assert_eq!(obj["metadata"]["labels"]["app.kubernetes.io/instance"], "live", "{path}");
-        assert_eq!(obj["metadata"]["labels"]["app.kubernetes.io/managed-by"], "origin-operator");
+        assert_eq!(
+            obj["metadata"]["labels"]["app.kubernetes.io/instance"], "live",
+            "{path}"
+        );
+        assert_eq!(
+            obj["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "origin-operator"
+        );
     }
     // The Secret is created (never applied over) and holds a 64-hex token.
     let secret_post = reqs
         .iter()
         .find(|r| r.method == "POST" && r.path.ends_with("/secrets"))
         .expect("secret created");
-    assert_eq!(secret_post.param("fieldManager").as_deref(), Some("origin-operator"));
+    assert_eq!(
+        secret_post.param("fieldManager").as_deref(),
+        Some("origin-operator")
+    );
     let cm = fake
         .get("/api/v1/namespaces/media/configmaps/live-coworkers")
         .expect("configmap");
-    assert_eq!(cm["data"]["coworkers.json"], r#"{"revision":1,"coworkers":[],"advertise":null}"#);
+    assert_eq!(
+        cm["data"]["coworkers.json"],
+        r#"{"revision":1,"coworkers":[],"advertise":null}"#
+    );
 
     let oc = current(&fake, &oc);
     let st = oc.status.as_ref().expect("status");
-    assert_eq!(st.selector.as_deref(), Some("app.kubernetes.io/instance=live,app.kubernetes.io/name=origin"));
+    assert_eq!(
+        st.selector.as_deref(),
+        Some("app.kubernetes.io/instance=live,app.kubernetes.io/name=origin")
+    );
     assert_eq!(st.observed_generation, oc.metadata.generation);
     assert_eq!(cond(&oc, status::DEGRADED).0, "False");
     assert_eq!(cond(&oc, status::READY).0, "False", "no pods yet");
-    assert_eq!(cond(&oc, status::COWORKERS_SYNCED).0, "True", "empty list is trivially synced");
+    assert_eq!(
+        cond(&oc, status::COWORKERS_SYNCED).0,
+        "True",
+        "empty list is trivially synced"
+    );
     let events: Vec<_> = reqs
         .iter()
         .filter(|r| r.path.starts_with("/apis/events.k8s.io/"))
-        .filter_map(|r| r.body.as_ref().and_then(|b| b["reason"].as_str().map(str::to_string)))
+        .filter_map(|r| {
+            r.body
+                .as_ref()
+                .and_then(|b| b["reason"].as_str().map(str::to_string))
+        })
         .collect();
-    assert!(events.contains(&"AdminTokenCreated".to_string()), "{events:?}");
-    assert!(events.contains(&"CoworkersUpdated".to_string()), "{events:?}");
+    assert!(
+        events.contains(&"AdminTokenCreated".to_string()),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&"CoworkersUpdated".to_string()),
+        "{events:?}"
+    );
 
     // A second pass keeps the token and changes nothing.
-    let token_before = fake.get("/api/v1/namespaces/media/secrets/live-admin-token").expect("secret")["data"].clone();
+    let token_before = fake
+        .get("/api/v1/namespaces/media/secrets/live-admin-token")
+        .expect("secret")["data"]
+        .clone();
     fake.clear_requests();
-    reconcile(Arc::new(oc.clone()), ctx.clone()).await.expect("second pass");
-    let token_after = fake.get("/api/v1/namespaces/media/secrets/live-admin-token").expect("secret")["data"].clone();
+    reconcile(Arc::new(oc.clone()), ctx.clone())
+        .await
+        .expect("second pass");
+    let token_after = fake
+        .get("/api/v1/namespaces/media/secrets/live-admin-token")
+        .expect("secret")["data"]
+        .clone();
     assert_eq!(token_before, token_after);
     let reqs = fake.requests();
-    assert!(!reqs.iter().any(|r| r.path.ends_with("/secrets") && r.method == "POST"));
-    assert!(!reqs.iter().any(|r| r.path.ends_with("/status")), "status unchanged: no write");
+    assert!(
+        !reqs
+            .iter()
+            .any(|r| r.path.ends_with("/secrets") && r.method == "POST")
+    );
+    assert!(
+        !reqs.iter().any(|r| r.path.ends_with("/status")),
+        "status unchanged: no write"
+    );
 }
 
 #[tokio::test]
 async fn scale_changes_only_statefulset_replicas() {
     let (fake, ctx) = setup();
     let oc = store(&fake, &fixtures::full());
-    reconcile(Arc::new(oc.clone()), ctx.clone()).await.expect("first pass");
+    reconcile(Arc::new(oc.clone()), ctx.clone())
+        .await
+        .expect("first pass");
     let first = child_patches(&fake.requests());
 
     fake.clear_requests();
     let mut scaled = current(&fake, &oc);
     scaled.spec.replicas = 2; // kubectl scale ocl/big --replicas=2 (from 5)
     let scaled = store(&fake, &scaled);
-    reconcile(Arc::new(scaled), ctx.clone()).await.expect("scaled pass");
+    reconcile(Arc::new(scaled), ctx.clone())
+        .await
+        .expect("scaled pass");
     let reqs = fake.requests();
     let second = child_patches(&reqs);
 
@@ -166,14 +229,23 @@ async fn scale_changes_only_statefulset_replicas() {
             None => changed.push((path.clone(), Value::Null, body.clone())),
         }
     }
-    assert_eq!(changed.len(), 1, "only one child changes: {:?}", changed.iter().map(|c| &c.0).collect::<Vec<_>>());
+    assert_eq!(
+        changed.len(),
+        1,
+        "only one child changes: {:?}",
+        changed.iter().map(|c| &c.0).collect::<Vec<_>>()
+    );
     let (path, mut before, after) = changed.remove(0);
     assert!(path.ends_with("/statefulsets/big"), "{path}");
     assert_eq!(after["spec"]["replicas"], 2);
     before["spec"]["replicas"] = Value::from(2);
     assert_eq!(before, after, "nothing but spec.replicas differs");
     // PerPodService: the Services of pods 2..4 are deleted, 0 and 1 kept.
-    let deleted: Vec<_> = reqs.iter().filter(|r| r.method == "DELETE").map(|r| r.path.clone()).collect();
+    let deleted: Vec<_> = reqs
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.path.clone())
+        .collect();
     assert_eq!(
         deleted,
         [
@@ -182,10 +254,17 @@ async fn scale_changes_only_statefulset_replicas() {
             "/api/v1/namespaces/media/services/big-4"
         ]
     );
-    assert!(fake.get("/api/v1/namespaces/media/services/big-1").is_some());
+    assert!(
+        fake.get("/api/v1/namespaces/media/services/big-1")
+            .is_some()
+    );
     let events: Vec<_> = reqs
         .iter()
-        .filter_map(|r| r.body.as_ref().and_then(|b| b["reason"].as_str().map(str::to_string)))
+        .filter_map(|r| {
+            r.body
+                .as_ref()
+                .and_then(|b| b["reason"].as_str().map(str::to_string))
+        })
         .collect();
     assert!(events.contains(&"ScaledDown".to_string()), "{events:?}");
     assert_rbac_covers(&reqs);
@@ -197,32 +276,52 @@ async fn api_error_backs_off_and_sets_degraded() {
     let oc = store(&fake, &fixtures::minimal());
     fake.fail("PATCH", "/statefulsets/live", 500, 2);
 
-    let err = reconcile(Arc::new(oc.clone()), ctx.clone()).await.expect_err("apply fails");
+    let err = reconcile(Arc::new(oc.clone()), ctx.clone())
+        .await
+        .expect_err("apply fails");
     assert!(matches!(err, Error::Kube(_)), "{err}");
     let a1 = error_policy(Arc::new(oc.clone()), &err, ctx.clone());
     assert_eq!(a1, Action::requeue(Duration::from_secs(1)));
     let degraded = current(&fake, &oc);
-    assert_eq!(cond(&degraded, status::DEGRADED), ("True".into(), "ApiError".into()));
+    assert_eq!(
+        cond(&degraded, status::DEGRADED),
+        ("True".into(), "ApiError".into())
+    );
     let msg = status::condition(degraded.status.as_ref().expect("status"), status::DEGRADED)
         .map(|c| c.message.clone())
         .unwrap_or_default();
     assert!(msg.contains("injected failure"), "{msg}");
 
-    let err = reconcile(Arc::new(degraded.clone()), ctx.clone()).await.expect_err("fails again");
+    let err = reconcile(Arc::new(degraded.clone()), ctx.clone())
+        .await
+        .expect_err("fails again");
     let a2 = error_policy(Arc::new(degraded.clone()), &err, ctx.clone());
-    assert_eq!(a2, Action::requeue(Duration::from_secs(2)), "exponential backoff");
+    assert_eq!(
+        a2,
+        Action::requeue(Duration::from_secs(2)),
+        "exponential backoff"
+    );
     let warnings = fake
         .requests()
         .iter()
-        .filter(|r| r.body.as_ref().is_some_and(|b| b["reason"] == "ReconcileFailed" || b["type"] == "Warning"))
+        .filter(|r| {
+            r.body
+                .as_ref()
+                .is_some_and(|b| b["reason"] == "ReconcileFailed" || b["type"] == "Warning")
+        })
         .count();
     assert!(warnings >= 1, "a Warning event is published");
 
     // The API recovers: Degraded flips back, the backoff resets.
     let again = current(&fake, &oc);
-    reconcile(Arc::new(again.clone()), ctx.clone()).await.expect("recovered");
+    reconcile(Arc::new(again.clone()), ctx.clone())
+        .await
+        .expect("recovered");
     let healed = current(&fake, &oc);
-    assert_eq!(cond(&healed, status::DEGRADED), ("False".into(), "AsExpected".into()));
+    assert_eq!(
+        cond(&healed, status::DEGRADED),
+        ("False".into(), "AsExpected".into())
+    );
     let err = Error::InvalidSpec("x".into());
     let any = Error::Kube(kube::Error::Service("x".into()));
     assert_eq!(
@@ -230,7 +329,10 @@ async fn api_error_backs_off_and_sets_degraded() {
         Action::requeue(Duration::from_secs(1)),
         "backoff restarts after a success"
     );
-    assert_eq!(error_policy(Arc::new(again), &err, ctx), Action::await_change());
+    assert_eq!(
+        error_policy(Arc::new(again), &err, ctx),
+        Action::await_change()
+    );
 }
 
 #[tokio::test]
@@ -239,22 +341,38 @@ async fn invalid_spec_is_reported_not_retried() {
     let mut oc = fixtures::minimal();
     oc.spec.origin.discovery_timeout = "soon".into();
     let oc = store(&fake, &oc);
-    let err = reconcile(Arc::new(oc.clone()), ctx.clone()).await.expect_err("invalid");
+    let err = reconcile(Arc::new(oc.clone()), ctx.clone())
+        .await
+        .expect_err("invalid");
     assert!(matches!(err, Error::InvalidSpec(_)));
-    assert_eq!(error_policy(Arc::new(oc.clone()), &err, ctx), Action::await_change());
+    assert_eq!(
+        error_policy(Arc::new(oc.clone()), &err, ctx),
+        Action::await_change()
+    );
     let oc = current(&fake, &oc);
-    assert_eq!(cond(&oc, status::DEGRADED), ("True".into(), "InvalidSpec".into()));
-    assert!(fake.get("/apis/apps/v1/namespaces/media/statefulsets/live").is_none());
+    assert_eq!(
+        cond(&oc, status::DEGRADED),
+        ("True".into(), "InvalidSpec".into())
+    );
+    assert!(
+        fake.get("/apis/apps/v1/namespaces/media/statefulsets/live")
+            .is_none()
+    );
 }
 
 #[tokio::test]
 async fn deletion_leaves_nothing_that_owner_references_do_not_cover() {
     let (fake, ctx) = setup();
     let oc = store(&fake, &fixtures::full());
-    reconcile(Arc::new(oc.clone()), ctx.clone()).await.expect("reconcile");
+    reconcile(Arc::new(oc.clone()), ctx.clone())
+        .await
+        .expect("reconcile");
     let uid = oc.uid().expect("uid");
     let oc = current(&fake, &oc);
-    assert!(oc.metadata.finalizers.is_none(), "no finalizer: deletion is never blocked");
+    assert!(
+        oc.metadata.finalizers.is_none(),
+        "no finalizer: deletion is never blocked"
+    );
 
     let mut created = 0;
     for coll in [
@@ -266,26 +384,42 @@ async fn deletion_leaves_nothing_that_owner_references_do_not_cover() {
     ] {
         for obj in fake.list(coll) {
             created += 1;
-            let owners = obj["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
+            let owners = obj["metadata"]["ownerReferences"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             assert!(
-                owners.iter().any(|o| o["uid"] == uid.as_str() && o["controller"] == true && o["blockOwnerDeletion"] == true),
+                owners.iter().any(|o| o["uid"] == uid.as_str()
+                    && o["controller"] == true
+                    && o["blockOwnerDeletion"] == true),
                 "{} {} has no controller owner reference",
                 coll,
                 obj["metadata"]["name"]
             );
         }
     }
-    assert_eq!(created, 1 + 2 + 5 + 1 + 1 + 1, "sts, 2 services, 5 per-pod services, cm, secret, pdb");
+    assert_eq!(
+        created,
+        1 + 2 + 5 + 1 + 1 + 1,
+        "sts, 2 services, 5 per-pod services, cm, secret, pdb"
+    );
     // Nothing cluster-scoped was written.
     for r in fake.requests().iter().filter(|r| r.method != "GET") {
-        assert!(r.path.contains("/namespaces/media/"), "{} {}", r.method, r.path);
+        assert!(
+            r.path.contains("/namespaces/media/"),
+            "{} {}",
+            r.method,
+            r.path
+        );
     }
 
     // Deleting: the reconciler only forgets its memory.
     let mut deleting = oc.clone();
     deleting.metadata.deletion_timestamp = Some(now());
     fake.clear_requests();
-    let action = reconcile(Arc::new(deleting), ctx.clone()).await.expect("deleting");
+    let action = reconcile(Arc::new(deleting), ctx.clone())
+        .await
+        .expect("deleting");
     assert_eq!(action, Action::await_change());
     assert!(fake.requests().is_empty());
     assert_eq!(ctx.revision(NS, "big"), None);
@@ -302,20 +436,35 @@ async fn origins(n: usize, token: &str) -> Vec<FakeOrigin> {
 /// One slice per origin (each fake origin has its own port on 127.0.0.1).
 fn put_slices(fake: &FakeApiServer, cluster: &str, origins: &[&FakeOrigin]) {
     for (i, o) in origins.iter().enumerate() {
-        let port: u16 = o.addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).expect("port");
+        let port: u16 = o
+            .addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .expect("port");
         let pod = format!("{cluster}-{i}");
-        let slice = endpoint_slice(cluster, NS, &format!("{cluster}-peers-{i}"), port, &[(&pod, "127.0.0.1", true)]);
+        let slice = endpoint_slice(
+            cluster,
+            NS,
+            &format!("{cluster}-peers-{i}"),
+            port,
+            &[(&pod, "127.0.0.1", true)],
+        );
         fake.put(SLICES, slice);
     }
 }
 
 fn token_of(fake: &FakeApiServer, cluster: &str) -> String {
     let s: Secret = serde_json::from_value(
-        fake.get(&format!("/api/v1/namespaces/media/secrets/{cluster}-admin-token"))
-            .expect("secret"),
+        fake.get(&format!(
+            "/api/v1/namespaces/media/secrets/{cluster}-admin-token"
+        ))
+        .expect("secret"),
     )
     .expect("secret parses");
-    build::secret::token_of(&s).expect("token").expose().to_string()
+    build::secret::token_of(&s)
+        .expect("token")
+        .expose()
+        .to_string()
 }
 
 #[tokio::test]
@@ -324,11 +473,16 @@ async fn coworkers_are_pushed_and_acknowledged() {
     let oc = store(&fake, &fixtures::minimal());
     // Pre-create the Secret so the fake origins know the token.
     let token = Token::new("t0ken");
-    fake.put("/api/v1/namespaces/media/secrets", serde_json::to_value(build::secret::build(&oc, &token)).expect("json"));
+    fake.put(
+        "/api/v1/namespaces/media/secrets",
+        serde_json::to_value(build::secret::build(&oc, &token)).expect("json"),
+    );
     let os = origins(3, "t0ken").await;
     put_slices(&fake, "live", &[&os[0], &os[1], &os[2]]);
 
-    reconcile(Arc::new(oc.clone()), ctx.clone()).await.expect("reconcile");
+    reconcile(Arc::new(oc.clone()), ctx.clone())
+        .await
+        .expect("reconcile");
     assert_eq!(token_of(&fake, "live"), "t0ken");
     let expect: Vec<String> = {
         let mut v: Vec<String> = os.iter().map(|o| o.addr.clone()).collect();
@@ -341,7 +495,11 @@ async fn coworkers_are_pushed_and_acknowledged() {
         assert_eq!(o.last_authorization().as_deref(), Some("Bearer t0ken"));
     }
     let oc = current(&fake, &oc);
-    let cw = oc.status.as_ref().and_then(|s| s.coworkers.clone()).expect("coworkers status");
+    let cw = oc
+        .status
+        .as_ref()
+        .and_then(|s| s.coworkers.clone())
+        .expect("coworkers status");
     assert_eq!(cw.revision, 1);
     assert_eq!(cw.list, expect);
     assert_eq!(cw.acknowledged, ["live-0", "live-1", "live-2"]);
@@ -351,22 +509,43 @@ async fn coworkers_are_pushed_and_acknowledged() {
     // One origin leaves and another one is down when the change happens.
     fake.delete(&format!("{SLICES}/live-peers-2"));
     os[1].fail_next(100);
-    let action = reconcile(Arc::new(oc.clone()), ctx.clone()).await.expect("reconcile");
-    assert_eq!(action, Action::requeue(Duration::from_millis(250)), "pending pod retried soon");
+    let action = reconcile(Arc::new(oc.clone()), ctx.clone())
+        .await
+        .expect("reconcile");
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_millis(250)),
+        "pending pod retried soon"
+    );
     assert_eq!(os[0].revision(), 2);
     assert_eq!(os[1].revision(), 1);
     assert_eq!(os[2].revision(), 1, "removed origins are not pushed to");
     let oc = current(&fake, &oc);
-    assert_eq!(cond(&oc, status::COWORKERS_SYNCED), ("False".into(), "PushPending".into()));
-    let cm = fake.get("/api/v1/namespaces/media/configmaps/live-coworkers").expect("cm");
-    assert!(cm["data"]["coworkers.json"].as_str().is_some_and(|s| s.contains(r#""revision":2"#)));
+    assert_eq!(
+        cond(&oc, status::COWORKERS_SYNCED),
+        ("False".into(), "PushPending".into())
+    );
+    let cm = fake
+        .get("/api/v1/namespaces/media/configmaps/live-coworkers")
+        .expect("cm");
+    assert!(
+        cm["data"]["coworkers.json"]
+            .as_str()
+            .is_some_and(|s| s.contains(r#""revision":2"#))
+    );
 
     // It comes back: the retry pass delivers only to it.
     os[1].fail_next(0);
     let puts0 = os[0].puts();
-    reconcile(Arc::new(oc.clone()), ctx.clone()).await.expect("retry");
+    reconcile(Arc::new(oc.clone()), ctx.clone())
+        .await
+        .expect("retry");
     assert_eq!(os[1].revision(), 2);
-    assert_eq!(os[0].puts(), puts0, "acknowledged pods are not pushed again before the resync");
+    assert_eq!(
+        os[0].puts(),
+        puts0,
+        "acknowledged pods are not pushed again before the resync"
+    );
     let oc = current(&fake, &oc);
     assert_eq!(cond(&oc, status::COWORKERS_SYNCED).0, "True");
 }
@@ -376,19 +555,36 @@ async fn restarted_operator_continues_above_the_durable_revision() {
     let (fake, ctx) = setup();
     let oc = store(&fake, &fixtures::minimal());
     let token = Token::new("tok");
-    fake.put("/api/v1/namespaces/media/secrets", serde_json::to_value(build::secret::build(&oc, &token)).expect("json"));
+    fake.put(
+        "/api/v1/namespaces/media/secrets",
+        serde_json::to_value(build::secret::build(&oc, &token)).expect("json"),
+    );
     let os = origins(2, "tok").await;
     put_slices(&fake, "live", &[&os[0], &os[1]]);
-    reconcile(Arc::new(oc.clone()), ctx.clone()).await.expect("first");
+    reconcile(Arc::new(oc.clone()), ctx.clone())
+        .await
+        .expect("first");
     assert_eq!(os[0].revision(), 1);
     let oc = current(&fake, &oc);
 
     // A new operator process with empty memory, and one origin that is ahead (pushed by a
     // previous leader whose ConfigMap write was lost).
     let (client, _t) = fake.client();
-    let ctx2 = Arc::new(Context::new(client, ctx.pusher.clone(), Arc::new(Metrics::new()), settings(), None));
-    reconcile(Arc::new(oc.clone()), ctx2.clone()).await.expect("restart");
-    assert_eq!(ctx2.revision(NS, "live"), Some(1), "same list: no new revision");
+    let ctx2 = Arc::new(Context::new(
+        client,
+        ctx.pusher.clone(),
+        Arc::new(Metrics::new()),
+        settings(),
+        None,
+    ));
+    reconcile(Arc::new(oc.clone()), ctx2.clone())
+        .await
+        .expect("restart");
+    assert_eq!(
+        ctx2.revision(NS, "live"),
+        Some(1),
+        "same list: no new revision"
+    );
     let other = FakeOrigin::start("tok").await.expect("origin");
     let pusher = Pusher::new(PushConfig::default());
     let ahead = PushTarget {
@@ -398,8 +594,12 @@ async fn restarted_operator_continues_above_the_durable_revision() {
     };
     assert_eq!(pusher.push_one(&ahead, &token).await, PushOutcome::Applied);
     put_slices(&fake, "live", &[&os[0], &os[1], &other]);
-    reconcile(Arc::new(oc.clone()), ctx2.clone()).await.expect("pass sees a newer pod");
-    reconcile(Arc::new(current(&fake, &oc)), ctx2.clone()).await.expect("pass above it");
+    reconcile(Arc::new(oc.clone()), ctx2.clone())
+        .await
+        .expect("pass sees a newer pod");
+    reconcile(Arc::new(current(&fake, &oc)), ctx2.clone())
+        .await
+        .expect("pass above it");
     assert_eq!(ctx2.revision(NS, "live"), Some(8));
     for o in [&os[0], &os[1], &other] {
         assert_eq!(o.revision(), 8);
@@ -417,8 +617,14 @@ async fn controller_loop_delivers_slice_changes_fast() {
     let oc = store(&fake, &fixtures::minimal());
     // The controller creates the children (and the token) on its own.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while fake.get("/apis/apps/v1/namespaces/media/statefulsets/live").is_none() {
-        assert!(Instant::now() < deadline, "StatefulSet not created by the controller");
+    while fake
+        .get("/apis/apps/v1/namespaces/media/statefulsets/live")
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "StatefulSet not created by the controller"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let token = token_of(&fake, "live");
@@ -428,7 +634,10 @@ async fn controller_loop_delivers_slice_changes_fast() {
     put_slices(&fake, "live", &refs);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !os.iter().all(|o| o.document().coworkers.len() == 5) {
-        assert!(Instant::now() < deadline, "slice change did not reach every origin");
+        assert!(
+            Instant::now() < deadline,
+            "slice change did not reach every origin"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let took = t0.elapsed();

@@ -30,7 +30,11 @@ pub fn is_live(ep: &Endpoint) -> bool {
 fn slice_port(slice: &EndpointSlice, port_name: &str, fallback: u16) -> u16 {
     let ports = slice.ports.as_deref().unwrap_or_default();
     let named = ports.iter().find(|p| p.name.as_deref() == Some(port_name));
-    let chosen = named.or(if ports.len() == 1 { ports.first() } else { None });
+    let chosen = named.or(if ports.len() == 1 {
+        ports.first()
+    } else {
+        None
+    });
     chosen
         .and_then(|p| p.port)
         .and_then(|p| u16::try_from(p).ok())
@@ -54,14 +58,19 @@ pub fn peers(slices: &[EndpointSlice], port_name: &str, fallback_port: u16) -> V
                 .filter(|r| r.kind.as_deref().is_none_or(|k| k == "Pod"))
                 .and_then(|r| r.name.clone());
             // Every address of an endpoint belongs to the same pod; the first is canonical.
-            let Some(ip) = ep.addresses.first() else { continue };
-            let Ok(parsed) = ip.parse::<IpAddr>() else { continue };
+            let Some(ip) = ep.addresses.first() else {
+                continue;
+            };
+            let Ok(parsed) = ip.parse::<IpAddr>() else {
+                continue;
+            };
             let addr = HostPort::new(parsed.to_string(), port).to_string();
             let v4 = parsed.is_ipv4();
             let key = pod.clone().unwrap_or_else(|| addr.clone());
             match by_key.get(&key) {
                 // Prefer IPv4, then the smaller address, so the result is deterministic.
-                Some((have_v4, have, _)) if (*have_v4, std::cmp::Reverse(have)) >= (v4, std::cmp::Reverse(&addr)) => {}
+                Some((have_v4, have, _))
+                    if (*have_v4, std::cmp::Reverse(have)) >= (v4, std::cmp::Reverse(&addr)) => {}
                 _ => {
                     by_key.insert(key, (v4, addr, pod));
                 }
@@ -88,7 +97,13 @@ mod tests {
     use k8s_openapi::api::core::v1::ObjectReference;
     use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointPort};
 
-    fn ep(addr: &str, pod: &str, ready: Option<bool>, serving: Option<bool>, terminating: Option<bool>) -> Endpoint {
+    fn ep(
+        addr: &str,
+        pod: &str,
+        ready: Option<bool>,
+        serving: Option<bool>,
+        terminating: Option<bool>,
+    ) -> Endpoint {
         Endpoint {
             addresses: vec![addr.to_string()],
             conditions: Some(EndpointConditions {
@@ -137,7 +152,10 @@ mod tests {
             ],
         );
         // Sorted as strings, the same order as `CoworkerDocument::new`.
-        assert_eq!(addrs(&[s.clone()]), ["10.0.0.10:1985", "10.0.0.1:1985", "10.0.0.9:1985"]);
+        assert_eq!(
+            addrs(std::slice::from_ref(&s)),
+            ["10.0.0.10:1985", "10.0.0.1:1985", "10.0.0.9:1985"]
+        );
         let p = peers(&[s], "api", 1985);
         assert_eq!(p[1].pod.as_deref(), Some("o-1"));
         let doc = origin_wire::coworkers::CoworkerDocument::new(1, addresses(&p), None);
@@ -198,7 +216,12 @@ mod tests {
         );
         assert_eq!(
             addrs(&[a, b]),
-            ["10.0.0.1:1985", "10.0.0.2:1985", "10.0.0.3:1985", "10.0.0.4:1985"]
+            [
+                "10.0.0.1:1985",
+                "10.0.0.2:1985",
+                "10.0.0.3:1985",
+                "10.0.0.4:1985"
+            ]
         );
     }
 
@@ -206,7 +229,11 @@ mod tests {
     fn no_endpoints() {
         assert!(addrs(&[]).is_empty());
         assert!(addrs(&[slice("IPv4", Some(("api", 1985)), vec![])]).is_empty());
-        let only_down = slice("IPv4", None, vec![ep("10.0.0.1", "o-0", Some(false), Some(false), None)]);
+        let only_down = slice(
+            "IPv4",
+            None,
+            vec![ep("10.0.0.1", "o-0", Some(false), Some(false), None)],
+        );
         assert!(addrs(&[only_down]).is_empty());
     }
 
@@ -226,7 +253,10 @@ mod tests {
             ],
         );
         // o-0 by its IPv4 address, o-1 (IPv6 only) bracketed.
-        assert_eq!(addrs(&[v6.clone(), v4.clone()]), ["10.0.0.1:1985", "[fd00::2]:1985"]);
+        assert_eq!(
+            addrs(&[v6.clone(), v4.clone()]),
+            ["10.0.0.1:1985", "[fd00::2]:1985"]
+        );
         assert_eq!(addrs(&[v4, v6]), ["10.0.0.1:1985", "[fd00::2]:1985"]);
     }
 
@@ -239,10 +269,18 @@ mod tests {
         );
         assert_eq!(addrs(&[s]), ["[fd00::a]:11985"]);
         // A slice without ports falls back to the spec's API port.
-        let s = slice("IPv4", None, vec![ep("10.1.1.1", "o-0", Some(true), None, None)]);
+        let s = slice(
+            "IPv4",
+            None,
+            vec![ep("10.1.1.1", "o-0", Some(true), None, None)],
+        );
         assert_eq!(addrs(&[s]), ["10.1.1.1:1985"]);
         // Garbage addresses are ignored.
-        let s = slice("FQDN", None, vec![ep("origin.example", "o-0", Some(true), None, None)]);
+        let s = slice(
+            "FQDN",
+            None,
+            vec![ep("origin.example", "o-0", Some(true), None, None)],
+        );
         assert!(addrs(&[s]).is_empty());
     }
 }

@@ -1,5 +1,8 @@
 //! The `OriginCluster` custom resource (`origincluster.dev/v1alpha1`), DESIGN §2.
 
+// kube's `printcolumn(...)` repeats `type_ = ...` per column, which this lint misreads.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::api::core::v1::{
     Affinity, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
@@ -39,8 +42,17 @@ const DURATION_PATTERN: &str = r"^([0-9]+(ns|us|ms|s|m|h))+$";
     ),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
-    printcolumn(name = "Coworkers", type_ = "integer", json_path = ".status.coworkers.revision", description = "revision of the coworker list"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Coworkers",
+        type_ = "integer",
+        json_path = ".status.coworkers.revision",
+        description = "revision of the coworker list"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.service) || !has(self.service.loadBalancerClass) || !has(self.service.type) || self.service.type == 'LoadBalancer'"
@@ -380,7 +392,10 @@ mod tests {
     fn committed_crd_is_current() {
         let generated = crd_yaml().expect("serialise CRD");
         if std::env::var_os("UPDATE_CRDS").is_some() {
-            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/originclusters.origincluster.dev.yaml");
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../crds/originclusters.origincluster.dev.yaml"
+            );
             std::fs::write(path, &generated).expect("write CRD");
             return;
         }
@@ -394,7 +409,10 @@ mod tests {
     #[test]
     fn crd_names_and_subresources() {
         let crd = OriginCluster::crd();
-        assert_eq!(crd.metadata.name.as_deref(), Some("originclusters.origincluster.dev"));
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some("originclusters.origincluster.dev")
+        );
         assert_eq!(crd.spec.group, GROUP);
         assert_eq!(crd.spec.scope, "Namespaced");
         assert_eq!(crd.spec.names.kind, "OriginCluster");
@@ -406,7 +424,10 @@ mod tests {
         let scale = sub.scale.as_ref().expect("scale");
         assert_eq!(scale.spec_replicas_path, ".spec.replicas");
         assert_eq!(scale.status_replicas_path, ".status.replicas");
-        assert_eq!(scale.label_selector_path.as_deref(), Some(".status.selector"));
+        assert_eq!(
+            scale.label_selector_path.as_deref(),
+            Some(".status.selector")
+        );
         let cols: Vec<_> = v
             .additional_printer_columns
             .iter()
@@ -415,26 +436,41 @@ mod tests {
             .collect();
         assert_eq!(cols, ["Replicas", "Ready", "Coworkers", "Age"]);
         let json = serde_json::to_string(&crd).expect("json");
-        assert!(!json.contains("uint"), "unsigned formats are not allowed in CRDs");
+        assert!(
+            !json.contains("uint"),
+            "unsigned formats are not allowed in CRDs"
+        );
         assert!(json.contains(r#""maximum":1000"#));
     }
 
     #[test]
     fn spec_defaults_from_minimal_json() {
-        let spec: OriginClusterSpec = serde_json::from_str(r#"{"image":"origin:1"}"#).expect("parse");
+        let spec: OriginClusterSpec =
+            serde_json::from_str(r#"{"image":"origin:1"}"#).expect("parse");
         assert_eq!(spec.replicas, 3);
         assert_eq!(spec.drain_seconds, 60);
-        assert_eq!(spec.ports, Ports { rtmp: 1935, api: 1985, http: 8080 });
+        assert_eq!(
+            spec.ports,
+            Ports {
+                rtmp: 1935,
+                api: 1985,
+                http: 8080
+            }
+        );
         assert_eq!(spec.advertise, AdvertiseMode::PodIP);
         assert_eq!(spec.origin.wait_for_publisher, "5s");
         assert_eq!(spec.origin.publish_conflict, PublishConflict::Reject);
-        assert_eq!(spec.service.unwrap_or_default().service_type(), ServiceType::LoadBalancer);
+        assert_eq!(
+            spec.service.unwrap_or_default().service_type(),
+            ServiceType::LoadBalancer
+        );
     }
 
     #[test]
     fn example_resource_parses() {
         let text = include_str!("../../crds/examples/minimal.yaml");
-        let oc: OriginCluster = serde_saphyr::from_str(text).expect("example parses as OriginCluster");
+        let oc: OriginCluster =
+            serde_saphyr::from_str(text).expect("example parses as OriginCluster");
         assert_eq!(oc.metadata.name.as_deref(), Some("live"));
         assert!(kube::core::cel::validate_cel(&oc).is_ok());
     }
@@ -465,12 +501,18 @@ mod tests {
 
     #[test]
     fn cel_service_rules() {
-        let bad = cluster(serde_json::json!({"service": {"type": "ClusterIP", "loadBalancerClass": "x"}}));
+        let bad = cluster(
+            serde_json::json!({"service": {"type": "ClusterIP", "loadBalancerClass": "x"}}),
+        );
         let err = kube::core::cel::validate_cel(&bad).expect_err("lb class on ClusterIP");
         assert!(format!("{err:?}").contains("loadBalancerClass"), "{err:?}");
-        let bad = cluster(serde_json::json!({"service": {"type": "ClusterIP", "externalTrafficPolicy": "Local"}}));
+        let bad = cluster(
+            serde_json::json!({"service": {"type": "ClusterIP", "externalTrafficPolicy": "Local"}}),
+        );
         assert!(kube::core::cel::validate_cel(&bad).is_err());
-        let ok = cluster(serde_json::json!({"service": {"type": "NodePort", "externalTrafficPolicy": "Local"}}));
+        let ok = cluster(
+            serde_json::json!({"service": {"type": "NodePort", "externalTrafficPolicy": "Local"}}),
+        );
         assert!(kube::core::cel::validate_cel(&ok).is_ok());
         let ok = cluster(serde_json::json!({"service": {"loadBalancerClass": "x"}}));
         assert!(kube::core::cel::validate_cel(&ok).is_ok());

@@ -71,7 +71,8 @@ mod tests {
     use hyper_util::rt::TokioExecutor;
 
     async fn get_status(addr: &str, path: &str) -> (u16, String) {
-        let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let client: Client<_, Empty<bytes::Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
         let uri: http::Uri = format!("http://{addr}{path}").parse().expect("uri");
         let resp = client.get(uri).await.expect("response");
         let status = resp.status().as_u16();
@@ -83,7 +84,9 @@ mod tests {
     async fn endpoints() {
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
         let app = router(metrics.clone(), health.clone());
         let task = tokio::spawn(async move {
@@ -96,7 +99,10 @@ mod tests {
         metrics.observe_reconcile(std::time::Duration::from_millis(1));
         let (code, body) = get_status(&addr, "/metrics").await;
         assert_eq!(code, 200);
-        assert!(body.contains("origin_operator_reconciles_total 1"), "{body}");
+        assert!(
+            body.contains("origin_operator_reconciles_total 1"),
+            "{body}"
+        );
         task.abort();
     }
 }

@@ -103,7 +103,10 @@ pub fn owner_ref(oc: &OriginCluster) -> Option<OwnerReference> {
 
 /// Name and namespace of a cluster.
 pub fn name_ns(oc: &OriginCluster) -> (String, String) {
-    (oc.name_any(), oc.namespace().unwrap_or_else(|| "default".into()))
+    (
+        oc.name_any(),
+        oc.namespace().unwrap_or_else(|| "default".into()),
+    )
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Api;
-use kube::api::{PostParams};
+use kube::api::PostParams;
 
 /// One candidate.
 pub struct LeaderElector {
@@ -19,7 +19,12 @@ pub struct LeaderElector {
 }
 
 impl LeaderElector {
-    pub fn new(api: Api<Lease>, name: impl Into<String>, identity: impl Into<String>, lease_duration: Duration) -> Self {
+    pub fn new(
+        api: Api<Lease>,
+        name: impl Into<String>,
+        identity: impl Into<String>,
+        lease_duration: Duration,
+    ) -> Self {
         Self {
             api,
             name: name.into(),
@@ -40,7 +45,11 @@ impl LeaderElector {
     fn spec(&self, now: Timestamp, transitions: i32, acquired: Option<MicroTime>) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(i32::try_from(self.lease_duration.as_secs()).unwrap_or(i32::MAX).max(1)),
+            lease_duration_seconds: Some(
+                i32::try_from(self.lease_duration.as_secs())
+                    .unwrap_or(i32::MAX)
+                    .max(1),
+            ),
             acquire_time: Some(acquired.unwrap_or(MicroTime(now))),
             renew_time: Some(MicroTime(now)),
             lease_transitions: Some(transitions),
@@ -71,7 +80,8 @@ impl LeaderElector {
         let new_spec = if holder == self.identity {
             self.spec(now, transitions, spec.acquire_time.clone())
         } else {
-            let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(15)));
+            let duration =
+                SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(15)));
             let expired = match &spec.renew_time {
                 Some(MicroTime(t)) => t.checked_add(duration).map_or(true, |end| end < now),
                 None => true,
@@ -83,7 +93,11 @@ impl LeaderElector {
         };
         lease.spec = Some(new_spec);
         // replace carries our resourceVersion: a concurrent writer makes this fail with 409.
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(e),
@@ -96,7 +110,9 @@ impl LeaderElector {
             match self.try_acquire_or_renew().await {
                 Ok(true) => return,
                 Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, lease = %self.name, "leader election request failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, lease = %self.name, "leader election request failed")
+                }
             }
             tokio::time::sleep(self.renew_interval()).await;
         }
@@ -135,14 +151,19 @@ mod tests {
         let a = LeaderElector::new(api.clone(), "origin-operator", "a", Duration::from_secs(15));
         let b = LeaderElector::new(api.clone(), "origin-operator", "b", Duration::from_secs(15));
         assert!(a.try_acquire_or_renew().await.expect("a"));
-        assert!(!b.try_acquire_or_renew().await.expect("b"), "a holds a fresh lease");
+        assert!(
+            !b.try_acquire_or_renew().await.expect("b"),
+            "a holds a fresh lease"
+        );
         assert!(a.try_acquire_or_renew().await.expect("a renews"));
         // a stops renewing: make its renewal old.
         let mut lease = api.get("origin-operator").await.expect("lease");
         if let Some(s) = lease.spec.as_mut() {
             s.renew_time = Some(MicroTime(Timestamp::now() - SignedDuration::from_secs(60)));
         }
-        api.replace("origin-operator", &PostParams::default(), &lease).await.expect("age it");
+        api.replace("origin-operator", &PostParams::default(), &lease)
+            .await
+            .expect("age it");
         assert!(b.try_acquire_or_renew().await.expect("b takes over"));
         let lease = api.get("origin-operator").await.expect("lease");
         let spec = lease.spec.expect("spec");
@@ -150,7 +171,8 @@ mod tests {
         assert_eq!(spec.lease_transitions, Some(1));
         assert!(!a.try_acquire_or_renew().await.expect("a"), "a lost it");
         for r in fake.requests() {
-            let (g, res, verb) = crate::rbac::request_attributes(&r.method, &r.path, &r.query).expect("attrs");
+            let (g, res, verb) =
+                crate::rbac::request_attributes(&r.method, &r.path, &r.query).expect("attrs");
             assert!(crate::rbac::allows(&g, &res, &verb), "{verb} {g}/{res}");
         }
     }

@@ -4,17 +4,17 @@
 //! Shape (after stackabletech/zookeeper-operator): `validate` → `build` (pure functions in
 //! [`build`]) → `apply` (server-side apply in [`controller`]) → `status` (pure in [`status`]).
 
-pub mod crd;
-pub mod rbac;
 pub mod build;
-pub mod labels;
-pub mod coworkers;
-pub mod push;
-pub mod testing;
-pub mod status;
-pub mod metrics;
 pub mod controller;
+pub mod coworkers;
+pub mod crd;
 pub mod error;
+pub mod labels;
+pub mod metrics;
+pub mod push;
+pub mod rbac;
+pub mod status;
+pub mod testing;
 
 pub use error::Error;
 pub mod http;

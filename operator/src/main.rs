@@ -21,7 +21,11 @@ use origin_operator::push::{PushConfig, Pusher};
 const CRD_NAME: &str = "originclusters.origincluster.dev";
 
 #[derive(Parser, Debug)]
-#[command(name = "origin-operator", version, about = "Kubernetes operator for OriginCluster (RTMP origin clusters)")]
+#[command(
+    name = "origin-operator",
+    version,
+    about = "Kubernetes operator for OriginCluster (RTMP origin clusters)"
+)]
 struct Args {
     /// Only one replica reconciles at a time, elected through a coordination.k8s.io Lease.
     #[arg(long)]
@@ -179,7 +183,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         timeout: Duration::from_millis(args.push_timeout_ms.max(10)),
         ..PushConfig::default()
     });
-    let ctx = Arc::new(Context::new(client.clone(), pusher, metrics.clone(), settings, Some(identity)));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        pusher,
+        metrics.clone(),
+        settings,
+        Some(identity),
+    ));
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
     if let Some(e) = elector {
         tokio::spawn(async move {

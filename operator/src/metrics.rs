@@ -49,27 +49,45 @@ impl Metrics {
         let mut registry = Registry::with_prefix("origin_operator");
         let reconciles = Counter::default();
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
-        let reconcile_duration = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
+        let reconcile_duration =
+            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
         let pushes = Family::<OutcomeLabels, Counter>::default();
-        let push_round_duration = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]);
+        let push_round_duration =
+            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]);
         let coworker_revision = Family::<ClusterLabels, Gauge>::default();
         let coworkers = Family::<ClusterLabels, Gauge>::default();
         let leader = Gauge::default();
         registry.register("reconciles", "Reconcile passes", reconciles.clone());
-        registry.register("reconcile_errors", "Failed reconcile passes by error", reconcile_errors.clone());
+        registry.register(
+            "reconcile_errors",
+            "Failed reconcile passes by error",
+            reconcile_errors.clone(),
+        );
         registry.register(
             "reconcile_duration_seconds",
             "Duration of reconcile passes",
             reconcile_duration.clone(),
         );
-        registry.register("coworker_pushes", "Coworker document pushes by outcome", pushes.clone());
+        registry.register(
+            "coworker_pushes",
+            "Coworker document pushes by outcome",
+            pushes.clone(),
+        );
         registry.register(
             "coworker_push_round_duration_seconds",
             "Duration of one concurrent push round",
             push_round_duration.clone(),
         );
-        registry.register("coworker_revision", "Current coworker revision", coworker_revision.clone());
-        registry.register("coworkers", "Origins in the coworker list", coworkers.clone());
+        registry.register(
+            "coworker_revision",
+            "Current coworker revision",
+            coworker_revision.clone(),
+        );
+        registry.register(
+            "coworkers",
+            "Origins in the coworker list",
+            coworkers.clone(),
+        );
         registry.register("leader", "1 while this replica leads", leader.clone());
         Self {
             reconciles,
@@ -91,13 +109,17 @@ impl Metrics {
 
     pub fn error(&self, label: &str) {
         self.reconcile_errors
-            .get_or_create(&ErrorLabels { error: label.into() })
+            .get_or_create(&ErrorLabels {
+                error: label.into(),
+            })
             .inc();
     }
 
     pub fn push(&self, outcome: &str) {
         self.pushes
-            .get_or_create(&OutcomeLabels { outcome: outcome.into() })
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
             .inc();
     }
 
@@ -123,9 +145,18 @@ mod tests {
         m.error("kube");
         m.push("applied");
         let text = m.encode();
-        assert!(text.contains("origin_operator_reconciles_total 1"), "{text}");
-        assert!(text.contains(r#"origin_operator_reconcile_errors_total{error="kube"} 1"#), "{text}");
-        assert!(text.contains(r#"origin_operator_coworker_pushes_total{outcome="applied"} 1"#), "{text}");
+        assert!(
+            text.contains("origin_operator_reconciles_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"origin_operator_reconcile_errors_total{error="kube"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"origin_operator_coworker_pushes_total{outcome="applied"} 1"#),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -68,7 +68,10 @@ pub enum PushOutcome {
 impl PushOutcome {
     /// The pod has our revision (or a newer one).
     pub fn acknowledged(&self) -> bool {
-        matches!(self, PushOutcome::Applied | PushOutcome::AlreadyCurrent { .. })
+        matches!(
+            self,
+            PushOutcome::Applied | PushOutcome::AlreadyCurrent { .. }
+        )
     }
 
     /// Short label for metrics and events.
@@ -112,15 +115,20 @@ impl Pusher {
     }
 
     /// Pushes to every target concurrently; results in the order of `targets`.
-    pub async fn push_all(&self, targets: Vec<PushTarget>, token: &Token) -> Vec<(PushTarget, PushOutcome)> {
-        let mut results: Vec<(usize, PushTarget, PushOutcome)> = futures::stream::iter(targets.into_iter().enumerate())
-            .map(|(i, t)| async move {
-                let outcome = self.push_one(&t, token).await;
-                (i, t, outcome)
-            })
-            .buffer_unordered(self.cfg.concurrency.max(1))
-            .collect()
-            .await;
+    pub async fn push_all(
+        &self,
+        targets: Vec<PushTarget>,
+        token: &Token,
+    ) -> Vec<(PushTarget, PushOutcome)> {
+        let mut results: Vec<(usize, PushTarget, PushOutcome)> =
+            futures::stream::iter(targets.into_iter().enumerate())
+                .map(|(i, t)| async move {
+                    let outcome = self.push_one(&t, token).await;
+                    (i, t, outcome)
+                })
+                .buffer_unordered(self.cfg.concurrency.max(1))
+                .collect()
+                .await;
         results.sort_by_key(|(i, _, _)| *i);
         results.into_iter().map(|(_, t, o)| (t, o)).collect()
     }
@@ -180,7 +188,9 @@ impl Pusher {
                 };
                 match current {
                     // The origin refuses only revisions that are not newer than its own.
-                    Some(c) if c >= ours => Attempt::Done(PushOutcome::AlreadyCurrent { current: c }),
+                    Some(c) if c >= ours => {
+                        Attempt::Done(PushOutcome::AlreadyCurrent { current: c })
+                    }
                     None => Attempt::Done(PushOutcome::AlreadyCurrent { current: ours }),
                     Some(c) => Attempt::Done(PushOutcome::Rejected {
                         status: 409,
@@ -188,8 +198,13 @@ impl Pusher {
                     }),
                 }
             }
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Attempt::Done(PushOutcome::Unauthorized),
-            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::NOT_FOUND => {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Attempt::Done(PushOutcome::Unauthorized)
+            }
+            s if s.is_server_error()
+                || s == StatusCode::TOO_MANY_REQUESTS
+                || s == StatusCode::NOT_FOUND =>
+            {
                 // 404: an origin that is starting may not have its API routes yet.
                 Attempt::Retry(format!("HTTP {}", s.as_u16()))
             }
@@ -278,7 +293,10 @@ mod tests {
         let started = std::time::Instant::now();
         let res = pusher.push_all(targets, &token).await;
         assert!(started.elapsed() < Duration::from_secs(1));
-        assert!(res.iter().all(|(_, o)| *o == PushOutcome::Applied), "{res:?}");
+        assert!(
+            res.iter().all(|(_, o)| *o == PushOutcome::Applied),
+            "{res:?}"
+        );
         for o in &origins {
             assert_eq!(o.revision(), 3);
             assert_eq!(o.last_authorization().as_deref(), Some("Bearer tok"));
@@ -290,7 +308,10 @@ mod tests {
         let token = Token::new("tok");
         let o = FakeOrigin::start("tok").await.expect("origin");
         let pusher = Pusher::new(fast());
-        assert_eq!(pusher.push_one(&target(&o, 5), &token).await, PushOutcome::Applied);
+        assert_eq!(
+            pusher.push_one(&target(&o, 5), &token).await,
+            PushOutcome::Applied
+        );
         // The same revision again and an older one: 409, the pod keeps 5.
         assert_eq!(
             pusher.push_one(&target(&o, 5), &token).await,
@@ -309,7 +330,10 @@ mod tests {
         let o = FakeOrigin::start("tok").await.expect("origin");
         o.fail_next(2); // two 503s, then success
         let pusher = Pusher::new(fast());
-        assert_eq!(pusher.push_one(&target(&o, 1), &token).await, PushOutcome::Applied);
+        assert_eq!(
+            pusher.push_one(&target(&o, 1), &token).await,
+            PushOutcome::Applied
+        );
         assert_eq!(o.puts(), 3);
         o.fail_next(10);
         let out = pusher.push_one(&target(&o, 2), &token).await;

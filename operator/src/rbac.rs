@@ -94,14 +94,18 @@ pub fn rules_json() -> String {
 
 /// Whether `verb` on `group`/`resource` (`resource/subresource` for subresources) is allowed.
 pub fn allows(group: &str, resource: &str, verb: &str) -> bool {
-    RULES
-        .iter()
-        .any(|r| r.api_groups.contains(&group) && r.resources.contains(&resource) && r.verbs.contains(&verb))
+    RULES.iter().any(|r| {
+        r.api_groups.contains(&group) && r.resources.contains(&resource) && r.verbs.contains(&verb)
+    })
 }
 
 /// Maps an HTTP request the kube client sends to (group, resource, verb) for [`allows`].
 /// Returns `None` for paths that are not resource paths (e.g. `/version`).
-pub fn request_attributes(method: &str, path: &str, query: &str) -> Option<(String, String, String)> {
+pub fn request_attributes(
+    method: &str,
+    path: &str,
+    query: &str,
+) -> Option<(String, String, String)> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, rest) = match segs.as_slice() {
         ["api", "v1", rest @ ..] => ("", rest),
@@ -118,7 +122,9 @@ pub fn request_attributes(method: &str, path: &str, query: &str) -> Option<(Stri
         [res, _name, sub] => (format!("{res}/{sub}"), true),
         _ => return None,
     };
-    let watch = query.split('&').any(|kv| kv == "watch=true" || kv == "watch=1");
+    let watch = query
+        .split('&')
+        .any(|kv| kv == "watch=true" || kv == "watch=1");
     let verb = match (method, named) {
         ("GET", _) if watch => "watch",
         ("GET", true) => "get",
@@ -149,7 +155,11 @@ mod tests {
     #[test]
     fn request_mapping() {
         assert_eq!(
-            request_attributes("PATCH", "/apis/apps/v1/namespaces/ns/statefulsets/x", "fieldManager=a"),
+            request_attributes(
+                "PATCH",
+                "/apis/apps/v1/namespaces/ns/statefulsets/x",
+                "fieldManager=a"
+            ),
             Some(("apps".into(), "statefulsets".into(), "patch".into()))
         );
         assert_eq!(
@@ -157,8 +167,16 @@ mod tests {
             Some(("".into(), "services".into(), "watch".into()))
         );
         assert_eq!(
-            request_attributes("PATCH", "/apis/origincluster.dev/v1alpha1/namespaces/n/originclusters/c/status", ""),
-            Some(("origincluster.dev".into(), "originclusters/status".into(), "patch".into()))
+            request_attributes(
+                "PATCH",
+                "/apis/origincluster.dev/v1alpha1/namespaces/n/originclusters/c/status",
+                ""
+            ),
+            Some((
+                "origincluster.dev".into(),
+                "originclusters/status".into(),
+                "patch".into()
+            ))
         );
         assert!(allows("discovery.k8s.io", "endpointslices", "watch"));
         assert!(!allows("", "pods", "list"), "the operator never needs pods");

@@ -61,7 +61,11 @@ pub fn set_condition(
 }
 
 /// The status after a pass, given the previous one.
-pub fn compute(old: Option<&OriginClusterStatus>, obs: &Observed, now: &Time) -> OriginClusterStatus {
+pub fn compute(
+    old: Option<&OriginClusterStatus>,
+    obs: &Observed,
+    now: &Time,
+) -> OriginClusterStatus {
     let old = old.cloned().unwrap_or_default();
     let mut conds = old.conditions.clone();
     let g = obs.generation;
@@ -72,7 +76,10 @@ pub fn compute(old: Option<&OriginClusterStatus>, obs: &Observed, now: &Time) ->
     let ready = sts_status
         .as_ref()
         .map_or(old.ready_replicas, |s| s.ready_replicas.unwrap_or(0));
-    let updated = sts_status.as_ref().and_then(|s| s.updated_replicas).unwrap_or(0);
+    let updated = sts_status
+        .as_ref()
+        .and_then(|s| s.updated_replicas)
+        .unwrap_or(0);
     let observed_sts_gen = sts_status.as_ref().and_then(|s| s.observed_generation);
     let revisions_differ = sts_status
         .as_ref()
@@ -93,7 +100,11 @@ pub fn compute(old: Option<&OriginClusterStatus>, obs: &Observed, now: &Time) ->
         &mut conds,
         READY,
         all_ready,
-        if all_ready { "AllReplicasReady" } else { "ReplicasNotReady" },
+        if all_ready {
+            "AllReplicasReady"
+        } else {
+            "ReplicasNotReady"
+        },
         format!("{ready}/{} origins ready", obs.desired),
         g,
         now,
@@ -102,23 +113,51 @@ pub fn compute(old: Option<&OriginClusterStatus>, obs: &Observed, now: &Time) ->
     let (progressing, reason, message) = if obs.statefulset.is_none() {
         (true, "Creating", "creating the StatefulSet".to_string())
     } else if observed_sts_gen.is_some() && sts_gen.is_some() && observed_sts_gen < sts_gen {
-        (true, "Updating", "the StatefulSet controller has not seen the new spec yet".to_string())
+        (
+            true,
+            "Updating",
+            "the StatefulSet controller has not seen the new spec yet".to_string(),
+        )
     } else if replicas != obs.desired {
-        (true, "Scaling", format!("scaling from {replicas} to {} origins", obs.desired))
+        (
+            true,
+            "Scaling",
+            format!("scaling from {replicas} to {} origins", obs.desired),
+        )
     } else if revisions_differ || updated < obs.desired {
-        (true, "RollingOut", format!("{updated}/{} origins updated", obs.desired))
+        (
+            true,
+            "RollingOut",
+            format!("{updated}/{} origins updated", obs.desired),
+        )
     } else if ready < obs.desired {
-        (true, "WaitingForReady", format!("{ready}/{} origins ready", obs.desired))
+        (
+            true,
+            "WaitingForReady",
+            format!("{ready}/{} origins ready", obs.desired),
+        )
     } else {
         (false, "Stable", "all origins are up to date".to_string())
     };
-    set_condition(&mut conds, PROGRESSING, progressing, reason, message, g, now);
+    set_condition(
+        &mut conds,
+        PROGRESSING,
+        progressing,
+        reason,
+        message,
+        g,
+        now,
+    );
 
     let cw = obs.coworkers.clone().or(old.coworkers.clone());
     if let Some(cw) = &cw {
         let synced = cw.pending.is_empty();
         let message = if synced {
-            format!("{} origins on coworker revision {}", cw.acknowledged.len(), cw.revision)
+            format!(
+                "{} origins on coworker revision {}",
+                cw.acknowledged.len(),
+                cw.revision
+            )
         } else {
             format!(
                 "{}/{} origins on coworker revision {}; pending: {}",
@@ -128,11 +167,31 @@ pub fn compute(old: Option<&OriginClusterStatus>, obs: &Observed, now: &Time) ->
                 cw.pending.join(", ")
             )
         };
-        let reason = if synced { "AllOriginsCurrent" } else { "PushPending" };
-        set_condition(&mut conds, COWORKERS_SYNCED, synced, reason, message, g, now);
+        let reason = if synced {
+            "AllOriginsCurrent"
+        } else {
+            "PushPending"
+        };
+        set_condition(
+            &mut conds,
+            COWORKERS_SYNCED,
+            synced,
+            reason,
+            message,
+            g,
+            now,
+        );
     }
 
-    set_condition(&mut conds, DEGRADED, false, "AsExpected", "last reconcile succeeded".into(), g, now);
+    set_condition(
+        &mut conds,
+        DEGRADED,
+        false,
+        "AsExpected",
+        "last reconcile succeeded".into(),
+        g,
+        now,
+    );
 
     OriginClusterStatus {
         replicas,
@@ -213,9 +272,16 @@ mod tests {
         assert_eq!(st.selector.as_deref(), Some("a=b"));
         assert_eq!(is(&st, READY), ("True".into(), "AllReplicasReady".into()));
         assert_eq!(is(&st, PROGRESSING), ("False".into(), "Stable".into()));
-        assert_eq!(is(&st, COWORKERS_SYNCED), ("True".into(), "AllOriginsCurrent".into()));
+        assert_eq!(
+            is(&st, COWORKERS_SYNCED),
+            ("True".into(), "AllOriginsCurrent".into())
+        );
         assert_eq!(is(&st, DEGRADED), ("False".into(), "AsExpected".into()));
-        assert!(st.conditions.iter().all(|c| c.observed_generation == Some(2)));
+        assert!(
+            st.conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(2))
+        );
     }
 
     #[test]
@@ -259,8 +325,15 @@ mod tests {
         };
         let st = compute(None, &obs, &t(0));
         let c = condition(&st, COWORKERS_SYNCED).expect("synced");
-        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "PushPending"));
-        assert!(c.message.contains("o-2") && c.message.contains("2/3"), "{}", c.message);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "PushPending")
+        );
+        assert!(
+            c.message.contains("o-2") && c.message.contains("2/3"),
+            "{}",
+            c.message
+        );
     }
 
     #[test]
@@ -283,14 +356,26 @@ mod tests {
         obs.error = Some(("ApplyFailed".into(), "boom".into()));
         let s3 = compute(Some(&s2), &obs, &t(200));
         let d = condition(&s3, DEGRADED).expect("degraded");
-        assert_eq!((d.status.as_str(), d.reason.as_str(), d.message.as_str()), ("True", "ApplyFailed", "boom"));
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str(), d.message.as_str()),
+            ("True", "ApplyFailed", "boom")
+        );
         assert_eq!(d.last_transition_time, t(200));
-        assert_eq!(condition(&s3, READY).map(|c| c.last_transition_time.clone()), Some(t(0)));
-        assert_eq!(s3.coworkers, s2.coworkers, "failed pass keeps the last known list");
+        assert_eq!(
+            condition(&s3, READY).map(|c| c.last_transition_time.clone()),
+            Some(t(0))
+        );
+        assert_eq!(
+            s3.coworkers, s2.coworkers,
+            "failed pass keeps the last known list"
+        );
         // Recovery flips it back.
         obs.error = None;
         let s4 = compute(Some(&s3), &obs, &t(300));
         let d = condition(&s4, DEGRADED).expect("degraded");
-        assert_eq!((d.status.as_str(), d.last_transition_time.clone()), ("False", t(300)));
+        assert_eq!(
+            (d.status.as_str(), d.last_transition_time.clone()),
+            ("False", t(300))
+        );
     }
 }

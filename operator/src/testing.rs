@@ -52,7 +52,11 @@ impl Drop for FakeOrigin {
     }
 }
 
-async fn put_coworkers(State(st): State<Arc<Mutex<OriginState>>>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+async fn put_coworkers(
+    State(st): State<Arc<Mutex<OriginState>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
     let mut s = lock(&st);
     s.puts += 1;
     let auth = headers
@@ -65,11 +69,19 @@ async fn put_coworkers(State(st): State<Arc<Mutex<OriginState>>>, headers: Heade
         return (StatusCode::SERVICE_UNAVAILABLE, "try again".into());
     }
     if auth.as_deref() != Some(&format!("Bearer {}", s.token)) {
-        return (StatusCode::UNAUTHORIZED, r#"{"error":"unauthorized"}"#.into());
+        return (
+            StatusCode::UNAUTHORIZED,
+            r#"{"error":"unauthorized"}"#.into(),
+        );
     }
     let doc = match CoworkerDocument::from_slice(&body) {
         Ok(d) => d,
-        Err(e) => return (StatusCode::BAD_REQUEST, json!({"error": e.to_string()}).to_string()),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                json!({"error": e.to_string()}).to_string(),
+            );
+        }
     };
     if doc.revision <= s.doc.revision {
         return (
@@ -78,7 +90,10 @@ async fn put_coworkers(State(st): State<Arc<Mutex<OriginState>>>, headers: Heade
         );
     }
     s.doc = doc;
-    (StatusCode::OK, json!({"revision": s.doc.revision}).to_string())
+    (
+        StatusCode::OK,
+        json!({"revision": s.doc.revision}).to_string(),
+    )
 }
 
 async fn get_coworkers(State(st): State<Arc<Mutex<OriginState>>>) -> String {
@@ -103,7 +118,10 @@ impl FakeOrigin {
             ..OriginState::default()
         }));
         let app = Router::new()
-            .route(origin_wire::paths::COWORKERS, get(get_coworkers).put(put_coworkers))
+            .route(
+                origin_wire::paths::COWORKERS,
+                get(get_coworkers).put(put_coworkers),
+            )
             .with_state(state.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -233,12 +251,17 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        let hex = if b[i] == b'%' && i + 2 < b.len() {
+            std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        } else {
+            None
+        };
+        if let Some(v) = hex {
+            out.push(v);
+            i += 3;
+            continue;
         }
         out.push(if b[i] == b'+' { b' ' } else { b[i] });
         i += 1;
@@ -253,7 +276,10 @@ fn selector_of(query: &str) -> Vec<(String, String)> {
         .flat_map(|s| {
             percent_decode(s)
                 .split(',')
-                .filter_map(|t| t.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .filter_map(|t| {
+                    t.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                })
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -289,11 +315,16 @@ fn merge(dst: &mut Value, src: &Value) {
 
 fn full(status: u16, body: Value) -> Response<ApiBody> {
     let bytes = Bytes::from(body.to_string());
-    let body = http_body_util::Full::new(bytes).map_err(|e| match e {}).boxed_unsync();
+    let body = http_body_util::Full::new(bytes)
+        .map_err(|e| match e {})
+        .boxed_unsync();
     let mut resp = Response::new(body);
-    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    *resp.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -308,7 +339,8 @@ impl FakeApiServer {
 
     /// A `kube::Client` served by this fake, and the task answering it.
     pub fn client(&self) -> (kube::Client, tokio::task::JoinHandle<()>) {
-        let (svc, mut handle) = tower_test::mock::pair::<Request<kube::client::Body>, Response<ApiBody>>();
+        let (svc, mut handle) =
+            tower_test::mock::pair::<Request<kube::client::Body>, Response<ApiBody>>();
         let this = self.clone();
         let task = tokio::spawn(async move {
             while let Some((req, send)) = handle.next_request().await {
@@ -352,7 +384,9 @@ impl FakeApiServer {
 
     /// Stored objects of a collection path (e.g. `/api/v1/services`), any namespace.
     pub fn list(&self, path: &str) -> Vec<Value> {
-        let Some(p) = parse_path(path) else { return vec![] };
+        let Some(p) = parse_path(path) else {
+            return vec![];
+        };
         self.st()
             .objects
             .iter()
@@ -364,13 +398,18 @@ impl FakeApiServer {
     /// Creates or replaces an object (as another actor would) and notifies watchers.
     /// `path` is the collection path including the namespace.
     pub fn put(&self, collection_path: &str, mut obj: Value) {
-        let Some(p) = parse_path(collection_path) else { return };
+        let Some(p) = parse_path(collection_path) else {
+            return;
+        };
         let ns = p
             .namespace
             .clone()
             .or_else(|| obj["metadata"]["namespace"].as_str().map(str::to_string))
             .unwrap_or_default();
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let mut st = self.st();
         st.rv += 1;
         let rv = st.rv;
@@ -381,15 +420,25 @@ impl FakeApiServer {
         if !ns.is_empty() {
             obj["metadata"]["namespace"] = json!(ns);
         }
-        let existed = st.objects.insert((p.coll.clone(), ns, name), obj.clone()).is_some();
-        Self::notify(&mut st, &p.coll, if existed { "MODIFIED" } else { "ADDED" }, &obj);
+        let existed = st
+            .objects
+            .insert((p.coll.clone(), ns, name), obj.clone())
+            .is_some();
+        Self::notify(
+            &mut st,
+            &p.coll,
+            if existed { "MODIFIED" } else { "ADDED" },
+            &obj,
+        );
     }
 
     /// Deletes an object and notifies watchers.
     pub fn delete(&self, path: &str) -> Option<Value> {
         let p = parse_path(path)?;
         let mut st = self.st();
-        let obj = st.objects.remove(&(p.coll.clone(), p.namespace.unwrap_or_default(), p.name?))?;
+        let obj = st
+            .objects
+            .remove(&(p.coll.clone(), p.namespace.unwrap_or_default(), p.name?))?;
         Self::notify(&mut st, &p.coll, "DELETED", &obj);
         Some(obj)
     }
@@ -433,7 +482,9 @@ impl FakeApiServer {
         let Some(p) = parse_path(&path) else {
             return full(404, status_body(404, "NotFound", "unknown path"));
         };
-        let watch = query.split('&').any(|kv| kv == "watch=true" || kv == "watch=1");
+        let watch = query
+            .split('&')
+            .any(|kv| kv == "watch=true" || kv == "watch=1");
         let ns = p.namespace.clone().unwrap_or_default();
         match (method.as_str(), &p.name) {
             ("GET", None) if watch => {
@@ -455,7 +506,10 @@ impl FakeApiServer {
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0);
                     if *c == p.coll && rv > since && matches(obj, &p.namespace, &selector) {
-                        let _ = tx.send(Bytes::from(format!("{}\n", json!({"type": "MODIFIED", "object": obj}))));
+                        let _ = tx.send(Bytes::from(format!(
+                            "{}\n",
+                            json!({"type": "MODIFIED", "object": obj})
+                        )));
                     }
                 }
                 st.watchers.push(Watcher {
@@ -470,8 +524,10 @@ impl FakeApiServer {
                 });
                 let body = http_body_util::StreamBody::new(stream).boxed_unsync();
                 let mut resp = Response::new(body);
-                resp.headers_mut()
-                    .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
                 resp
             }
             ("GET", None) => {
@@ -489,18 +545,28 @@ impl FakeApiServer {
             }
             ("GET", Some(name)) => match st.objects.get(&(p.coll.clone(), ns, name.clone())) {
                 Some(v) => full(200, v.clone()),
-                None => full(404, status_body(404, "NotFound", &format!("{name} not found"))),
+                None => full(
+                    404,
+                    status_body(404, "NotFound", &format!("{name} not found")),
+                ),
             },
             ("PATCH", Some(name)) | ("PUT", Some(name)) => {
                 let key = (p.coll.clone(), ns.clone(), name.clone());
                 let Some(patch) = body else {
                     return full(400, status_body(400, "BadRequest", "no body"));
                 };
-                let mut obj = st.objects.get(&key).cloned().unwrap_or_else(|| json!({"metadata": {}}));
+                let mut obj = st
+                    .objects
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_else(|| json!({"metadata": {}}));
                 let existed = st.objects.contains_key(&key);
                 if p.sub.as_deref() == Some("status") {
                     if !existed {
-                        return full(404, status_body(404, "NotFound", &format!("{name} not found")));
+                        return full(
+                            404,
+                            status_body(404, "NotFound", &format!("{name} not found")),
+                        );
                     }
                     if let Some(s) = patch.get("status") {
                         obj["status"] = s.clone();
@@ -524,7 +590,12 @@ impl FakeApiServer {
                     obj["metadata"]["uid"] = json!(format!("uid-{name}-{rv}"));
                 }
                 st.objects.insert(key, obj.clone());
-                Self::notify(&mut st, &p.coll, if existed { "MODIFIED" } else { "ADDED" }, &obj);
+                Self::notify(
+                    &mut st,
+                    &p.coll,
+                    if existed { "MODIFIED" } else { "ADDED" },
+                    &obj,
+                );
                 full(if existed { 200 } else { 201 }, obj)
             }
             ("POST", None) => {
@@ -534,11 +605,18 @@ impl FakeApiServer {
                 let name = obj["metadata"]["name"]
                     .as_str()
                     .map(str::to_string)
-                    .or_else(|| obj["metadata"]["generateName"].as_str().map(|g| format!("{g}{}", st.rv + 1)))
+                    .or_else(|| {
+                        obj["metadata"]["generateName"]
+                            .as_str()
+                            .map(|g| format!("{g}{}", st.rv + 1))
+                    })
                     .unwrap_or_default();
                 let key = (p.coll.clone(), ns.clone(), name.clone());
                 if st.objects.contains_key(&key) {
-                    return full(409, status_body(409, "AlreadyExists", &format!("{name} already exists")));
+                    return full(
+                        409,
+                        status_body(409, "AlreadyExists", &format!("{name} already exists")),
+                    );
                 }
                 st.rv += 1;
                 obj["metadata"]["name"] = json!(name);
@@ -547,13 +625,18 @@ impl FakeApiServer {
                 Self::notify(&mut st, &p.coll, "ADDED", &obj);
                 full(201, obj)
             }
-            ("DELETE", Some(name)) => match st.objects.remove(&(p.coll.clone(), ns, name.clone())) {
-                Some(obj) => {
-                    Self::notify(&mut st, &p.coll, "DELETED", &obj);
-                    full(200, obj)
+            ("DELETE", Some(name)) => {
+                match st.objects.remove(&(p.coll.clone(), ns, name.clone())) {
+                    Some(obj) => {
+                        Self::notify(&mut st, &p.coll, "DELETED", &obj);
+                        full(200, obj)
+                    }
+                    None => full(
+                        404,
+                        status_body(404, "NotFound", &format!("{name} not found")),
+                    ),
                 }
-                None => full(404, status_body(404, "NotFound", &format!("{name} not found"))),
-            },
+            }
             _ => full(405, status_body(405, "MethodNotAllowed", "unsupported")),
         }
     }
@@ -561,9 +644,18 @@ impl FakeApiServer {
 
 /// An EndpointSlice of cluster `cluster`'s peer Service with one port (`api`) and
 /// endpoints `(pod, ip, ready)`.
-pub fn endpoint_slice(cluster: &str, namespace: &str, name: &str, port: u16, endpoints: &[(&str, &str, bool)]) -> Value {
+pub fn endpoint_slice(
+    cluster: &str,
+    namespace: &str,
+    name: &str,
+    port: u16,
+    endpoints: &[(&str, &str, bool)],
+) -> Value {
     let mut labels = crate::labels::service_labels(cluster, crate::labels::ROLE_PEERS);
-    labels.insert(crate::labels::SERVICE_NAME.into(), crate::labels::peers_service(cluster));
+    labels.insert(
+        crate::labels::SERVICE_NAME.into(),
+        crate::labels::peers_service(cluster),
+    );
     let endpoints: Vec<Value> = endpoints
         .iter()
         .map(|(pod, ip, ready)| {
@@ -587,7 +679,15 @@ pub fn endpoint_slice(cluster: &str, namespace: &str, name: &str, port: u16, end
 /// Helper: a map from key to value for quick lookups in tests.
 pub fn by_name(objs: &[Value]) -> HashMap<String, Value> {
     objs.iter()
-        .map(|o| (o["metadata"]["name"].as_str().unwrap_or_default().to_string(), o.clone()))
+        .map(|o| {
+            (
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                o.clone(),
+            )
+        })
         .collect()
 }
 
@@ -653,10 +753,15 @@ impl OriginProcess {
             if let Some(c) = self.child.as_mut()
                 && let Ok(Some(status)) = c.try_wait()
             {
-                return Err(std::io::Error::other(format!("origin exited at start: {status}")));
+                return Err(std::io::Error::other(format!(
+                    "origin exited at start: {status}"
+                )));
             }
             if std::time::Instant::now() > deadline {
-                return Err(std::io::Error::other(format!("origin API {} did not come up", self.api)));
+                return Err(std::io::Error::other(format!(
+                    "origin API {} did not come up",
+                    self.api
+                )));
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
@@ -672,18 +777,26 @@ impl OriginProcess {
 
 /// A TCP port that was free on 127.0.0.1 a moment ago.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// `GET /api/v1/coworkers` of an origin (real or fake): the JSON document.
 pub async fn fetch_coworkers(addr: &str) -> Option<Value> {
     let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let uri: http::Uri = format!("http://{addr}{}", origin_wire::paths::COWORKERS).parse().ok()?;
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let uri: http::Uri = format!("http://{addr}{}", origin_wire::paths::COWORKERS)
+        .parse()
+        .ok()?;
     let fut = async {
         let resp = client.get(uri).await.ok()?;
         let body = resp.into_body().collect().await.ok()?.to_bytes();
         serde_json::from_slice(&body).ok()
     };
-    tokio::time::timeout(std::time::Duration::from_secs(1), fut).await.ok().flatten()
+    tokio::time::timeout(std::time::Duration::from_secs(1), fut)
+        .await
+        .ok()
+        .flatten()
 }

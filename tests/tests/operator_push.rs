@@ -14,7 +14,9 @@ use origin_operator::controller::{self, Context, Settings};
 use origin_operator::crd::{OriginCluster, OriginClusterSpec, Ports};
 use origin_operator::metrics::Metrics;
 use origin_operator::push::{PushConfig, PushOutcome, PushTarget, Pusher};
-use origin_operator::testing::{FakeApiServer, OriginProcess, endpoint_slice, fetch_coworkers, free_port};
+use origin_operator::testing::{
+    FakeApiServer, OriginProcess, endpoint_slice, fetch_coworkers, free_port,
+};
 use origin_wire::coworkers::CoworkerDocument;
 
 const NS: &str = "media";
@@ -43,7 +45,8 @@ impl Drop for TempDir {
 impl Harness {
     async fn start(n: usize, subnet: u8) -> Harness {
         let bin = origin_cluster_tests::bin_path("origin");
-        let dir = std::env::temp_dir().join(format!("operator-push-{}-{subnet}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("operator-push-{}-{subnet}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let (api_port, rtmp_port, flv_port) = (
             free_port().expect("port"),
@@ -83,7 +86,9 @@ impl Harness {
         let token_file = dir.join("token");
         std::fs::write(&token_file, token.expose()).expect("token file");
 
-        let ips: Vec<String> = (0..n).map(|i| format!("127.0.{subnet}.{}", i + 1)).collect();
+        let ips: Vec<String> = (0..n)
+            .map(|i| format!("127.0.{subnet}.{}", i + 1))
+            .collect();
         let mut origins = Vec::new();
         for ip in &ips {
             origins.push(
@@ -114,7 +119,13 @@ impl Harness {
             backoff: Duration::from_millis(30),
             concurrency: 64,
         });
-        let ctx = Arc::new(Context::new(client, pusher, Arc::new(Metrics::new()), settings, None));
+        let ctx = Arc::new(Context::new(
+            client,
+            pusher,
+            Arc::new(Metrics::new()),
+            settings,
+            None,
+        ));
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let runner = tokio::spawn(controller::run(ctx.clone(), async move {
             let _ = stop_rx.await;
@@ -141,8 +152,10 @@ impl Harness {
             .zip(ready)
             .map(|((p, ip), r)| (p.as_str(), ip.as_str(), *r))
             .collect();
-        self.fake
-            .put(SLICES, endpoint_slice(NAME, NS, "live-peers-x1", self.api_port, &eps));
+        self.fake.put(
+            SLICES,
+            endpoint_slice(NAME, NS, "live-peers-x1", self.api_port, &eps),
+        );
     }
 
     fn addr(&self, i: usize) -> String {
@@ -165,7 +178,10 @@ impl Harness {
             {
                 return v;
             }
-            assert!(t0.elapsed() < limit, "origin {i} did not reach revision {rev} within {limit:?}");
+            assert!(
+                t0.elapsed() < limit,
+                "origin {i} did not reach revision {rev} within {limit:?}"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -177,7 +193,10 @@ impl Harness {
             if r >= at_least {
                 return r;
             }
-            assert!(t0.elapsed() < Duration::from_secs(5), "operator never reached revision {at_least}");
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "operator never reached revision {at_least}"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -221,14 +240,22 @@ async fn slice_change_reaches_every_origin() {
         assert!(!list.contains(&h.addr(3)));
     }
     let took = t0.elapsed();
-    assert!(took < Duration::from_secs(1), "slice change took {took:?} to reach every origin");
+    assert!(
+        took < Duration::from_secs(1),
+        "slice change took {took:?} to reach every origin"
+    );
     // The ConfigMap holds the same document.
     let cm = h
         .fake
         .get("/api/v1/namespaces/media/configmaps/live-coworkers")
         .expect("configmap");
-    let doc = CoworkerDocument::from_slice(cm["data"]["coworkers.json"].as_str().unwrap_or("").as_bytes())
-        .expect("document");
+    let doc = CoworkerDocument::from_slice(
+        cm["data"]["coworkers.json"]
+            .as_str()
+            .unwrap_or("")
+            .as_bytes(),
+    )
+    .expect("document");
     assert_eq!(doc.revision, rev2);
     h.shutdown().await;
 }
@@ -258,8 +285,15 @@ async fn origin_that_was_down_gets_the_change_when_back() {
     // Eventually the status says every serving pod has the newest revision.
     let t0 = Instant::now();
     let mut oc = oc;
-    while oc["status"]["coworkers"]["pending"].as_array().is_some_and(|p| !p.is_empty()) {
-        assert!(t0.elapsed() < Duration::from_secs(5), "status still pending: {}", oc["status"]);
+    while oc["status"]["coworkers"]["pending"]
+        .as_array()
+        .is_some_and(|p| !p.is_empty())
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "status still pending: {}",
+            oc["status"]
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
         oc = h
             .fake

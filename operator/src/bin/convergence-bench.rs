@@ -18,7 +18,9 @@ use origin_operator::controller::{self, Context, Settings};
 use origin_operator::crd::{OriginCluster, OriginClusterSpec, Ports};
 use origin_operator::metrics::Metrics;
 use origin_operator::push::{PushConfig, Pusher};
-use origin_operator::testing::{FakeApiServer, FakeOrigin, OriginProcess, endpoint_slice, free_port};
+use origin_operator::testing::{
+    FakeApiServer, FakeOrigin, OriginProcess, endpoint_slice, free_port,
+};
 
 const NS: &str = "bench";
 const NAME: &str = "bench";
@@ -108,7 +110,12 @@ async fn wait_all(addrs: &[String], rev: u64, limit: Duration) -> Result<Duratio
     Ok(t0.elapsed())
 }
 
-async fn run_size(n: usize, rounds: usize, bin: Option<&PathBuf>, dir: &std::path::Path) -> Result<Vec<Duration>, String> {
+async fn run_size(
+    n: usize,
+    rounds: usize,
+    bin: Option<&PathBuf>,
+    dir: &std::path::Path,
+) -> Result<Vec<Duration>, String> {
     let fake = FakeApiServer::new();
     let (client, _task) = fake.client();
     let api_port = free_port().map_err(|e| e.to_string())?;
@@ -208,7 +215,11 @@ async fn run_size(n: usize, rounds: usize, bin: Option<&PathBuf>, dir: &std::pat
     fake.put(slices, slice(true));
     let mut rev = 0;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while rev == 0 || wait_all(&addrs, rev, Duration::from_millis(10)).await.is_err() {
+    while rev == 0
+        || wait_all(&addrs, rev, Duration::from_millis(10))
+            .await
+            .is_err()
+    {
         if Instant::now() > deadline {
             return Err("warm-up did not converge".into());
         }
@@ -224,7 +235,11 @@ async fn run_size(n: usize, rounds: usize, bin: Option<&PathBuf>, dir: &std::pat
         let expect = rev + 1;
         let t0 = Instant::now();
         fake.put(slices, slice(ready_last));
-        let listed = if ready_last { &addrs[..] } else { &addrs[..n - 1] };
+        let listed = if ready_last {
+            &addrs[..]
+        } else {
+            &addrs[..n - 1]
+        };
         wait_all(listed, expect, Duration::from_secs(10)).await?;
         times.push(t0.elapsed());
         rev = expect;
@@ -260,14 +275,19 @@ async fn main() -> std::process::ExitCode {
     }
     match &args.origin_bin {
         Some(b) => println!("origins: real origin processes ({})", b.display()),
-        None => println!("origins: lightweight axum servers with the origin coworker API (origin binary not found)"),
+        None => println!(
+            "origins: lightweight axum servers with the origin coworker API (origin binary not found)"
+        ),
     }
     println!(
         "measured: EndpointSlice watch event -> every listed origin serves the new revision (GET /api/v1/coworkers); \
          operator defaults: debounce {} ms, push timeout 500 ms",
         Settings::default().debounce.as_millis()
     );
-    println!("{:>8} {:>7} {:>9} {:>9} {:>9}", "origins", "rounds", "min_ms", "median_ms", "max_ms");
+    println!(
+        "{:>8} {:>7} {:>9} {:>9} {:>9}",
+        "origins", "rounds", "min_ms", "median_ms", "max_ms"
+    );
     let mut ok = true;
     for &n in &args.sizes {
         match run_size(n.max(2), args.rounds.max(1), args.origin_bin.as_ref(), &dir).await {

@@ -6,7 +6,9 @@ fn main() -> std::process::ExitCode {
     let out = match arg.as_deref() {
         None | Some("crd") => origin_operator::crd::crd_yaml().map_err(|e| e.to_string()),
         Some("rbac") => Ok(origin_operator::rbac::rules_json()),
-        Some(other) => Err(format!("unknown argument `{other}`; usage: crdgen [crd|rbac]")),
+        Some(other) => Err(format!(
+            "unknown argument `{other}`; usage: crdgen [crd|rbac]"
+        )),
     };
     match out {
         Ok(text) => {

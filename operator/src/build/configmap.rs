@@ -36,8 +36,15 @@ mod tests {
         let cm = build(&fixtures::minimal(), &doc);
         assert_eq!(cm.metadata.name.as_deref(), Some("live-coworkers"));
         assert_eq!(cm.metadata.namespace.as_deref(), Some("media"));
-        let text = cm.data.as_ref().and_then(|d| d.get("coworkers.json")).expect("key");
-        assert_eq!(text, r#"{"revision":4,"coworkers":["10.0.0.1:1985","10.0.0.2:1985"],"advertise":null}"#);
+        let text = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get("coworkers.json"))
+            .expect("key");
+        assert_eq!(
+            text,
+            r#"{"revision":4,"coworkers":["10.0.0.1:1985","10.0.0.2:1985"],"advertise":null}"#
+        );
         assert_eq!(document(&cm), Some(doc));
         assert!(cm.metadata.owner_references.is_some());
     }

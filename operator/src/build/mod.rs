@@ -29,10 +29,12 @@ pub(crate) mod fixtures {
     use crate::crd::OriginCluster;
 
     pub fn minimal() -> OriginCluster {
-        serde_saphyr::from_str(include_str!("../../fixtures/cluster-minimal.yaml")).expect("minimal fixture")
+        serde_saphyr::from_str(include_str!("../../fixtures/cluster-minimal.yaml"))
+            .expect("minimal fixture")
     }
 
     pub fn full() -> OriginCluster {
-        serde_saphyr::from_str(include_str!("../../fixtures/cluster-full.yaml")).expect("full fixture")
+        serde_saphyr::from_str(include_str!("../../fixtures/cluster-full.yaml"))
+            .expect("full fixture")
     }
 }

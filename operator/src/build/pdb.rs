@@ -42,7 +42,12 @@ mod tests {
             Some(labels::selector("big"))
         );
         let l = pdb.metadata.labels.as_ref().expect("labels");
-        for k in [labels::NAME, labels::INSTANCE, labels::MANAGED_BY, labels::COMPONENT] {
+        for k in [
+            labels::NAME,
+            labels::INSTANCE,
+            labels::MANAGED_BY,
+            labels::COMPONENT,
+        ] {
             assert!(l.contains_key(k), "{k}");
         }
     }

@@ -86,7 +86,10 @@ mod tests {
         assert!(json.contains("czNjcmV0"), "data is base64: {json}");
         assert!(s.metadata.owner_references.is_some());
         let mut empty = s.clone();
-        empty.data = Some(BTreeMap::from([(TOKEN_KEY.into(), ByteString(b" \n".to_vec()))]));
+        empty.data = Some(BTreeMap::from([(
+            TOKEN_KEY.into(),
+            ByteString(b" \n".to_vec()),
+        )]));
         assert_eq!(token_of(&empty), None);
     }
 }

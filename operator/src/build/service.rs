@@ -38,13 +38,19 @@ pub fn peers(oc: &OriginCluster) -> Service {
     }
 }
 
-fn client_spec(oc: &OriginCluster, selector: std::collections::BTreeMap<String, String>) -> ServiceSpec {
+fn client_spec(
+    oc: &OriginCluster,
+    selector: std::collections::BTreeMap<String, String>,
+) -> ServiceSpec {
     let s = oc.service_spec();
     let t = s.service_type();
     ServiceSpec {
         type_: Some(t.as_str().into()),
         selector: Some(selector),
-        ports: Some(vec![port("rtmp", oc.spec.ports.rtmp), port("http", oc.spec.ports.http)]),
+        ports: Some(vec![
+            port("rtmp", oc.spec.ports.rtmp),
+            port("http", oc.spec.ports.http),
+        ]),
         load_balancer_class: if t == ServiceType::LoadBalancer {
             s.load_balancer_class.clone()
         } else {
@@ -101,13 +107,19 @@ pub fn external_host(svc: &Service) -> Option<String> {
             let ing = lb.ingress.as_ref()?.first()?;
             ing.ip.clone().or_else(|| ing.hostname.clone())
         }
-        Some("ClusterIP") => spec.cluster_ip.clone().filter(|ip| ip != "None" && !ip.is_empty()),
+        Some("ClusterIP") => spec
+            .cluster_ip
+            .clone()
+            .filter(|ip| ip != "None" && !ip.is_empty()),
         _ => None,
     }
 }
 
 /// `advertise` of a pod behind per-pod Service `svc`.
-pub fn advertise_for(svc: &Service, oc: &OriginCluster) -> Option<origin_wire::coworkers::Advertise> {
+pub fn advertise_for(
+    svc: &Service,
+    oc: &OriginCluster,
+) -> Option<origin_wire::coworkers::Advertise> {
     let host = external_host(svc)?;
     let p = &oc.spec.ports;
     Some(origin_wire::coworkers::Advertise {
@@ -129,13 +141,19 @@ mod tests {
         let l = svc.metadata.labels.as_ref().expect("labels");
         assert_eq!(l.get(labels::INSTANCE).map(String::as_str), Some("live"));
         assert_eq!(l.get(labels::ROLE).map(String::as_str), Some("peers"));
-        assert_eq!(l.get(labels::MANAGED_BY).map(String::as_str), Some("origin-operator"));
+        assert_eq!(
+            l.get(labels::MANAGED_BY).map(String::as_str),
+            Some("origin-operator")
+        );
         let spec = svc.spec.as_ref().expect("spec");
         assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
         assert_eq!(spec.publish_not_ready_addresses, Some(false));
         let ports = spec.ports.as_ref().expect("ports");
         assert_eq!(ports.len(), 1);
-        assert_eq!((ports[0].name.as_deref(), ports[0].port), (Some("api"), 1985));
+        assert_eq!(
+            (ports[0].name.as_deref(), ports[0].port),
+            (Some("api"), 1985)
+        );
         assert!(svc.metadata.owner_references.is_some());
     }
 
@@ -145,8 +163,16 @@ mod tests {
         assert_eq!(svc.metadata.name.as_deref(), Some("live-rtmp"));
         let spec = svc.spec.as_ref().expect("spec");
         assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
-        let ports: Vec<_> = spec.ports.iter().flatten().map(|p| (p.name.clone(), p.port)).collect();
-        assert_eq!(ports, [(Some("rtmp".into()), 1935), (Some("http".into()), 8080)]);
+        let ports: Vec<_> = spec
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.name.clone(), p.port))
+            .collect();
+        assert_eq!(
+            ports,
+            [(Some("rtmp".into()), 1935), (Some("http".into()), 8080)]
+        );
         assert_eq!(spec.selector, Some(labels::selector("live")));
         assert!(svc.metadata.annotations.is_none());
     }
@@ -159,7 +185,11 @@ mod tests {
         assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
         assert_eq!(spec.load_balancer_class, None);
         assert_eq!(
-            svc.metadata.annotations.as_ref().and_then(|a| a.get("example.com/lb")).map(String::as_str),
+            svc.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("example.com/lb"))
+                .map(String::as_str),
             Some("internal")
         );
         let ports: Vec<_> = spec.ports.iter().flatten().map(|p| p.port).collect();
@@ -170,7 +200,11 @@ mod tests {
     fn per_pod_selects_one_pod() {
         let svc = per_pod(&fixtures::full(), 3);
         assert_eq!(svc.metadata.name.as_deref(), Some("big-3"));
-        let sel = svc.spec.as_ref().and_then(|s| s.selector.as_ref()).expect("selector");
+        let sel = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .expect("selector");
         assert_eq!(sel.get(labels::POD_NAME).map(String::as_str), Some("big-3"));
         assert_eq!(sel.get(labels::INSTANCE).map(String::as_str), Some("big"));
         let l = svc.metadata.labels.as_ref().expect("labels");
@@ -196,6 +230,10 @@ mod tests {
         assert_eq!(adv.http.as_deref(), Some("[2001:db8::7]:8080"));
         let mut np = per_pod(&fixtures::full(), 0);
         np.spec.as_mut().expect("spec").cluster_ip = Some("10.0.0.9".into());
-        assert_eq!(external_host(&np), None, "NodePort has no single external address");
+        assert_eq!(
+            external_host(&np),
+            None,
+            "NodePort has no single external address"
+        );
     }
 }

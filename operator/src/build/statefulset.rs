@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, ExecAction, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, ObjectFieldSelector,
-    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecretVolumeSource, SecurityContext, Volume, VolumeMount, WeightedPodAffinityTerm,
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, ExecAction, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler,
+    ObjectFieldSelector, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Volume,
+    VolumeMount, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -60,9 +61,16 @@ pub fn origin_env(oc: &OriginCluster) -> Vec<EnvVar> {
         env("ORIGIN_SELF_API", format!("$(POD_IP):{}", p.api)),
         env(
             "ORIGIN_COWORKER_FILE",
-            format!("{}/{}", origin_wire::coworkers::MOUNT_DIR, origin_wire::coworkers::CONFIGMAP_KEY),
+            format!(
+                "{}/{}",
+                origin_wire::coworkers::MOUNT_DIR,
+                origin_wire::coworkers::CONFIGMAP_KEY
+            ),
         ),
-        env("ORIGIN_ADMIN_TOKEN_FILE", format!("{ADMIN_DIR}/{TOKEN_KEY}")),
+        env(
+            "ORIGIN_ADMIN_TOKEN_FILE",
+            format!("{ADMIN_DIR}/{TOKEN_KEY}"),
+        ),
         env("ORIGIN_WAIT_FOR_PUBLISHER", o.wait_for_publisher.clone()),
         env("ORIGIN_PUBLISH_CONFLICT", o.publish_conflict.as_str()),
         env("ORIGIN_DISCOVERY_TIMEOUT", o.discovery_timeout.clone()),
@@ -70,8 +78,14 @@ pub fn origin_env(oc: &OriginCluster) -> Vec<EnvVar> {
         env("ORIGIN_DRAIN_GRACE", format!("{}s", oc.spec.drain_seconds)),
     ];
     if oc.spec.advertise == AdvertiseMode::PodIP {
-        vars.push(env("ORIGIN_ADVERTISE_RTMP", format!("$(POD_IP):{}", p.rtmp)));
-        vars.push(env("ORIGIN_ADVERTISE_HTTP", format!("$(POD_IP):{}", p.http)));
+        vars.push(env(
+            "ORIGIN_ADVERTISE_RTMP",
+            format!("$(POD_IP):{}", p.rtmp),
+        ));
+        vars.push(env(
+            "ORIGIN_ADVERTISE_HTTP",
+            format!("$(POD_IP):{}", p.http),
+        ));
     }
     vars
 }
@@ -93,17 +107,19 @@ fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
 fn default_affinity(cluster: &str) -> Affinity {
     Affinity {
         pod_anti_affinity: Some(PodAntiAffinity {
-            preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
-                weight: 100,
-                pod_affinity_term: PodAffinityTerm {
-                    label_selector: Some(LabelSelector {
-                        match_labels: Some(labels::selector(cluster)),
-                        match_expressions: None,
-                    }),
-                    topology_key: "kubernetes.io/hostname".into(),
-                    ..PodAffinityTerm::default()
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(labels::selector(cluster)),
+                            match_expressions: None,
+                        }),
+                        topology_key: "kubernetes.io/hostname".into(),
+                        ..PodAffinityTerm::default()
+                    },
                 },
-            }]),
+            ]),
             required_during_scheduling_ignored_during_execution: None,
         }),
         ..Affinity::default()
@@ -245,12 +261,19 @@ pub fn build(oc: &OriginCluster) -> StatefulSet {
             }),
             ..PodSecurityContext::default()
         }),
-        affinity: Some(overrides.affinity.clone().unwrap_or_else(|| default_affinity(&cluster))),
-        node_selector: (!overrides.node_selector.is_empty()).then(|| overrides.node_selector.clone()),
+        affinity: Some(
+            overrides
+                .affinity
+                .clone()
+                .unwrap_or_else(|| default_affinity(&cluster)),
+        ),
+        node_selector: (!overrides.node_selector.is_empty())
+            .then(|| overrides.node_selector.clone()),
         tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
         topology_spread_constraints: (!overrides.topology_spread_constraints.is_empty())
             .then(|| overrides.topology_spread_constraints.clone()),
-        image_pull_secrets: (!spec.image_pull_secrets.is_empty()).then(|| spec.image_pull_secrets.clone()),
+        image_pull_secrets: (!spec.image_pull_secrets.is_empty())
+            .then(|| spec.image_pull_secrets.clone()),
         ..PodSpec::default()
     };
 
@@ -267,7 +290,8 @@ pub fn build(oc: &OriginCluster) -> StatefulSet {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
-                    annotations: (!overrides.annotations.is_empty()).then(|| overrides.annotations.clone()),
+                    annotations: (!overrides.annotations.is_empty())
+                        .then(|| overrides.annotations.clone()),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(pod_spec),
@@ -305,7 +329,9 @@ mod tests {
     }
 
     fn val<'a>(m: &'a BTreeMap<String, EnvVar>, k: &str) -> &'a str {
-        m.get(k).and_then(|e| e.value.as_deref()).unwrap_or_else(|| panic!("env {k}"))
+        m.get(k)
+            .and_then(|e| e.value.as_deref())
+            .unwrap_or_else(|| panic!("env {k}"))
     }
 
     #[test]
@@ -331,8 +357,14 @@ mod tests {
         assert_eq!(val(&env, "ORIGIN_API_LISTEN"), "0.0.0.0:1985");
         assert_eq!(val(&env, "ORIGIN_FLV_LISTEN"), "0.0.0.0:8080");
         assert_eq!(val(&env, "ORIGIN_SELF_API"), "$(POD_IP):1985");
-        assert_eq!(val(&env, "ORIGIN_COWORKER_FILE"), "/etc/origin/coworkers/coworkers.json");
-        assert_eq!(val(&env, "ORIGIN_ADMIN_TOKEN_FILE"), "/etc/origin/admin/token");
+        assert_eq!(
+            val(&env, "ORIGIN_COWORKER_FILE"),
+            "/etc/origin/coworkers/coworkers.json"
+        );
+        assert_eq!(
+            val(&env, "ORIGIN_ADMIN_TOKEN_FILE"),
+            "/etc/origin/admin/token"
+        );
         assert_eq!(val(&env, "ORIGIN_WAIT_FOR_PUBLISHER"), "5s");
         assert_eq!(val(&env, "ORIGIN_PUBLISH_CONFLICT"), "reject");
         assert_eq!(val(&env, "ORIGIN_DISCOVERY_TIMEOUT"), "500ms");
@@ -340,17 +372,28 @@ mod tests {
         assert_eq!(val(&env, "ORIGIN_DRAIN_GRACE"), "60s");
         assert_eq!(val(&env, "ORIGIN_ADVERTISE_RTMP"), "$(POD_IP):1935");
         assert_eq!(val(&env, "ORIGIN_ADVERTISE_HTTP"), "$(POD_IP):8080");
-        let pod_ip = env.get("POD_IP").and_then(|e| e.value_from.as_ref()).and_then(|f| f.field_ref.as_ref());
+        let pod_ip = env
+            .get("POD_IP")
+            .and_then(|e| e.value_from.as_ref())
+            .and_then(|f| f.field_ref.as_ref());
         assert_eq!(pod_ip.map(|f| f.field_path.as_str()), Some("status.podIP"));
         // POD_IP must come before the variables that reference it.
         let names: Vec<_> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
         let pos = |n: &str| names.iter().position(|x| *x == n).unwrap_or(usize::MAX);
         assert!(pos("POD_IP") < pos("ORIGIN_SELF_API"));
 
-        let ready = c.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("readiness");
+        let ready = c
+            .readiness_probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .expect("readiness");
         assert_eq!(ready.path.as_deref(), Some("/readyz"));
         assert_eq!(ready.port, IntOrString::String("api".into()));
-        let live = c.liveness_probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("liveness");
+        let live = c
+            .liveness_probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .expect("liveness");
         assert_eq!(live.path.as_deref(), Some("/healthz"));
         let pre = c
             .lifecycle
@@ -358,34 +401,68 @@ mod tests {
             .and_then(|l| l.pre_stop.as_ref())
             .and_then(|h| h.exec.as_ref())
             .and_then(|e| e.command.clone());
-        assert_eq!(pre, Some(vec!["/origin".into(), "drain".into(), "--wait".into()]));
+        assert_eq!(
+            pre,
+            Some(vec!["/origin".into(), "drain".into(), "--wait".into()])
+        );
         assert_eq!(pod(&sts).termination_grace_period_seconds, Some(70));
 
         let sc = c.security_context.as_ref().expect("security context");
         assert_eq!(sc.run_as_non_root, Some(true));
         assert_eq!(sc.read_only_root_filesystem, Some(true));
         assert_eq!(sc.allow_privilege_escalation, Some(false));
-        assert_eq!(sc.capabilities.as_ref().and_then(|c| c.drop.clone()), Some(vec!["ALL".into()]));
-        assert_eq!(sc.seccomp_profile.as_ref().map(|s| s.type_.as_str()), Some("RuntimeDefault"));
+        assert_eq!(
+            sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+            Some(vec!["ALL".into()])
+        );
+        assert_eq!(
+            sc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+            Some("RuntimeDefault")
+        );
 
         // ConfigMap mounted as a directory, never subPath.
         let mounts = c.volume_mounts.as_ref().expect("mounts");
         assert!(mounts.iter().all(|m| m.sub_path.is_none()));
-        let cw = mounts.iter().find(|m| m.name == "coworkers").expect("coworkers mount");
+        let cw = mounts
+            .iter()
+            .find(|m| m.name == "coworkers")
+            .expect("coworkers mount");
         assert_eq!(cw.mount_path, "/etc/origin/coworkers");
         let vols = pod(&sts).volumes.as_ref().expect("volumes");
-        let cm = vols.iter().find(|v| v.name == "coworkers").and_then(|v| v.config_map.as_ref());
+        let cm = vols
+            .iter()
+            .find(|v| v.name == "coworkers")
+            .and_then(|v| v.config_map.as_ref());
         assert_eq!(cm.map(|c| c.name.as_str()), Some("live-coworkers"));
-        let sec = vols.iter().find(|v| v.name == "admin-token").and_then(|v| v.secret.as_ref());
-        assert_eq!(sec.and_then(|s| s.secret_name.as_deref()), Some("live-admin-token"));
+        let sec = vols
+            .iter()
+            .find(|v| v.name == "admin-token")
+            .and_then(|v| v.secret.as_ref());
+        assert_eq!(
+            sec.and_then(|s| s.secret_name.as_deref()),
+            Some("live-admin-token")
+        );
 
         // Default anti-affinity spreads pods across nodes.
-        let aff = pod(&sts).affinity.as_ref().and_then(|a| a.pod_anti_affinity.as_ref());
-        assert!(aff.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()).is_some());
+        let aff = pod(&sts)
+            .affinity
+            .as_ref()
+            .and_then(|a| a.pod_anti_affinity.as_ref());
+        assert!(
+            aff.and_then(|a| a
+                .preferred_during_scheduling_ignored_during_execution
+                .as_ref())
+                .is_some()
+        );
 
         // Selector matches the pod labels.
         let sel = spec.selector.match_labels.as_ref().expect("selector");
-        let pl = spec.template.metadata.as_ref().and_then(|m| m.labels.as_ref()).expect("pod labels");
+        let pl = spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.as_ref())
+            .expect("pod labels");
         assert!(sel.iter().all(|(k, v)| pl.get(k) == Some(v)));
     }
 
@@ -413,11 +490,27 @@ mod tests {
         assert_eq!(ports, [11935, 11985, 18080]);
         let p = pod(&sts);
         assert_eq!(p.termination_grace_period_seconds, Some(130));
-        assert_eq!(p.node_selector.as_ref().and_then(|n| n.get("pool")).map(String::as_str), Some("media"));
+        assert_eq!(
+            p.node_selector
+                .as_ref()
+                .and_then(|n| n.get("pool"))
+                .map(String::as_str),
+            Some("media")
+        );
         assert_eq!(p.tolerations.as_ref().map(Vec::len), Some(1));
-        assert_eq!(p.topology_spread_constraints.as_ref().map(Vec::len), Some(1));
-        assert_eq!(p.image_pull_secrets.as_ref().map(|s| s[0].name.as_str()), Some("regcred"));
-        let res = c.resources.as_ref().and_then(|r| r.requests.as_ref()).expect("requests");
+        assert_eq!(
+            p.topology_spread_constraints.as_ref().map(Vec::len),
+            Some(1)
+        );
+        assert_eq!(
+            p.image_pull_secrets.as_ref().map(|s| s[0].name.as_str()),
+            Some("regcred")
+        );
+        let res = c
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .expect("requests");
         assert_eq!(res.get("cpu").map(|q| q.0.as_str()), Some("500m"));
         let meta = spec.template.metadata.as_ref().expect("template meta");
         let pl = meta.labels.as_ref().expect("labels");
@@ -425,7 +518,10 @@ mod tests {
         // A user label cannot steal the selector label.
         assert_eq!(pl.get(labels::INSTANCE).map(String::as_str), Some("big"));
         assert_eq!(
-            meta.annotations.as_ref().and_then(|a| a.get("prometheus.io/scrape")).map(String::as_str),
+            meta.annotations
+                .as_ref()
+                .and_then(|a| a.get("prometheus.io/scrape"))
+                .map(String::as_str),
             Some("true")
         );
     }
