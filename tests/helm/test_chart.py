@@ -42,6 +42,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "imagePullSecrets": [{"name": "regcred"}],
         "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x"}},
         "logLevel": "info,origin_operator=debug",
+        "logFormat": "text",
         "extraArgs": ["--some-flag"],
         "extraEnv": [{"name": "EXTRA", "value": "1"}],
         "metrics": {"port": 9090, "service": {"port": 9191, "annotations": {"a": "b"}},
@@ -84,6 +85,9 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
     "unknown-resource": ({"resources": {"requests": {"gpu": 1}}}, "gpu"),
     "namespace-not-dns-label": ({"rbac": {"scope": "namespace", "namespace": "Media_NS"}},
                                 "/rbac/namespace"),
+    "log-format-enum": ({"logFormat": "xml"}, "/logFormat"),
+    "lease-name-not-dns": ({"leaderElection": {"enabled": True, "leaseName": "My Lease"}},
+                           "/leaderElection/leaseName"),
     "grace-negative": ({"terminationGracePeriodSeconds": -5}, "/terminationGracePeriodSeconds"),
     "pull-secret-shape": ({"imagePullSecrets": ["regcred"]}, "/imagePullSecrets/0"),
 }
@@ -199,7 +203,10 @@ def test_default_deployment(default_render: Rendered) -> None:
     assert "--leader-elect" not in c.get("args", [])
     assert not any(a.startswith("--namespace") for a in c.get("args", []))
     assert "WATCH_NAMESPACE" not in _env(c)
-    assert _env(c)["RUST_LOG"] == "info"
+    env = _env(c)
+    assert env["RUST_LOG"] == "info,kube=warn"
+    assert env["OPERATOR_LOG_FORMAT"] == "json"
+    assert env["OPERATOR_HTTP_LISTEN"] == "0.0.0.0:8080"
     # probes and metrics on :8080
     assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -284,12 +291,18 @@ def test_leader_election_two_replicas() -> None:
     assert dep["spec"]["replicas"] == 2
     assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
     c = _container(r)
-    assert "--leader-elect" in c["args"]
+    assert c["args"] == ["--leader-elect", f"--lease-name={FULLNAME}"]
     assert {"POD_NAME", "POD_NAMESPACE"} <= _env(c).keys()
     role = r.one("Role")
     assert role["metadata"]["namespace"] == NAMESPACE
-    assert _triples(role["rules"]) == {("coordination.k8s.io", "leases", v)
-                                       for v in ("get", "create", "update", "patch")}
+    # Only Leases here; which verbs is checked against the operator in test_rbac_equals_*.
+    assert {t[:2] for t in _triples(role["rules"])} == {("coordination.k8s.io", "leases")}
+    for rule in role["rules"]:  # only our own Lease, except create (no name yet)
+        assert rule["verbs"] == ["create"] or rule["resourceNames"] == [FULLNAME], rule
+    other = render({**OVERRIDES["leader-election-2-replicas"],
+                    "leaderElection": {"enabled": True, "leaseName": "my-lease"}})
+    assert "--lease-name=my-lease" in _container(other)["args"]
+    assert ["my-lease"] in [rule.get("resourceNames") for rule in other.one("Role")["rules"]]
     rb = r.one("RoleBinding")
     assert rb["roleRef"]["name"] == role["metadata"]["name"]
     assert "elect one leader" in r.notes
@@ -299,8 +312,11 @@ def test_everything_override() -> None:
     r = render(OVERRIDES["everything"])
     c = _container(r)
     assert c["image"] == "registry.example:5000/media/origin-operator@sha256:" + "ab" * 32
-    assert c["args"] == ["--leader-elect", "--namespace=streams", "--some-flag"]
+    assert c["args"] == ["--leader-elect", f"--lease-name={FULLNAME}", "--namespace=streams",
+                         "--some-flag"]
     assert c["ports"][0]["containerPort"] == 9090
+    assert _env(c)["OPERATOR_HTTP_LISTEN"] == "0.0.0.0:9090"
+    assert _env(c)["OPERATOR_LOG_FORMAT"] == "text"
     assert r.one("Service")["spec"]["ports"][0]["port"] == 9191
     pod = r.one("Deployment")["spec"]["template"]
     assert pod["metadata"]["labels"]["team"] == "media"

@@ -83,15 +83,28 @@ the rendered rules with that list as (group, resource, verb) triples.
 - apiGroups: ["origincluster.dev"]
   resources: ["originclusters/status"]
   verbs: ["get", "patch"]
+# Owner references with blockOwnerDeletion on the children.
+- apiGroups: ["origincluster.dev"]
+  resources: ["originclusters/finalizers"]
+  verbs: ["update"]
+# Children are applied server-side and garbage-collected through owner references.
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-- apiGroups: [""]
-  resources: ["services", "configmaps", "secrets"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# Services: per-pod Services (advertise: PerPodService) are deleted on scale-down.
+- apiGroups: [""]
+  resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The admin-token Secret is read and created once: never listed, watched or changed.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create"]
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["get", "list", "watch"]
@@ -111,11 +124,20 @@ Cluster-scoped reads: the operator checks at start that its CRD is installed
   verbs: ["get"]
 {{- end }}
 
+{{- define "origin-cluster-operator.leaseName" -}}
+{{- default (include "origin-cluster-operator.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
 {{/*
-Leader election: a Lease in the operator's own namespace.
+Leader election: the operator's own Lease in its namespace. `create` cannot be
+limited by name (the object does not exist yet); the rest can.
 */}}
 {{- define "origin-cluster-operator.leaseRules" -}}
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["get", "create", "update", "patch"]
+  verbs: ["create"]
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  resourceNames: [{{ include "origin-cluster-operator.leaseName" . | quote }}]
+  verbs: ["get", "update"]
 {{- end }}
