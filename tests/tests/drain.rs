@@ -1,0 +1,68 @@
+//! Drain (issue 5): what a pod's preStop (`origin drain --wait`) does to an origin.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use origin::client::{Client, ClientError};
+use origin_cluster_tests::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_refuses_publishes_keeps_players_then_ends_publishers() {
+    let token = token_file("drain-token");
+    let o = OriginProc::start(&OriginOpts {
+        token_file: Some(token.clone()),
+        extra: vec!["--drain-grace".into(), "3s".into()],
+        ..OriginOpts::default()
+    });
+    let mut publisher = ffmpeg_publish(&o.rtmp_url("live/d"), "320x240", 25, 60);
+    assert!(wait_published(&o.api_url("/api/v1/streams"), "live", "d", Duration::from_secs(10)).await);
+    let mut player = Client::connect(&o.rtmp_url("live/d")).await.unwrap();
+    player.play(None).await.unwrap();
+    assert_eq!(http("GET", &o.api_url("/readyz"), &[], "").await.status, 200);
+
+    // Without the token the drain is refused and nothing changes.
+    assert_eq!(http("POST", &o.api_url("/api/v1/drain"), &[], "").await.status, 401);
+    assert_eq!(http("GET", &o.api_url("/readyz"), &[], "").await.status, 200);
+
+    // The preStop hook: `origin drain --wait` returns once the publisher is gone.
+    let started = Instant::now();
+    let mut hook = Command::new(bin_path("origin"))
+        .args(["drain", "--wait", "--api", &o.api_addr(), "--drain-grace", "3s"])
+        .arg("--admin-token-file")
+        .arg(&token)
+        .spawn()
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while http("GET", &o.api_url("/readyz"), &[], "").await.status != 503 {
+        assert!(Instant::now() < deadline, "/readyz still succeeds while draining");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // New publishes are refused.
+    let mut newcomer = Client::connect(&o.rtmp_url("live/new")).await.unwrap();
+    match newcomer.publish(None).await {
+        Err(ClientError::Status { code, .. }) => assert_eq!(code, "NetStream.Publish.Denied"),
+        other => panic!("publish during drain accepted: {other:?}"),
+    }
+    // The existing player keeps receiving media during the grace.
+    let until = Instant::now() + Duration::from_secs(1);
+    let mut frames = 0;
+    while Instant::now() < until {
+        tokio::time::timeout(Duration::from_secs(2), player.next_media()).await.unwrap().unwrap();
+        frames += 1;
+    }
+    assert!(frames > 10, "player starved during drain ({frames} frames)");
+
+    // After the grace the publisher is ended (the encoder sees its connection close).
+    let status = publisher.wait_timeout(Duration::from_secs(10)).expect("publisher not ended after the grace");
+    assert!(!status.success());
+    assert!(started.elapsed() >= Duration::from_secs(3), "publisher ended before the grace");
+    let hook_status = tokio::task::spawn_blocking(move || hook.wait()).await.unwrap().unwrap();
+    assert!(hook_status.success(), "drain --wait failed");
+    let streams = http("GET", &o.api_url("/api/v1/streams"), &[], "").await.json();
+    assert_eq!(streams["draining"], true);
+    assert!(streams["streams"].as_array().unwrap().iter().all(|s| s["publishing"] == false));
+    assert_eq!(http("GET", &o.api_url("/readyz"), &[], "").await.status, 503);
+    assert_eq!(http("GET", &o.api_url("/healthz"), &[], "").await.status, 200);
+}
