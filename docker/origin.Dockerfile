@@ -23,3 +23,5 @@ COPY --from=build /out/origin /origin
 EXPOSE 1935 1985 8080
 USER 65532:65532
 ENTRYPOINT ["/origin"]
+# The operator sets command ["/origin"] and args ["serve"]; same default for `docker run`.
+CMD ["serve"]

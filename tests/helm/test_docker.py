@@ -74,6 +74,8 @@ def test_dockerfile(dockerfile: str, workspace_bins) -> None:
     assert users and not re.match(r"^(0|root)\b", users[-1]), users
     (entry,) = [rest for op, rest in final if op == "ENTRYPOINT"]
     assert json.loads(entry) == [f"/{binary}"], entry  # exec form: no shell
+    for cmd in [rest for op, rest in final if op == "CMD"]:
+        assert isinstance(json.loads(cmd), list), cmd  # exec form too
     assert not [rest for op, rest in final if op in ("RUN", "SHELL")]
 
     ignore = ROOT / "docker" / f"{dockerfile}.dockerignore"
