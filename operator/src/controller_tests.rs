@@ -647,3 +647,111 @@ async fn controller_loop_delivers_slice_changes_fast() {
     let _ = tokio::time::timeout(Duration::from_secs(5), runner).await;
     assert_rbac_covers(&fake.requests());
 }
+
+#[tokio::test]
+async fn per_pod_service_address_is_pushed_as_advertise() {
+    let (fake, ctx) = setup();
+    let mut oc = fixtures::minimal();
+    oc.spec.replicas = 2;
+    oc.spec.advertise = AdvertiseMode::PerPodService;
+    let oc = store(&fake, &oc);
+    let token = Token::new("tok");
+    fake.put(
+        "/api/v1/namespaces/media/secrets",
+        serde_json::to_value(build::secret::build(&oc, &token)).expect("json"),
+    );
+    let os = origins(2, "tok").await;
+    put_slices(&fake, "live", &[&os[0], &os[1]]);
+    reconcile(Arc::new(oc.clone()), ctx.clone())
+        .await
+        .expect("first pass");
+    assert_eq!(
+        os[0].document().advertise,
+        None,
+        "no load balancer address yet"
+    );
+    let svc = fake
+        .get("/api/v1/namespaces/media/services/live-0")
+        .expect("per-pod service");
+    assert_eq!(
+        svc["spec"]["selector"]["statefulset.kubernetes.io/pod-name"],
+        "live-0"
+    );
+    assert_eq!(svc["spec"]["type"], "LoadBalancer");
+
+    // The cloud assigns an address to pod 0's Service.
+    let mut svc = svc;
+    svc["status"] = serde_json::json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}});
+    fake.put("/api/v1/namespaces/media/services", svc);
+    let rev1 = os[0].revision();
+    reconcile(Arc::new(current(&fake, &oc)), ctx.clone())
+        .await
+        .expect("second pass");
+    let d0 = os[0].document();
+    assert_eq!(
+        d0.revision,
+        rev1 + 1,
+        "a new advertised address is a new revision"
+    );
+    let adv = d0.advertise.expect("advertise pushed to pod 0");
+    assert_eq!(adv.rtmp.as_deref(), Some("203.0.113.10:1935"));
+    assert_eq!(adv.http.as_deref(), Some("203.0.113.10:8080"));
+    let d1 = os[1].document();
+    assert_eq!(d1.revision, rev1 + 1);
+    assert_eq!(d1.advertise, None, "pod 1 has no external address yet");
+    // The ConfigMap document never carries a pod-specific address.
+    let cm = fake
+        .get("/api/v1/namespaces/media/configmaps/live-coworkers")
+        .expect("cm");
+    assert!(
+        cm["data"]["coworkers.json"]
+            .as_str()
+            .is_some_and(|s| s.ends_with(r#""advertise":null}"#))
+    );
+}
+
+#[test]
+fn slices_map_back_to_their_cluster() {
+    let s: EndpointSlice =
+        serde_json::from_value(endpoint_slice("live", NS, "live-peers-1", 1985, &[]))
+            .expect("slice");
+    let r = slice_to_cluster(s.clone()).expect("mapped");
+    assert_eq!(r.name, "live");
+    assert_eq!(r.namespace.as_deref(), Some(NS));
+    let mut foreign = s;
+    if let Some(l) = foreign.metadata.labels.as_mut() {
+        l.insert(labels::MANAGED_BY.into(), "someone-else".into());
+    }
+    assert!(slice_to_cluster(foreign).is_none());
+}
+
+#[test]
+fn validation_messages() {
+    let ok = fixtures::full().spec;
+    assert!(validate(&ok).is_ok());
+    let mut bad = ok.clone();
+    bad.origin.wait_for_publisher = "5 parsecs".into();
+    let e = validate(&bad).expect_err("duration");
+    assert!(
+        e.to_string().contains("spec.origin.waitForPublisher"),
+        "{e}"
+    );
+    let mut bad = ok.clone();
+    bad.ports.http = bad.ports.api;
+    assert!(validate(&bad).is_err());
+    let mut bad = ok;
+    bad.replicas = 0;
+    assert!(validate(&bad).is_err());
+    assert_eq!(
+        backoff(Duration::from_secs(1), Duration::from_secs(300), 1),
+        Duration::from_secs(1)
+    );
+    assert_eq!(
+        backoff(Duration::from_secs(1), Duration::from_secs(300), 4),
+        Duration::from_secs(8)
+    );
+    assert_eq!(
+        backoff(Duration::from_secs(1), Duration::from_secs(300), 40),
+        Duration::from_secs(300)
+    );
+}
