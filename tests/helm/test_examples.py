@@ -9,7 +9,6 @@ with kubernetes-validate for Kubernetes 1.30 and the newest version it knows.
 from __future__ import annotations
 
 import copy
-import pathlib
 import re
 from typing import Any
 
