@@ -63,7 +63,10 @@ impl RtmpUrl {
         if t.scheme != "rtmp" || t.host.is_empty() {
             return Err(ClientError::Url(url.into()));
         }
-        let (app, stream) = t.app.split_once('/').ok_or_else(|| ClientError::Url(url.into()))?;
+        let (app, stream) = t
+            .app
+            .split_once('/')
+            .ok_or_else(|| ClientError::Url(url.into()))?;
         let stream = match &t.query {
             Some(q) => format!("{stream}?{q}"),
             None => stream.to_string(),
@@ -77,7 +80,12 @@ impl RtmpUrl {
     }
 
     pub fn tc_url(&self) -> String {
-        format!("rtmp://{}:{}/{}", origin_wire::addr::url_host(&self.host), self.port, self.app)
+        format!(
+            "rtmp://{}:{}/{}",
+            origin_wire::addr::url_host(&self.host),
+            self.port,
+            self.app
+        )
     }
 }
 
@@ -114,7 +122,10 @@ impl Client {
         let obj = Value::object([
             ("app", Value::str(c.url.app.clone())),
             ("type", Value::str("nonprivate")),
-            ("flashVer", Value::str("FMLE/3.0 (compatible; origin-client)")),
+            (
+                "flashVer",
+                Value::str("FMLE/3.0 (compatible; origin-client)"),
+            ),
             ("tcUrl", Value::str(c.url.tc_url())),
         ]);
         c.call("connect", obj, vec![]).await?;
@@ -136,12 +147,20 @@ impl Client {
 
     fn send_control(&mut self, c: Control) {
         let (t, p) = c.encode();
-        self.encoder.encode(&mut self.wbuf, csid::CONTROL, 0, t, 0, &p);
+        self.encoder
+            .encode(&mut self.wbuf, csid::CONTROL, 0, t, 0, &p);
     }
 
     fn send_command(&mut self, stream_id: u32, cmd: &Command) {
         let body = cmd.encode();
-        self.encoder.encode(&mut self.wbuf, csid::COMMAND, 0, kind::COMMAND_AMF0, stream_id, &body);
+        self.encoder.encode(
+            &mut self.wbuf,
+            csid::COMMAND,
+            0,
+            kind::COMMAND_AMF0,
+            stream_id,
+            &body,
+        );
     }
 
     async fn flush(&mut self) -> Result<(), ClientError> {
@@ -153,7 +172,12 @@ impl Client {
     }
 
     /// Sends a command with a transaction id and waits for its `_result` (or `_error`).
-    async fn call(&mut self, name: &str, object: Value, args: Vec<Value>) -> Result<Command, ClientError> {
+    async fn call(
+        &mut self,
+        name: &str,
+        object: Value,
+        args: Vec<Value>,
+    ) -> Result<Command, ClientError> {
         let txn = self.txn;
         self.txn += 1.0;
         let cmd = Command {
@@ -165,8 +189,11 @@ impl Client {
         self.send_command(0, &cmd);
         self.flush().await?;
         loop {
-            if let Event::Command(_, c) = self.next_event().await? {
-                if c.transaction == txn && (c.name == "_result" || c.name == "_error") {
+            if let Event::Command(_, c) = self.next_event().await?
+                && c.transaction == txn
+                && (c.name == "_result" || c.name == "_error")
+            {
+                {
                     if c.name == "_error" {
                         let info = c.args.first().cloned().unwrap_or(Value::Null);
                         return Err(status_error(&info));
@@ -180,14 +207,18 @@ impl Client {
     /// createStream; returns the message stream id.
     pub async fn create_stream(&mut self) -> Result<u32, ClientError> {
         let r = self.call("createStream", Value::Null, vec![]).await?;
-        let id = r.arg_number(0).ok_or_else(|| ClientError::Protocol("createStream without id".into()))?;
+        let id = r
+            .arg_number(0)
+            .ok_or_else(|| ClientError::Protocol("createStream without id".into()))?;
         self.stream_id = id as u32;
         Ok(self.stream_id)
     }
 
     /// Publishes `name` (defaults to the URL's stream) and waits for Publish.Start.
     pub async fn publish(&mut self, name: Option<&str>) -> Result<(), ClientError> {
-        let name = name.map(str::to_string).unwrap_or_else(|| self.url.stream.clone());
+        let name = name
+            .map(str::to_string)
+            .unwrap_or_else(|| self.url.stream.clone());
         for n in ["releaseStream", "FCPublish"] {
             let cmd = Command {
                 name: n.into(),
@@ -211,7 +242,9 @@ impl Client {
 
     /// Plays `name` (defaults to the URL's stream) and waits for Play.Start.
     pub async fn play(&mut self, name: Option<&str>) -> Result<(), ClientError> {
-        let name = name.map(str::to_string).unwrap_or_else(|| self.url.stream.clone());
+        let name = name
+            .map(str::to_string)
+            .unwrap_or_else(|| self.url.stream.clone());
         self.create_stream().await?;
         self.send_control(Control::UserControl(UserControl::SetBufferLength {
             stream_id: self.stream_id,
@@ -243,9 +276,25 @@ impl Client {
     }
 
     /// Sends one media message on the publishing stream.
-    pub async fn send_media(&mut self, type_id: u8, timestamp: u32, payload: &[u8]) -> Result<(), ClientError> {
-        let cs = if type_id == kind::AUDIO { csid::AUDIO } else { csid::VIDEO };
-        self.encoder.encode(&mut self.wbuf, cs, timestamp, type_id, self.stream_id, payload);
+    pub async fn send_media(
+        &mut self,
+        type_id: u8,
+        timestamp: u32,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        let cs = if type_id == kind::AUDIO {
+            csid::AUDIO
+        } else {
+            csid::VIDEO
+        };
+        self.encoder.encode(
+            &mut self.wbuf,
+            cs,
+            timestamp,
+            type_id,
+            self.stream_id,
+            payload,
+        );
         if self.wbuf.len() > 32 * 1024 {
             self.flush().await?;
         }
@@ -284,7 +333,9 @@ impl Client {
     pub async fn next_event(&mut self) -> Result<Event, ClientError> {
         loop {
             while let Some(m) = self.decoder.decode(&mut self.rbuf)? {
-                if let Some(c) = Control::parse(m.type_id, &m.payload).map_err(|e| ClientError::Protocol(e.to_string()))? {
+                if let Some(c) = Control::parse(m.type_id, &m.payload)
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?
+                {
                     match c {
                         Control::SetChunkSize(n) => self.decoder.set_chunk_size(n)?,
                         Control::UserControl(UserControl::PingRequest(t)) => {
@@ -299,7 +350,8 @@ impl Client {
                     kind::AUDIO | kind::VIDEO => return Ok(Event::Media(m)),
                     kind::DATA_AMF0 | kind::DATA_AMF3 => return Ok(Event::Data(m)),
                     kind::COMMAND_AMF0 | kind::COMMAND_AMF3 => {
-                        let cmd = command::parse(m.type_id, &m.payload).map_err(|e| ClientError::Protocol(e.to_string()))?;
+                        let cmd = command::parse(m.type_id, &m.payload)
+                            .map_err(|e| ClientError::Protocol(e.to_string()))?;
                         if cmd.name == "onStatus" {
                             let info = cmd.args.first().cloned().unwrap_or(Value::Null);
                             return Ok(Event::Status { message: m, info });
@@ -324,7 +376,10 @@ impl Client {
                 Event::Media(m) => return Ok(m),
                 Event::Status { info, .. } => {
                     if let Some((redirect, redirect2)) = redirect_of(&info) {
-                        return Err(ClientError::Redirect { redirect, redirect2 });
+                        return Err(ClientError::Redirect {
+                            redirect,
+                            redirect2,
+                        });
                     }
                     if info.get("level").and_then(Value::as_str) == Some("error") {
                         return Err(status_error(&info));
@@ -352,8 +407,16 @@ impl Client {
 
 fn status_error(info: &Value) -> ClientError {
     ClientError::Status {
-        code: info.get("code").and_then(Value::as_str).unwrap_or_default().to_string(),
-        description: info.get("description").and_then(Value::as_str).unwrap_or_default().to_string(),
+        code: info
+            .get("code")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        description: info
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
     }
 }
 
@@ -364,15 +427,26 @@ pub fn redirect_of(info: &Value) -> Option<(String, String)> {
         return None;
     }
     let ex = info.get("ex")?;
-    let redirect = ex.get("redirect").and_then(Value::as_str).unwrap_or_default().to_string();
-    let redirect2 = ex.get("redirect2").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| redirect.clone());
+    let redirect = ex
+        .get("redirect")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let redirect2 = ex
+        .get("redirect2")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| redirect.clone());
     (!redirect2.is_empty()).then_some((redirect, redirect2))
 }
 
 /// Plays `url`, following up to `max_hops` RTMP 302s; returns the client positioned
 /// after Play.Start on the origin that serves the stream, the first media message, and
 /// the hops taken.
-pub async fn play_following_redirects(url: &str, max_hops: usize) -> Result<(Client, RawMessage, Vec<String>), ClientError> {
+pub async fn play_following_redirects(
+    url: &str,
+    max_hops: usize,
+) -> Result<(Client, RawMessage, Vec<String>), ClientError> {
     let mut target = url.to_string();
     let mut hops = Vec::new();
     loop {

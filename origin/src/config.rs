@@ -144,10 +144,26 @@ impl Settings {
             ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = other.$f; } )* };
         }
         fill!(
-            rtmp_listen, api_listen, flv_listen, coworker_file, self_api, admin_token_file, advertise_rtmp,
-            advertise_http, wait_for_publisher, publish_conflict, discovery_timeout, discovery_cache,
-            republish_timeout, drain_grace, shutdown_grace, max_connections, max_message_size, player_queue,
-            merge_writes, log_format
+            rtmp_listen,
+            api_listen,
+            flv_listen,
+            coworker_file,
+            self_api,
+            admin_token_file,
+            advertise_rtmp,
+            advertise_http,
+            wait_for_publisher,
+            publish_conflict,
+            discovery_timeout,
+            discovery_cache,
+            republish_timeout,
+            drain_grace,
+            shutdown_grace,
+            max_connections,
+            max_message_size,
+            player_queue,
+            merge_writes,
+            log_format
         );
         if self.coworkers.is_empty() {
             self.coworkers = other.coworkers;
@@ -174,12 +190,28 @@ impl Settings {
                 addrs_table.insert(k.to_string(), v);
             }
         }
-        let mut s: Settings = rest.try_into().map_err(|e: toml::de::Error| e.to_string())?;
-        let a: Addrs = addrs_table.try_into().map_err(|e: toml::de::Error| e.to_string())?;
-        s.coworkers = a.coworkers.iter().map(|c| parse_host_port(c)).collect::<Result<_, _>>()?;
+        let mut s: Settings = rest
+            .try_into()
+            .map_err(|e: toml::de::Error| e.to_string())?;
+        let a: Addrs = addrs_table
+            .try_into()
+            .map_err(|e: toml::de::Error| e.to_string())?;
+        s.coworkers = a
+            .coworkers
+            .iter()
+            .map(|c| parse_host_port(c))
+            .collect::<Result<_, _>>()?;
         s.self_api = a.self_api.as_deref().map(parse_host_port).transpose()?;
-        s.advertise_rtmp = a.advertise_rtmp.as_deref().map(parse_host_port).transpose()?;
-        s.advertise_http = a.advertise_http.as_deref().map(parse_host_port).transpose()?;
+        s.advertise_rtmp = a
+            .advertise_rtmp
+            .as_deref()
+            .map(parse_host_port)
+            .transpose()?;
+        s.advertise_http = a
+            .advertise_http
+            .as_deref()
+            .map(parse_host_port)
+            .transpose()?;
         Ok(s)
     }
 }
@@ -229,9 +261,15 @@ impl Config {
             ..MediaConfig::default()
         };
         Self {
-            rtmp_listen: s.rtmp_listen.unwrap_or_else(|| ([0, 0, 0, 0], origin_wire::DEFAULT_RTMP_PORT).into()),
-            api_listen: s.api_listen.unwrap_or_else(|| ([0, 0, 0, 0], origin_wire::DEFAULT_API_PORT).into()),
-            flv_listen: s.flv_listen.unwrap_or_else(|| ([0, 0, 0, 0], origin_wire::DEFAULT_FLV_PORT).into()),
+            rtmp_listen: s
+                .rtmp_listen
+                .unwrap_or_else(|| ([0, 0, 0, 0], origin_wire::DEFAULT_RTMP_PORT).into()),
+            api_listen: s
+                .api_listen
+                .unwrap_or_else(|| ([0, 0, 0, 0], origin_wire::DEFAULT_API_PORT).into()),
+            flv_listen: s
+                .flv_listen
+                .unwrap_or_else(|| ([0, 0, 0, 0], origin_wire::DEFAULT_FLV_PORT).into()),
             coworkers: s.coworkers,
             coworker_file: s.coworker_file,
             self_api: s.self_api,
@@ -265,7 +303,10 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!("500ms".parse::<Dur>().unwrap().0, Duration::from_millis(500));
+        assert_eq!(
+            "500ms".parse::<Dur>().unwrap().0,
+            Duration::from_millis(500)
+        );
         assert_eq!("5".parse::<Dur>().unwrap().0, Duration::from_secs(5));
         assert!("soon".parse::<Dur>().is_err());
     }
@@ -287,7 +328,11 @@ mod tests {
         };
         let c = Config::from_settings(cli.or(file), None);
         assert_eq!(c.rtmp_listen, "127.0.0.1:1936".parse().unwrap());
-        assert_eq!(c.wait_for_publisher, Duration::from_secs(9), "flags win over the file");
+        assert_eq!(
+            c.wait_for_publisher,
+            Duration::from_secs(9),
+            "flags win over the file"
+        );
         assert_eq!(c.publish_conflict, PublishConflict::Allow);
         assert_eq!(c.coworkers.len(), 2);
         assert!(Settings::from_toml("bogus_key = 1").is_err());

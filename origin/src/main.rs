@@ -10,7 +10,11 @@ use origin::config::{Config, LogFormat, Settings};
 use origin::server::{self, Listeners};
 
 #[derive(Parser)]
-#[command(name = "origin", version, about = "RTMP origin server for Kubernetes origin clusters")]
+#[command(
+    name = "origin",
+    version,
+    about = "RTMP origin server for Kubernetes origin clusters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,7 +28,7 @@ enum Command {
         #[arg(long, env = "ORIGIN_CONFIG")]
         config: Option<PathBuf>,
         #[command(flatten)]
-        settings: Settings,
+        settings: Box<Settings>,
     },
     /// Start N origins on loopback, each with the others as coworkers (no Kubernetes).
     Cluster {
@@ -60,8 +64,11 @@ enum Command {
 }
 
 fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
@@ -72,7 +79,8 @@ fn read_token(path: &Option<PathBuf>) -> Result<Option<String>> {
     match path {
         None => Ok(None),
         Some(p) => {
-            let t = std::fs::read_to_string(p).with_context(|| format!("reading admin token file {}", p.display()))?;
+            let t = std::fs::read_to_string(p)
+                .with_context(|| format!("reading admin token file {}", p.display()))?;
             let t = t.trim().to_string();
             if t.is_empty() {
                 bail!("admin token file {} is empty", p.display());
@@ -86,13 +94,14 @@ async fn stop_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -106,7 +115,7 @@ async fn stop_signal() {
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, settings } => serve(config, settings).await,
+        Command::Serve { config, settings } => serve(config, *settings).await,
         Command::Cluster {
             replicas,
             rtmp_base,
@@ -127,8 +136,10 @@ async fn main() -> Result<()> {
 async fn serve(config_file: Option<PathBuf>, settings: Settings) -> Result<()> {
     let file = match &config_file {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
-            Settings::from_toml(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", p.display()))?
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading config {}", p.display()))?;
+            Settings::from_toml(&text)
+                .map_err(|e| anyhow::anyhow!("config {}: {e}", p.display()))?
         }
         None => Settings::default(),
     };
@@ -136,19 +147,30 @@ async fn serve(config_file: Option<PathBuf>, settings: Settings) -> Result<()> {
     let token = read_token(&settings.admin_token_file)?;
     let config = Config::from_settings(settings, token);
     init_logs(config.log_format);
-    let listeners = Listeners::bind(&config).await.context("binding listeners")?;
+    let listeners = Listeners::bind(&config)
+        .await
+        .context("binding listeners")?;
     server::run(config, listeners, stop_signal()).await?;
     Ok(())
 }
 
-async fn cluster(replicas: u16, rtmp_base: u16, api_base: u16, flv_base: u16, host: String, log_format: LogFormat) -> Result<()> {
+async fn cluster(
+    replicas: u16,
+    rtmp_base: u16,
+    api_base: u16,
+    flv_base: u16,
+    host: String,
+    log_format: LogFormat,
+) -> Result<()> {
     if replicas == 0 || replicas > 100 {
         bail!("--replicas must be between 1 and 100");
     }
     let exe = std::env::current_exe().context("locating the origin binary")?;
     let dir = std::env::temp_dir().join(format!("origin-cluster-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let token: String = (0..32).map(|_| format!("{:x}", rand::random::<u8>() & 0xf)).collect();
+    let token: String = (0..32)
+        .map(|_| format!("{:x}", rand::random::<u8>() & 0xf))
+        .collect();
     let token_file = dir.join("admin-token");
     std::fs::write(&token_file, &token)?;
     let api = |i: u16| format!("{host}:{}", api_base + i);
@@ -162,14 +184,27 @@ async fn cluster(replicas: u16, rtmp_base: u16, api_base: u16, flv_base: u16, ho
             .args(["--flv-listen", &format!("{host}:{}", flv_base + i)])
             .args(["--self-api", &api(i)])
             .args(["--admin-token-file", &token_file.to_string_lossy()])
-            .args(["--log-format", if log_format == LogFormat::Json { "json" } else { "text" }])
+            .args([
+                "--log-format",
+                if log_format == LogFormat::Json {
+                    "json"
+                } else {
+                    "text"
+                },
+            ])
             .kill_on_drop(true);
         for c in &all {
             cmd.args(["--coworker", c]);
         }
-        children.push(cmd.spawn().with_context(|| format!("starting origin {i}"))?);
+        children.push(
+            cmd.spawn()
+                .with_context(|| format!("starting origin {i}"))?,
+        );
     }
-    println!("origin cluster: {replicas} origins on {host}, admin token in {}", token_file.display());
+    println!(
+        "origin cluster: {replicas} origins on {host}, admin token in {}",
+        token_file.display()
+    );
     for i in 0..replicas {
         println!(
             "  origin-{i}: rtmp://{host}:{}  api http://{host}:{}  http-flv http://{host}:{}",
@@ -181,15 +216,24 @@ async fn cluster(replicas: u16, rtmp_base: u16, api_base: u16, flv_base: u16, ho
     let last = replicas - 1;
     println!();
     println!("publish (to origin-0):");
-    println!("  ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine -c:v libx264 -preset veryfast -tune zerolatency -g 60 -c:a aac -f flv rtmp://{host}:{rtmp_base}/live/demo");
+    println!(
+        "  ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine -c:v libx264 -preset veryfast -tune zerolatency -g 60 -c:a aac -f flv rtmp://{host}:{rtmp_base}/live/demo"
+    );
     println!("play from any origin (HTTP-FLV follows the 302 to the owner):");
     println!("  ffplay http://{host}:{}/live/demo.flv", flv_base + last);
-    println!("  ffprobe -hide_banner http://{host}:{}/live/demo.flv", flv_base + last);
+    println!(
+        "  ffprobe -hide_banner http://{host}:{}/live/demo.flv",
+        flv_base + last
+    );
     println!("play over RTMP directly from the owner:");
     println!("  ffplay rtmp://{host}:{rtmp_base}/live/demo");
-    println!("ask who owns it (SRS-compatible): curl 'http://{host}:{}/api/v1/clusters?app=live&stream=demo'", api_base);
+    println!(
+        "ask who owns it (SRS-compatible): curl 'http://{host}:{}/api/v1/clusters?app=live&stream=demo'",
+        api_base
+    );
     println!("Ctrl-C stops all origins.");
-    let mut waits: futures::stream::FuturesUnordered<_> = children.iter_mut().map(|c| c.wait()).collect();
+    let mut waits: futures::stream::FuturesUnordered<_> =
+        children.iter_mut().map(|c| c.wait()).collect();
     use futures::StreamExt;
     tokio::select! {
         _ = stop_signal() => {}
@@ -199,7 +243,10 @@ async fn cluster(replicas: u16, rtmp_base: u16, api_base: u16, flv_base: u16, ho
     for c in &mut children {
         if let Some(pid) = c.id() {
             // SIGTERM so each origin shuts down gracefully.
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
         }
     }
     for c in &mut children {
@@ -209,7 +256,12 @@ async fn cluster(replicas: u16, rtmp_base: u16, api_base: u16, flv_base: u16, ho
     Ok(())
 }
 
-async fn drain(api: String, token_file: Option<PathBuf>, wait: bool, grace: Duration) -> Result<()> {
+async fn drain(
+    api: String,
+    token_file: Option<PathBuf>,
+    wait: bool,
+    grace: Duration,
+) -> Result<()> {
     use http_body_util::{BodyExt, Empty};
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
@@ -230,7 +282,9 @@ async fn drain(api: String, token_file: Option<PathBuf>, wait: bool, grace: Dura
     }
     let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(5);
     while tokio::time::Instant::now() < deadline {
-        let resp = client.get(format!("http://{api}/api/v1/drain").parse()?).await?;
+        let resp = client
+            .get(format!("http://{api}/api/v1/drain").parse()?)
+            .await?;
         let body = resp.into_body().collect().await?.to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body)?;
         if v["publishers"].as_u64() == Some(0) {

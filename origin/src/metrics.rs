@@ -58,7 +58,9 @@ impl Metrics {
             redirects: Family::default(),
             discovery_requests: Counter::default(),
             discovery_answers: Family::default(),
-            discovery_latency: Histogram::new([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0]),
+            discovery_latency: Histogram::new([
+                0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
+            ]),
             coworker_revision: Gauge::default(),
             coworkers: Gauge::default(),
             slow_player_skips: Counter::default(),
@@ -67,25 +69,69 @@ impl Metrics {
             registry: Registry::default(),
         };
         registry.register("connections", "Open connections", m.connections.clone());
-        registry.register("connections_accepted", "Accepted connections by protocol", m.connections_total.clone());
-        registry.register("connections_rejected", "Connections closed early by reason", m.connections_rejected.clone());
+        registry.register(
+            "connections_accepted",
+            "Accepted connections by protocol",
+            m.connections_total.clone(),
+        );
+        registry.register(
+            "connections_rejected",
+            "Connections closed early by reason",
+            m.connections_rejected.clone(),
+        );
         registry.register("streams", "Published streams", m.streams.clone());
         registry.register("players", "Connected players", m.players.clone());
-        registry.register("received_bytes", "Bytes received from publishers", m.bytes_in.clone());
+        registry.register(
+            "received_bytes",
+            "Bytes received from publishers",
+            m.bytes_in.clone(),
+        );
         registry.register("sent_bytes", "Bytes sent to players", m.bytes_out.clone());
-        registry.register("redirects", "Players redirected to the owner, by kind (rtmp, http)", m.redirects.clone());
-        registry.register("discovery_requests", "Ownership queries sent to coworkers", m.discovery_requests.clone());
-        registry.register("discovery_answers", "Ownership answers by outcome", m.discovery_answers.clone());
+        registry.register(
+            "redirects",
+            "Players redirected to the owner, by kind (rtmp, http)",
+            m.redirects.clone(),
+        );
+        registry.register(
+            "discovery_requests",
+            "Ownership queries sent to coworkers",
+            m.discovery_requests.clone(),
+        );
+        registry.register(
+            "discovery_answers",
+            "Ownership answers by outcome",
+            m.discovery_answers.clone(),
+        );
         registry.register(
             "discovery_latency_seconds",
             "Time to decide where a stream is (all coworkers asked concurrently)",
             m.discovery_latency.clone(),
         );
-        registry.register("coworker_revision", "Revision of the coworker list in use", m.coworker_revision.clone());
-        registry.register("coworkers", "Coworkers in the list in use (self excluded)", m.coworkers.clone());
-        registry.register("slow_player_skips", "Times a player fell behind and was cut back to a keyframe", m.slow_player_skips.clone());
-        registry.register("slow_player_disconnects", "Players disconnected for being too slow", m.slow_player_disconnects.clone());
-        registry.register("publish_rejected", "Publishes refused, by reason", m.publish_rejected.clone());
+        registry.register(
+            "coworker_revision",
+            "Revision of the coworker list in use",
+            m.coworker_revision.clone(),
+        );
+        registry.register(
+            "coworkers",
+            "Coworkers in the list in use (self excluded)",
+            m.coworkers.clone(),
+        );
+        registry.register(
+            "slow_player_skips",
+            "Times a player fell behind and was cut back to a keyframe",
+            m.slow_player_skips.clone(),
+        );
+        registry.register(
+            "slow_player_disconnects",
+            "Players disconnected for being too slow",
+            m.slow_player_disconnects.clone(),
+        );
+        registry.register(
+            "publish_rejected",
+            "Publishes refused, by reason",
+            m.publish_rejected.clone(),
+        );
         Self { registry, ..m }
     }
 

@@ -51,7 +51,11 @@ impl Coworkers {
         let state = CoworkerState {
             document,
             peers,
-            source: if initial.is_empty() { "none".into() } else { "flags".into() },
+            source: if initial.is_empty() {
+                "none".into()
+            } else {
+                "flags".into()
+            },
             updated: SystemTime::now(),
         };
         let c = Self {
@@ -63,7 +67,10 @@ impl Coworkers {
     }
 
     pub fn snapshot(&self) -> Arc<CoworkerState> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Peers to ask, self excluded.
@@ -113,7 +120,11 @@ impl Coworkers {
 }
 
 fn drop_self(list: &[HostPort], myself: &[HostPort]) -> Vec<HostPort> {
-    let mut out: Vec<HostPort> = list.iter().filter(|p| !myself.contains(p)).cloned().collect();
+    let mut out: Vec<HostPort> = list
+        .iter()
+        .filter(|p| !myself.contains(p))
+        .cloned()
+        .collect();
     out.sort();
     out.dedup();
     out
@@ -148,12 +159,18 @@ async fn load_file(coworkers: &Coworkers, path: &Path, last: &mut Option<Vec<u8>
         Ok(doc) => {
             let rev = doc.revision;
             match coworkers.apply(doc, &format!("file:{}", path.display())) {
-                Ok(Applied::Updated) => tracing::info!(path = %path.display(), revision = rev, "coworker list updated from file"),
+                Ok(Applied::Updated) => {
+                    tracing::info!(path = %path.display(), revision = rev, "coworker list updated from file")
+                }
                 Ok(Applied::Unchanged) => {}
-                Err(e) => tracing::debug!(path = %path.display(), error = %e, "coworker file not applied"),
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), error = %e, "coworker file not applied")
+                }
             }
         }
-        Err(e) => tracing::warn!(path = %path.display(), error = %e, "coworker file is malformed; keeping the current list"),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "coworker file is malformed; keeping the current list")
+        }
     }
 }
 
@@ -170,13 +187,36 @@ mod tests {
         let me = hp("10.0.0.1:1985");
         let c = Coworkers::new(vec![hp("10.0.0.2:1985"), me.clone()], vec![me.clone()]);
         assert_eq!(c.peers(), vec![hp("10.0.0.2:1985")]);
-        let doc = |rev, list: &[&str]| CoworkerDocument::new(rev, list.iter().map(|s| s.to_string()), None);
-        assert_eq!(c.apply(doc(3, &["10.0.0.1:1985", "10.0.0.3:1985"]), "api").unwrap(), Applied::Updated);
+        let doc = |rev, list: &[&str]| {
+            CoworkerDocument::new(rev, list.iter().map(|s| s.to_string()), None)
+        };
+        assert_eq!(
+            c.apply(doc(3, &["10.0.0.1:1985", "10.0.0.3:1985"]), "api")
+                .unwrap(),
+            Applied::Updated
+        );
         assert_eq!(c.peers(), vec![hp("10.0.0.3:1985")]);
-        assert_eq!(c.apply(doc(3, &["10.0.0.1:1985", "10.0.0.3:1985"]), "api").unwrap(), Applied::Unchanged);
-        assert!(matches!(c.apply(doc(2, &[]), "api"), Err(ApplyError::Stale { offered: 2, current: 3 })));
-        assert!(matches!(c.apply(doc(3, &[]), "api"), Err(ApplyError::Stale { .. })));
-        assert_eq!(c.peers(), vec![hp("10.0.0.3:1985")], "a stale document changes nothing");
+        assert_eq!(
+            c.apply(doc(3, &["10.0.0.1:1985", "10.0.0.3:1985"]), "api")
+                .unwrap(),
+            Applied::Unchanged
+        );
+        assert!(matches!(
+            c.apply(doc(2, &[]), "api"),
+            Err(ApplyError::Stale {
+                offered: 2,
+                current: 3
+            })
+        ));
+        assert!(matches!(
+            c.apply(doc(3, &[]), "api"),
+            Err(ApplyError::Stale { .. })
+        ));
+        assert_eq!(
+            c.peers(),
+            vec![hp("10.0.0.3:1985")],
+            "a stale document changes nothing"
+        );
         assert_eq!(c.snapshot().source, "api");
     }
 
@@ -192,7 +232,11 @@ mod tests {
         assert_eq!(c.peers(), vec![hp("127.0.0.1:2001")]);
         std::fs::write(&path, "not json").unwrap();
         load_file(&c, &path, &mut last).await;
-        assert_eq!(c.peers(), vec![hp("127.0.0.1:2001")], "malformed file keeps the list");
+        assert_eq!(
+            c.peers(),
+            vec![hp("127.0.0.1:2001")],
+            "malformed file keeps the list"
+        );
         std::fs::write(&path, r#"{"revision":2,"coworkers":["127.0.0.1:2002"]}"#).unwrap();
         load_file(&c, &path, &mut last).await;
         assert_eq!(c.snapshot().document.revision, 2);

@@ -82,7 +82,12 @@ impl Discovery {
 
     /// Asks every peer; returns the first owner found within the timeout.
     /// `ip` is the host of the client's tcUrl (echoed by the owner).
-    pub async fn find_owner(self: &Arc<Self>, peers: &[HostPort], key: &StreamKey, ip: &str) -> Option<Found> {
+    pub async fn find_owner(
+        self: &Arc<Self>,
+        peers: &[HostPort],
+        key: &StreamKey,
+        ip: &str,
+    ) -> Option<Found> {
         if let Some(found) = self.cached(key) {
             let this = self.clone();
             let key = key.clone();
@@ -109,7 +114,9 @@ impl Discovery {
                 Answer::Error => "error",
                 Answer::Timeout => "timeout",
             };
-            m.discovery_answers.get_or_create(&OutcomeLabel { outcome }).inc();
+            m.discovery_answers
+                .get_or_create(&OutcomeLabel { outcome })
+                .inc();
             if let Answer::Owned(found) = answer {
                 result = Some(found);
                 break;
@@ -141,7 +148,10 @@ impl Discovery {
 
     /// Drops a cached owner (it said the stream is not there any more).
     pub fn forget(&self, key: &StreamKey) {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 
     async fn ask(&self, peer: &HostPort, key: &StreamKey, ip: &str) -> Answer {
@@ -153,7 +163,11 @@ impl Discovery {
             stream: key.stream.clone(),
             coworker: peer.to_string(),
         };
-        let uri = format!("http://{peer}{}?{}", paths::CLUSTERS, query.to_query_string());
+        let uri = format!(
+            "http://{peer}{}?{}",
+            paths::CLUSTERS,
+            query.to_query_string()
+        );
         let req = match hyper::Request::post(uri)
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Empty::<Bytes>::new())
@@ -164,7 +178,11 @@ impl Discovery {
         let work = async {
             let resp = self.client.request(req).await.ok()?;
             let status = resp.status().as_u16();
-            let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES).collect().await.ok()?.to_bytes();
+            let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .ok()?
+                .to_bytes();
             Some((status, body))
         };
         match tokio::time::timeout(self.config.timeout, work).await {

@@ -20,7 +20,11 @@ pub struct Identity {
 
 /// The stream key a query names (extension stripped, vhost defaulted).
 pub fn query_key(q: &ClustersQuery) -> StreamKey {
-    StreamKey::new(q.vhost_or_default(), q.app.clone(), strip_extension(&q.stream))
+    StreamKey::new(
+        q.vhost_or_default(),
+        q.app.clone(),
+        strip_extension(&q.stream),
+    )
 }
 
 /// Builds the answer. `pushed` is the advertise part of the coworker document (it wins
@@ -57,7 +61,9 @@ pub fn answer(
             .unwrap_or_else(|| "127.0.0.1".to_string());
         let port = rtmp.as_ref().map(|a| a.port).unwrap_or(me.rtmp_port);
         let api = HostPort::new(host.clone(), me.api_port).to_string();
-        let http = http.unwrap_or_else(|| HostPort::new(host.clone(), me.flv_port)).to_string();
+        let http = http
+            .unwrap_or_else(|| HostPort::new(host.clone(), me.flv_port))
+            .to_string();
         OriginInfo {
             ip: host,
             port,
@@ -143,7 +149,12 @@ mod tests {
     fn owned_answer_matches_srs_and_adds_http() {
         let reg = Registry::new(MediaConfig::default());
         let s = reg.get_or_create(&StreamKey::new(DEFAULT_VHOST, "live", "test"));
-        s.publish(PublisherInfo { id: 1, addr: None, since: Instant::now() }).unwrap();
+        s.publish(PublisherInfo {
+            id: 1,
+            addr: None,
+            since: Instant::now(),
+        })
+        .unwrap();
         let a = answer(&query("test.flv", "some.host"), &reg, &me(), None, None);
         assert_eq!(
             a.to_json(),
@@ -157,35 +168,75 @@ mod tests {
     fn advertised_address_order() {
         let reg = Registry::new(MediaConfig::default());
         reg.get_or_create(&StreamKey::new(DEFAULT_VHOST, "live", "s"))
-            .publish(PublisherInfo { id: 1, addr: None, since: Instant::now() })
+            .publish(PublisherInfo {
+                id: 1,
+                addr: None,
+                since: Instant::now(),
+            })
             .unwrap();
         let mut q = query("s", "");
         q.coworker = String::new();
         let a = answer(&q, &reg, &me(), None, Some("10.1.1.1:21986"));
-        assert_eq!(a.data.origin.as_ref().unwrap().ip, "10.1.1.1", "Host header is the last resort");
+        assert_eq!(
+            a.data.origin.as_ref().unwrap().ip,
+            "10.1.1.1",
+            "Host header is the last resort"
+        );
         let mut flagged = me();
         flagged.advertise_rtmp = Some(HostPort::new("203.0.113.5", 1935));
         let a = answer(&query("s", ""), &reg, &flagged, None, None);
         let o = a.data.origin.unwrap();
         assert_eq!((o.ip.as_str(), o.port), ("203.0.113.5", 1935));
-        let pushed = Advertise { rtmp: Some("198.51.100.7:31935".into()), http: Some("198.51.100.7:38080".into()) };
-        let o = answer(&query("s", ""), &reg, &flagged, Some(&pushed), None).data.origin.unwrap();
-        assert_eq!((o.ip.as_str(), o.port, o.http.as_deref()), ("198.51.100.7", 31935, Some("198.51.100.7:38080")));
+        let pushed = Advertise {
+            rtmp: Some("198.51.100.7:31935".into()),
+            http: Some("198.51.100.7:38080".into()),
+        };
+        let o = answer(&query("s", ""), &reg, &flagged, Some(&pushed), None)
+            .data
+            .origin
+            .unwrap();
+        assert_eq!(
+            (o.ip.as_str(), o.port, o.http.as_deref()),
+            ("198.51.100.7", 31935, Some("198.51.100.7:38080"))
+        );
     }
 
     #[test]
     fn redirect_urls() {
-        let owner = Owner { ip: "127.0.0.1".into(), port: 21936, http: Some("127.0.0.1:28080".into()), api: None };
+        let owner = Owner {
+            ip: "127.0.0.1".into(),
+            port: 21936,
+            http: Some("127.0.0.1:28080".into()),
+            api: None,
+        };
         let key = StreamKey::new(DEFAULT_VHOST, "live", "test");
         assert_eq!(
             rtmp_redirect(&owner, &key, None),
-            ("rtmp://127.0.0.1:21936/live".to_string(), "rtmp://127.0.0.1:21936/live/test".to_string())
+            (
+                "rtmp://127.0.0.1:21936/live".to_string(),
+                "rtmp://127.0.0.1:21936/live/test".to_string()
+            )
         );
-        assert_eq!(rtmp_redirect(&owner, &key, Some("token=1")).1, "rtmp://127.0.0.1:21936/live/test?token=1");
+        assert_eq!(
+            rtmp_redirect(&owner, &key, Some("token=1")).1,
+            "rtmp://127.0.0.1:21936/live/test?token=1"
+        );
         let vkey = StreamKey::new("v1", "live", "test");
-        assert_eq!(rtmp_redirect(&owner, &vkey, None).1, "rtmp://127.0.0.1:21936/live/test?vhost=v1");
-        assert_eq!(flv_redirect(&owner, 8080, &key, None), "http://127.0.0.1:28080/live/test.flv");
-        let bare = Owner { http: None, ..owner };
-        assert_eq!(flv_redirect(&bare, 8080, &key, Some("a=b")), "http://127.0.0.1:8080/live/test.flv?a=b");
+        assert_eq!(
+            rtmp_redirect(&owner, &vkey, None).1,
+            "rtmp://127.0.0.1:21936/live/test?vhost=v1"
+        );
+        assert_eq!(
+            flv_redirect(&owner, 8080, &key, None),
+            "http://127.0.0.1:28080/live/test.flv"
+        );
+        let bare = Owner {
+            http: None,
+            ..owner
+        };
+        assert_eq!(
+            flv_redirect(&bare, 8080, &key, Some("a=b")),
+            "http://127.0.0.1:8080/live/test.flv?a=b"
+        );
     }
 }

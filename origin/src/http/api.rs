@@ -73,12 +73,26 @@ pub fn parse_query(raw: &str) -> Vec<(String, String)> {
 }
 
 fn valid_callback(cb: &str) -> bool {
-    !cb.is_empty() && cb.len() <= 128 && cb.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '$'))
+    !cb.is_empty()
+        && cb.len() <= 128
+        && cb
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '$'))
 }
 
-async fn clusters(State(origin): State<Arc<Origin>>, RawQuery(raw): RawQuery, headers: HeaderMap) -> Response {
+async fn clusters(
+    State(origin): State<Arc<Origin>>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     let params = parse_query(raw.as_deref().unwrap_or_default());
-    let get = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(pk, _)| pk == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     let q = ClustersQuery {
         vhost: get("vhost"),
         ip: get("ip"),
@@ -88,21 +102,35 @@ async fn clusters(State(origin): State<Arc<Origin>>, RawQuery(raw): RawQuery, he
     };
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let pushed = origin.coworkers.advertise();
-    let answer = ownership::answer(&q, &origin.registry, &origin.identity, pushed.as_ref(), host);
+    let answer = ownership::answer(
+        &q,
+        &origin.registry,
+        &origin.identity,
+        pushed.as_ref(),
+        host,
+    );
     let body = answer.to_json();
     let callback = get("callback");
     if !callback.is_empty() {
         if !valid_callback(&callback) {
             return json_error(StatusCode::BAD_REQUEST, "invalid JSONP callback name");
         }
-        return ([(header::CONTENT_TYPE, "text/javascript")], format!("{callback}({body})")).into_response();
+        return (
+            [(header::CONTENT_TYPE, "text/javascript")],
+            format!("{callback}({body})"),
+        )
+            .into_response();
     }
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn get_coworkers(State(origin): State<Arc<Origin>>) -> Response {
     let s = origin.coworkers.snapshot();
-    let updated = s.updated.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let updated = s
+        .updated
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     axum::Json(json!({
         "revision": s.document.revision,
         "coworkers": s.document.coworkers,
@@ -114,27 +142,35 @@ async fn get_coworkers(State(origin): State<Arc<Origin>>) -> Response {
     .into_response()
 }
 
-/// Checks `Authorization: Bearer <token>` in constant time.
-fn authorized(origin: &Origin, headers: &HeaderMap) -> Result<(), Response> {
+/// Checks `Authorization: Bearer <token>` in constant time; the refusal if it fails.
+fn unauthorized(origin: &Origin, headers: &HeaderMap) -> Option<Response> {
     let Some(expected) = origin.config.admin_token.as_deref() else {
-        return Err(json_error(StatusCode::FORBIDDEN, "admin API disabled: start the origin with --admin-token-file"));
+        return Some(json_error(
+            StatusCode::FORBIDDEN,
+            "admin API disabled: start the origin with --admin-token-file",
+        ));
     };
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
         .unwrap_or_default();
-    let same = given.len() == expected.len() && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if same {
-        Ok(())
-    } else {
-        Err(json_error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
-    }
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    (!same).then(|| json_error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
 }
 
-async fn put_coworkers(State(origin): State<Arc<Origin>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authorized(&origin, &headers) {
-        return r;
+async fn put_coworkers(
+    State(origin): State<Arc<Origin>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = unauthorized(&origin, &headers) {
+        return refusal;
     }
     let doc = match CoworkerDocument::from_slice(&body) {
         Ok(d) => d,
@@ -174,8 +210,8 @@ fn drain_report(origin: &Origin) -> serde_json::Value {
 }
 
 async fn drain(State(origin): State<Arc<Origin>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&origin, &headers) {
-        return r;
+    if let Some(refusal) = unauthorized(&origin, &headers) {
+        return refusal;
     }
     origin.start_drain();
     (StatusCode::ACCEPTED, axum::Json(drain_report(&origin))).into_response()
@@ -198,7 +234,10 @@ async fn readyz(State(origin): State<Arc<Origin>>) -> Response {
 async fn metrics(State(origin): State<Arc<Origin>>) -> Response {
     origin.update_gauges();
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         crate::metrics::global().encode(),
     )
         .into_response()

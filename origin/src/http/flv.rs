@@ -19,7 +19,7 @@ use crate::media::flv::file_header;
 use crate::media::{Next, StreamKey, Subscriber};
 use crate::metrics::{self, KindLabel};
 use crate::rtmp::url;
-use crate::server::Origin;
+use crate::server::{Located, Origin};
 
 pub fn router(origin: Arc<Origin>) -> Router {
     Router::new()
@@ -29,19 +29,38 @@ pub fn router(origin: Arc<Origin>) -> Router {
 }
 
 fn text(status: StatusCode, msg: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], msg).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        msg,
+    )
+        .into_response()
 }
 
-async fn play(State(origin): State<Arc<Origin>>, Path(path): Path<String>, RawQuery(raw): RawQuery, headers: HeaderMap) -> Response {
+async fn play(
+    State(origin): State<Arc<Origin>>,
+    Path(path): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     let Some(path) = path.strip_suffix(".flv") else {
-        return text(StatusCode::NOT_FOUND, "only /<app>/<stream>.flv is served here\n".into());
+        return text(
+            StatusCode::NOT_FOUND,
+            "only /<app>/<stream>.flv is served here\n".into(),
+        );
     };
     let Some((app, stream)) = path.rsplit_once('/') else {
-        return text(StatusCode::NOT_FOUND, "expected /<app>/<stream>.flv\n".into());
+        return text(
+            StatusCode::NOT_FOUND,
+            "expected /<app>/<stream>.flv\n".into(),
+        );
     };
     let app = app.trim_matches('/');
     if !url::valid_name(app) || !url::valid_name(stream) {
-        return text(StatusCode::BAD_REQUEST, "invalid app or stream name\n".into());
+        return text(
+            StatusCode::BAD_REQUEST,
+            "invalid app or stream name\n".into(),
+        );
     }
     let params = parse_query(raw.as_deref().unwrap_or_default());
     let vhost = params
@@ -50,46 +69,39 @@ async fn play(State(origin): State<Arc<Origin>>, Path(path): Path<String>, RawQu
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| origin_wire::DEFAULT_VHOST.to_string());
     let key = StreamKey::new(vhost, app, stream);
-    metrics::global().connections_total.get_or_create(&KindLabel { kind: "http-flv" }).inc();
+    metrics::global()
+        .connections_total
+        .get_or_create(&KindLabel { kind: "http-flv" })
+        .inc();
 
-    let local = origin.registry.get_or_create(&key);
-    let mut sub = local.subscribe();
-    drop(local);
-    if !sub.publishing() {
-        let ip = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(|h| origin_wire::addr::HostPort::parse(h).map(|hp| hp.host).unwrap_or_else(|_| h.to_string()))
-            .unwrap_or_default();
-        let deadline = Instant::now() + origin.config.wait_for_publisher;
-        loop {
-            let peers = origin.coworkers.peers();
-            if !peers.is_empty() {
-                if let Some(found) = origin.discovery.find_owner(&peers, &key, &ip).await {
-                    drop(sub);
-                    origin.registry.reap(&key);
-                    let location = flv_redirect(&found.owner, origin.identity.flv_port, &key, raw.as_deref());
-                    metrics::global().redirects.get_or_create(&KindLabel { kind: "http" }).inc();
-                    tracing::info!(stream = %key, to = %location, "HTTP-FLV 302 redirect");
-                    return (StatusCode::FOUND, [(header::LOCATION, location)], "").into_response();
-                }
-            }
-            if sub.publishing() {
-                break;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                drop(sub);
-                origin.registry.reap(&key);
-                return text(StatusCode::NOT_FOUND, format!("stream {app}/{stream} is not published on any origin\n"));
-            }
-            let wake = (now + origin.config.reask_interval).min(deadline);
-            tokio::select! {
-                _ = tokio::time::sleep_until(wake) => {}
-                published = wait_published(&mut sub) => if published { break },
-            }
+    let ip = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| {
+            origin_wire::addr::HostPort::parse(h)
+                .map(|hp| hp.host)
+                .unwrap_or_else(|_| h.to_string())
+        })
+        .unwrap_or_default();
+    let sub = match origin.locate(&key, &ip).await {
+        Located::Local(sub) => sub,
+        Located::Remote(found) => {
+            let location =
+                flv_redirect(&found.owner, origin.identity.flv_port, &key, raw.as_deref());
+            metrics::global()
+                .redirects
+                .get_or_create(&KindLabel { kind: "http" })
+                .inc();
+            tracing::info!(stream = %key, to = %location, "HTTP-FLV 302 redirect");
+            return (StatusCode::FOUND, [(header::LOCATION, location)], "").into_response();
         }
-    }
+        Located::NotFound => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("stream {app}/{stream} is not published on any origin\n"),
+            );
+        }
+    };
     origin.update_gauges();
     tracing::info!(stream = %key, "HTTP-FLV playing");
     let body = Body::from_stream(flv_body(origin.clone(), sub));
@@ -103,17 +115,6 @@ async fn play(State(origin): State<Arc<Origin>>, Path(path): Path<String>, RawQu
         body,
     )
         .into_response()
-}
-
-async fn wait_published(sub: &mut Subscriber) -> bool {
-    loop {
-        match sub.next().await {
-            Next::Published => return true,
-            Next::Closed => return false,
-            _ if sub.publishing() => return true,
-            _ => {}
-        }
-    }
 }
 
 struct BodyState {
@@ -137,7 +138,10 @@ impl Drop for BodyState {
 }
 
 /// The FLV byte stream of one player: each item is a shared, pre-encoded tag.
-fn flv_body(origin: Arc<Origin>, sub: Subscriber) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
+fn flv_body(
+    origin: Arc<Origin>,
+    sub: Subscriber,
+) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
     let state = BodyState {
         origin,
         sub,

@@ -115,7 +115,7 @@ pub fn inspect_audio(p: &[u8]) -> AudioInfo {
         11 => "Speex",
         7 | 8 => "G711",
         0 | 3 => "PCM",
-        6 | 4 | 5 => "Nellymoser",
+        4..=6 => "Nellymoser",
         _ => "unknown",
     };
     AudioInfo {
@@ -187,7 +187,8 @@ impl Demuxer {
             if &self.buf[..3] != b"FLV" {
                 return Err(FlvError::BadSignature);
             }
-            let offset = u32::from_be_bytes([self.buf[5], self.buf[6], self.buf[7], self.buf[8]]) as usize;
+            let offset =
+                u32::from_be_bytes([self.buf[5], self.buf[6], self.buf[7], self.buf[8]]) as usize;
             let skip = offset.max(9) + 4;
             if self.buf.len() < skip {
                 return Ok(None);
@@ -237,21 +238,36 @@ mod tests {
     #[test]
     fn legacy_and_enhanced_video() {
         let key_seq = inspect_video(&[0x17, 0x00, 0, 0, 0]);
-        assert_eq!((key_seq.keyframe, key_seq.sequence_header, key_seq.codec), (true, true, VideoCodec::H264));
+        assert_eq!(
+            (key_seq.keyframe, key_seq.sequence_header, key_seq.codec),
+            (true, true, VideoCodec::H264)
+        );
         let inter = inspect_video(&[0x27, 0x01]);
         assert_eq!((inter.keyframe, inter.sequence_header), (false, false));
         // Enhanced RTMP: ex bit, keyframe, CodedFramesX (3), hvc1
         let hevc = inspect_video(&[0x80 | 0x10 | 3, b'h', b'v', b'c', b'1']);
-        assert_eq!((hevc.keyframe, hevc.sequence_header, hevc.codec), (true, false, VideoCodec::Hevc));
+        assert_eq!(
+            (hevc.keyframe, hevc.sequence_header, hevc.codec),
+            (true, false, VideoCodec::Hevc)
+        );
         let av1_seq = inspect_video(&[0x80 | 0x10, b'a', b'v', b'0', b'1']);
-        assert_eq!((av1_seq.sequence_header, av1_seq.codec), (true, VideoCodec::Av1));
+        assert_eq!(
+            (av1_seq.sequence_header, av1_seq.codec),
+            (true, VideoCodec::Av1)
+        );
         assert_eq!(inspect_video(&[]), VideoInfo::default());
     }
 
     #[test]
     fn audio() {
-        assert_eq!(inspect_audio(&[0xaf, 0x00]), AudioInfo { sequence_header: true, codec: "AAC" });
-        assert_eq!(inspect_audio(&[0xaf, 0x01]).sequence_header, false);
+        assert_eq!(
+            inspect_audio(&[0xaf, 0x00]),
+            AudioInfo {
+                sequence_header: true,
+                codec: "AAC"
+            }
+        );
+        assert!(!inspect_audio(&[0xaf, 0x01]).sequence_header);
         assert_eq!(inspect_audio(&[0x2f]).codec, "MP3");
     }
 
@@ -270,7 +286,10 @@ mod tests {
             }
         }
         assert_eq!(tags.len(), 2);
-        assert_eq!((tags[0].tag_type, tags[0].timestamp, &tags[0].payload[..]), (TAG_VIDEO, 0x0102_0304, &b"abc"[..]));
+        assert_eq!(
+            (tags[0].tag_type, tags[0].timestamp, &tags[0].payload[..]),
+            (TAG_VIDEO, 0x0102_0304, &b"abc"[..])
+        );
         assert_eq!(parse_file(b"NOPE00000000"), Err(FlvError::BadSignature));
     }
 }

@@ -45,9 +45,17 @@ impl Frame {
         let (kind, keyframe, sequence_header) = match type_id {
             kind::VIDEO => {
                 let v = flv::inspect_video(&payload);
-                (FrameKind::Video, v.keyframe && !v.sequence_header, v.sequence_header)
+                (
+                    FrameKind::Video,
+                    v.keyframe && !v.sequence_header,
+                    v.sequence_header,
+                )
             }
-            kind::AUDIO => (FrameKind::Audio, false, flv::inspect_audio(&payload).sequence_header),
+            kind::AUDIO => (
+                FrameKind::Audio,
+                false,
+                flv::inspect_audio(&payload).sequence_header,
+            ),
             _ => (FrameKind::Data, false, false),
         };
         let rtmp = encode_rtmp(type_id, timestamp, PLAY_STREAM_ID, &payload);
@@ -99,6 +107,14 @@ fn encode_rtmp(type_id: u8, timestamp: u32, stream_id: u32, payload: &[u8]) -> B
         _ => csid::DATA,
     };
     let mut out = BytesMut::with_capacity(payload.len() + 16 + payload.len() / OUT_CHUNK_SIZE * 5);
-    chunk::encode_standalone(&mut out, OUT_CHUNK_SIZE, cs, timestamp, type_id, stream_id, payload);
+    chunk::encode_standalone(
+        &mut out,
+        OUT_CHUNK_SIZE,
+        cs,
+        timestamp,
+        type_id,
+        stream_id,
+        payload,
+    );
     out.freeze()
 }

@@ -86,7 +86,12 @@ mod tests {
         r.reap(&key);
         assert!(r.get(&key).is_none());
         let s = r.get_or_create(&key);
-        s.publish(PublisherInfo { id: 1, addr: None, since: Instant::now() }).unwrap();
+        s.publish(PublisherInfo {
+            id: 1,
+            addr: None,
+            since: Instant::now(),
+        })
+        .unwrap();
         drop(s);
         r.reap(&key);
         assert!(r.is_published(&key));

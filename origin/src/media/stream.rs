@@ -27,7 +27,11 @@ pub struct StreamKey {
 }
 
 impl StreamKey {
-    pub fn new(vhost: impl Into<String>, app: impl Into<String>, stream: impl Into<String>) -> Self {
+    pub fn new(
+        vhost: impl Into<String>,
+        app: impl Into<String>,
+        stream: impl Into<String>,
+    ) -> Self {
         Self {
             vhost: vhost.into(),
             app: app.into(),
@@ -187,7 +191,8 @@ impl Stream {
 
     /// Caches and fans out one frame from the publisher.
     pub fn push(&self, frame: Arc<Frame>) {
-        self.bytes_in.fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
+        self.bytes_in
+            .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
         self.frames_in.fetch_add(1, Ordering::Relaxed);
         {
             let mut c = self.cache();
@@ -274,7 +279,12 @@ impl Stream {
 
     fn headers(&self) -> Vec<Arc<Frame>> {
         let c = self.cache();
-        c.metadata.iter().chain(c.video_header.iter()).chain(c.audio_header.iter()).cloned().collect()
+        c.metadata
+            .iter()
+            .chain(c.video_header.iter())
+            .chain(c.audio_header.iter())
+            .cloned()
+            .collect()
     }
 
     fn has_video(&self) -> bool {
@@ -288,13 +298,21 @@ impl Stream {
             app: self.key.app.clone(),
             stream: self.key.stream.clone(),
             publishing: c.publisher.is_some(),
-            publisher: c.publisher.as_ref().and_then(|p| p.addr).map(|a| a.to_string()),
+            publisher: c
+                .publisher
+                .as_ref()
+                .and_then(|p| p.addr)
+                .map(|a| a.to_string()),
             video_codec: (c.video_codec != VideoCodec::Unknown).then_some(c.video_codec.name()),
             audio_codec: (!c.audio_codec.is_empty()).then_some(c.audio_codec),
             players: self.players(),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             frames_in: self.frames_in.load(Ordering::Relaxed),
-            uptime_seconds: c.publisher.as_ref().map(|p| p.since.elapsed().as_secs_f64()).unwrap_or(0.0),
+            uptime_seconds: c
+                .publisher
+                .as_ref()
+                .map(|p| p.since.elapsed().as_secs_f64())
+                .unwrap_or(0.0),
         }
     }
 }
@@ -401,7 +419,11 @@ impl Subscriber {
             Err(broadcast::error::TryRecvError::Lagged(skipped)) => {
                 let now = Instant::now();
                 self.lags.push_back(now);
-                while self.lags.front().is_some_and(|t| now.duration_since(*t) > self.stream.config.lag_window) {
+                while self
+                    .lags
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) > self.stream.config.lag_window)
+                {
                     self.lags.pop_front();
                 }
                 tracing::debug!(stream = %self.stream.key, skipped, "player fell behind; skipping to the next keyframe");
@@ -434,12 +456,21 @@ mod tests {
 
     fn video(key: bool, seq: bool, ts: u32) -> Arc<Frame> {
         let b0 = if key { 0x17 } else { 0x27 };
-        Frame::new(kind::VIDEO, ts, Bytes::from(vec![b0, u8::from(!seq), 0, 0, 0, 1, 2, 3]))
+        Frame::new(
+            kind::VIDEO,
+            ts,
+            Bytes::from(vec![b0, u8::from(!seq), 0, 0, 0, 1, 2, 3]),
+        )
     }
 
     fn published(config: MediaConfig) -> Arc<Stream> {
         let s = Arc::new(Stream::new(StreamKey::new("v", "live", "s"), config));
-        s.publish(PublisherInfo { id: 1, addr: None, since: Instant::now() }).unwrap();
+        s.publish(PublisherInfo {
+            id: 1,
+            addr: None,
+            since: Instant::now(),
+        })
+        .unwrap();
         s
     }
 
@@ -454,7 +485,11 @@ mod tests {
     fn late_player_starts_with_headers_then_keyframe() {
         let s = published(MediaConfig::default());
         s.push(video(true, true, 0));
-        s.push(Frame::new(kind::AUDIO, 0, Bytes::from_static(&[0xaf, 0, 0x12, 0x10])));
+        s.push(Frame::new(
+            kind::AUDIO,
+            0,
+            Bytes::from_static(&[0xaf, 0, 0x12, 0x10]),
+        ));
         s.push(video(true, false, 0));
         s.push(video(false, false, 40));
         s.push(video(true, false, 80));
@@ -463,7 +498,10 @@ mod tests {
         assert!(frame(p.try_next()).sequence_header);
         assert!(frame(p.try_next()).sequence_header);
         let first = frame(p.try_next());
-        assert!(first.keyframe && first.timestamp == 80, "GOP starts at the last keyframe");
+        assert!(
+            first.keyframe && first.timestamp == 80,
+            "GOP starts at the last keyframe"
+        );
         assert_eq!(frame(p.try_next()).timestamp, 120);
         assert!(p.try_next().is_none());
         s.push(video(false, false, 160));
@@ -473,15 +511,33 @@ mod tests {
     #[test]
     fn second_publisher_is_refused() {
         let s = published(MediaConfig::default());
-        assert!(s.publish(PublisherInfo { id: 2, addr: None, since: Instant::now() }).is_err());
+        assert!(
+            s.publish(PublisherInfo {
+                id: 2,
+                addr: None,
+                since: Instant::now()
+            })
+            .is_err()
+        );
         assert!(!s.unpublish(2));
         assert!(s.unpublish(1));
-        assert!(s.publish(PublisherInfo { id: 2, addr: None, since: Instant::now() }).is_ok());
+        assert!(
+            s.publish(PublisherInfo {
+                id: 2,
+                addr: None,
+                since: Instant::now()
+            })
+            .is_ok()
+        );
     }
 
     #[test]
     fn lagging_player_skips_to_keyframe_then_is_cut() {
-        let config = MediaConfig { queue_frames: 16, max_lags: 1, ..MediaConfig::default() };
+        let config = MediaConfig {
+            queue_frames: 16,
+            max_lags: 1,
+            ..MediaConfig::default()
+        };
         let s = published(config);
         s.push(video(true, true, 0));
         let mut slow = s.subscribe();
@@ -509,7 +565,12 @@ mod tests {
         let mut p = s.subscribe();
         assert!(s.unpublish(1));
         assert!(matches!(p.try_next(), Some(Next::Unpublished)));
-        s.publish(PublisherInfo { id: 3, addr: None, since: Instant::now() }).unwrap();
+        s.publish(PublisherInfo {
+            id: 3,
+            addr: None,
+            since: Instant::now(),
+        })
+        .unwrap();
         assert!(matches!(p.try_next(), Some(Next::Published)));
         assert!(p.publishing());
     }

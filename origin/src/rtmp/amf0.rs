@@ -61,11 +61,17 @@ pub enum Value {
     Reference(u16),
     EcmaArray(Vec<(String, Value)>),
     StrictArray(Vec<Value>),
-    Date { millis: f64, timezone: i16 },
+    Date {
+        millis: f64,
+        timezone: i16,
+    },
     LongString(String),
     Unsupported,
     XmlDocument(String),
-    TypedObject { class: String, properties: Vec<(String, Value)> },
+    TypedObject {
+        class: String,
+        properties: Vec<(String, Value)>,
+    },
     /// AVM+ marker: the rest of the buffer is AMF3, kept as raw bytes.
     Avmplus(Bytes),
 }
@@ -128,7 +134,10 @@ impl Value {
 
     /// Looks a property up by name.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.properties()?.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.properties()?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 
     /// Appends the encoding of this value.
@@ -269,7 +278,11 @@ impl<'a> Decoder<'a> {
     }
 
     fn need(&self, n: usize) -> Result<(), Amf0Error> {
-        if self.buf.len() < n { Err(Amf0Error::Truncated) } else { Ok(()) }
+        if self.buf.len() < n {
+            Err(Amf0Error::Truncated)
+        } else {
+            Ok(())
+        }
     }
 
     fn u8(&mut self) -> Result<u8, Amf0Error> {
@@ -297,7 +310,9 @@ impl<'a> Decoder<'a> {
             return Err(Amf0Error::StringTooLong(len));
         }
         self.need(len)?;
-        let s = std::str::from_utf8(&self.buf[..len]).map_err(|_| Amf0Error::NotUtf8)?.to_string();
+        let s = std::str::from_utf8(&self.buf[..len])
+            .map_err(|_| Amf0Error::NotUtf8)?
+            .to_string();
         self.buf.advance(len);
         Ok(s)
     }
@@ -316,7 +331,11 @@ impl<'a> Decoder<'a> {
         let mut props = Vec::new();
         loop {
             // An object ends with an empty key followed by the end marker.
-            if self.buf.len() >= 3 && self.buf[0] == 0 && self.buf[1] == 0 && self.buf[2] == marker::OBJECT_END {
+            if self.buf.len() >= 3
+                && self.buf[0] == 0
+                && self.buf[1] == 0
+                && self.buf[2] == marker::OBJECT_END
+            {
                 self.buf.advance(3);
                 return Ok(props);
             }
@@ -424,12 +443,30 @@ mod tests {
             ("null", Value::Null),
             ("u", Value::Undefined),
             ("r", Value::Reference(3)),
-            ("e", Value::EcmaArray(vec![("duration".into(), Value::Number(0.0))])),
-            ("a", Value::StrictArray(vec![Value::Number(1.0), Value::str("x")])),
-            ("d", Value::Date { millis: 1e12, timezone: -60 }),
+            (
+                "e",
+                Value::EcmaArray(vec![("duration".into(), Value::Number(0.0))]),
+            ),
+            (
+                "a",
+                Value::StrictArray(vec![Value::Number(1.0), Value::str("x")]),
+            ),
+            (
+                "d",
+                Value::Date {
+                    millis: 1e12,
+                    timezone: -60,
+                },
+            ),
             ("l", Value::LongString("long".into())),
             ("x", Value::XmlDocument("<a/>".into())),
-            ("t", Value::TypedObject { class: "C".into(), properties: vec![("k".into(), Value::Null)] }),
+            (
+                "t",
+                Value::TypedObject {
+                    class: "C".into(),
+                    properties: vec![("k".into(), Value::Null)],
+                },
+            ),
             ("un", Value::Unsupported),
         ]);
         assert_eq!(round_trip(&v), v);
@@ -441,7 +478,10 @@ mod tests {
         let body = encode_all(&[
             Value::str("connect"),
             Value::Number(1.0),
-            Value::object([("app", Value::str("live")), ("tcUrl", Value::str("rtmp://127.0.0.1/live"))]),
+            Value::object([
+                ("app", Value::str("live")),
+                ("tcUrl", Value::str("rtmp://127.0.0.1/live")),
+            ]),
         ]);
         let vals = decode_all(&body).unwrap();
         assert_eq!(vals[0].as_str(), Some("connect"));
@@ -450,13 +490,29 @@ mod tests {
 
     #[test]
     fn rejects_truncated_and_oversized() {
-        assert_eq!(decode_all(&[marker::NUMBER, 0, 0]), Err(Amf0Error::Truncated));
-        assert_eq!(decode_all(&[marker::STRING, 0, 5, b'a']), Err(Amf0Error::Truncated));
-        assert_eq!(decode_all(&[marker::STRICT_ARRAY, 0xff, 0xff, 0xff, 0xff]), Err(Amf0Error::TooManyEntries(0xffff_ffff)));
-        assert_eq!(decode_all(&[marker::STRICT_ARRAY, 0, 0, 0, 9, 5]), Err(Amf0Error::Truncated));
-        let big = Limits { max_string: 4, ..Limits::default() };
         assert_eq!(
-            Decoder::with_limits(&[marker::STRING, 0, 5, b'a', b'b', b'c', b'd', b'e'], big).decode(),
+            decode_all(&[marker::NUMBER, 0, 0]),
+            Err(Amf0Error::Truncated)
+        );
+        assert_eq!(
+            decode_all(&[marker::STRING, 0, 5, b'a']),
+            Err(Amf0Error::Truncated)
+        );
+        assert_eq!(
+            decode_all(&[marker::STRICT_ARRAY, 0xff, 0xff, 0xff, 0xff]),
+            Err(Amf0Error::TooManyEntries(0xffff_ffff))
+        );
+        assert_eq!(
+            decode_all(&[marker::STRICT_ARRAY, 0, 0, 0, 9, 5]),
+            Err(Amf0Error::Truncated)
+        );
+        let big = Limits {
+            max_string: 4,
+            ..Limits::default()
+        };
+        assert_eq!(
+            Decoder::with_limits(&[marker::STRING, 0, 5, b'a', b'b', b'c', b'd', b'e'], big)
+                .decode(),
             Err(Amf0Error::StringTooLong(5))
         );
         // 40 nested objects exceed the default depth of 32.
@@ -471,24 +527,33 @@ mod tests {
     #[test]
     fn avmplus_passes_rest_through() {
         let vals = decode_all(&[marker::NULL, marker::AVMPLUS, 0x06, 0x05, b'h', b'i']).unwrap();
-        assert_eq!(vals[1], Value::Avmplus(Bytes::from_static(&[0x06, 0x05, b'h', b'i'])));
+        assert_eq!(
+            vals[1],
+            Value::Avmplus(Bytes::from_static(&[0x06, 0x05, b'h', b'i']))
+        );
     }
 
     fn arb_value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
-            any::<f64>().prop_filter("NaN never equals itself", |f| !f.is_nan()).prop_map(Value::Number),
+            any::<f64>()
+                .prop_filter("NaN never equals itself", |f| !f.is_nan())
+                .prop_map(Value::Number),
             any::<bool>().prop_map(Value::Boolean),
             ".{0,20}".prop_map(Value::String),
             Just(Value::Null),
             Just(Value::Undefined),
             any::<u16>().prop_map(Value::Reference),
             ".{0,20}".prop_map(Value::LongString),
-            (any::<i32>(), any::<i16>()).prop_map(|(m, tz)| Value::Date { millis: f64::from(m), timezone: tz }),
+            (any::<i32>(), any::<i16>()).prop_map(|(m, tz)| Value::Date {
+                millis: f64::from(m),
+                timezone: tz
+            }),
         ];
         leaf.prop_recursive(4, 64, 8, |inner| {
             prop_oneof![
                 prop::collection::vec(("[a-z]{1,8}", inner.clone()), 0..6).prop_map(Value::Object),
-                prop::collection::vec(("[a-z]{1,8}", inner.clone()), 0..6).prop_map(Value::EcmaArray),
+                prop::collection::vec(("[a-z]{1,8}", inner.clone()), 0..6)
+                    .prop_map(Value::EcmaArray),
                 prop::collection::vec(inner, 0..6).prop_map(Value::StrictArray),
             ]
         })

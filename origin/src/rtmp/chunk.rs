@@ -157,8 +157,11 @@ impl ChunkDecoder {
         if data.len() < pos + header_len {
             return Ok(Step::NeedMore);
         }
-        if !self.streams.contains_key(&csid) && self.streams.len() >= self.limits.max_chunk_streams {
-            return Err(ChunkError::TooManyChunkStreams(self.limits.max_chunk_streams));
+        if !self.streams.contains_key(&csid) && self.streams.len() >= self.limits.max_chunk_streams
+        {
+            return Err(ChunkError::TooManyChunkStreams(
+                self.limits.max_chunk_streams,
+            ));
         }
         let chunk_size = self.chunk_size;
         let max_message = self.limits.max_message_size;
@@ -167,7 +170,11 @@ impl ChunkDecoder {
             return Err(ChunkError::NoPreviousHeader { csid, fmt });
         }
         let h = &data[pos..pos + header_len];
-        let ts_field = if fmt <= 2 { u32::from_be_bytes([0, h[0], h[1], h[2]]) } else { 0 };
+        let ts_field = if fmt <= 2 {
+            u32::from_be_bytes([0, h[0], h[1], h[2]])
+        } else {
+            0
+        };
         let (length, type_id) = if fmt <= 1 {
             (u32::from_be_bytes([0, h[3], h[4], h[5]]), h[6])
         } else {
@@ -179,13 +186,18 @@ impl ChunkDecoder {
             state.stream_id
         };
         pos += header_len;
-        let extended = if fmt <= 2 { ts_field == EXTENDED } else { state.extended };
+        let extended = if fmt <= 2 {
+            ts_field == EXTENDED
+        } else {
+            state.extended
+        };
         let mut ext_value = 0;
         if extended {
             if data.len() < pos + 4 {
                 return Ok(Step::NeedMore);
             }
-            ext_value = u32::from_be_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]);
+            ext_value =
+                u32::from_be_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]);
             pos += 4;
         }
         let continuation = fmt == 3 && state.remaining > 0;
@@ -195,7 +207,11 @@ impl ChunkDecoder {
                 limit: max_message,
             });
         }
-        let msg_remaining = if continuation { state.remaining } else { length as usize };
+        let msg_remaining = if continuation {
+            state.remaining
+        } else {
+            length as usize
+        };
         let take = msg_remaining.min(chunk_size);
         if data.len() < pos + take {
             return Ok(Step::NeedMore);
@@ -295,7 +311,13 @@ pub fn encode_standalone(
     if extended {
         out.put_u32(timestamp);
     }
-    put_payload(out, chunk_size, csid, extended.then_some(timestamp), payload);
+    put_payload(
+        out,
+        chunk_size,
+        csid,
+        extended.then_some(timestamp),
+        payload,
+    );
 }
 
 fn put_payload(out: &mut BytesMut, chunk_size: usize, csid: u32, ext: Option<u32>, payload: &[u8]) {
@@ -353,13 +375,25 @@ impl ChunkEncoder {
     }
 
     /// Encodes a message, choosing the smallest header the previous one on `csid` allows.
-    pub fn encode(&mut self, out: &mut BytesMut, csid: u32, timestamp: u32, type_id: u8, stream_id: u32, payload: &[u8]) {
+    pub fn encode(
+        &mut self,
+        out: &mut BytesMut,
+        csid: u32,
+        timestamp: u32,
+        type_id: u8,
+        stream_id: u32,
+        payload: &[u8],
+    ) {
         let prev = self.prev.get(&csid).copied();
         let (fmt, field) = match prev {
             Some(p) if p.stream_id == stream_id && timestamp >= p.timestamp => {
                 let delta = timestamp - p.timestamp;
                 if p.type_id == type_id && p.length == payload.len() {
-                    if p.delta == Some(delta) { (3, delta) } else { (2, delta) }
+                    if p.delta == Some(delta) {
+                        (3, delta)
+                    } else {
+                        (2, delta)
+                    }
                 } else {
                     (1, delta)
                 }
@@ -382,7 +416,13 @@ impl ChunkEncoder {
         if extended {
             out.put_u32(field);
         }
-        put_payload(out, self.chunk_size, csid, extended.then_some(field), payload);
+        put_payload(
+            out,
+            self.chunk_size,
+            csid,
+            extended.then_some(field),
+            payload,
+        );
         self.prev.insert(
             csid,
             OutState {
@@ -489,7 +529,10 @@ mod tests {
         encode_standalone(&mut out, 128, 4, 0, 8, 1, &[0u8; 101]);
         assert_eq!(
             dec.decode(&mut out),
-            Err(ChunkError::MessageTooLarge { size: 101, limit: 100 })
+            Err(ChunkError::MessageTooLarge {
+                size: 101,
+                limit: 100
+            })
         );
         let mut dec = ChunkDecoder::new(limits);
         let mut out = BytesMut::new();
@@ -498,14 +541,20 @@ mod tests {
         }
         assert!(dec.decode(&mut out).unwrap().is_some());
         assert!(dec.decode(&mut out).unwrap().is_some());
-        assert_eq!(dec.decode(&mut out), Err(ChunkError::TooManyChunkStreams(2)));
+        assert_eq!(
+            dec.decode(&mut out),
+            Err(ChunkError::TooManyChunkStreams(2))
+        );
         assert!(dec.set_chunk_size(0).is_err());
         assert!(dec.set_chunk_size(1001).is_err());
         assert!(dec.set_chunk_size(0x8000_0000).is_err());
         // fmt 3 on an unknown chunk stream is a protocol error, not a panic.
         let mut dec = ChunkDecoder::default();
         let mut bad = BytesMut::from(&[0xc9u8, 1, 2, 3][..]);
-        assert!(matches!(dec.decode(&mut bad), Err(ChunkError::NoPreviousHeader { .. })));
+        assert!(matches!(
+            dec.decode(&mut bad),
+            Err(ChunkError::NoPreviousHeader { .. })
+        ));
     }
 
     #[test]
@@ -535,7 +584,13 @@ mod tests {
             0u32..3,
             prop_oneof![0usize..10, 100usize..400, 3000usize..5000],
         )
-            .prop_map(|(csid, ts, type_id, msid, len)| Msg { csid, ts, type_id, msid, len })
+            .prop_map(|(csid, ts, type_id, msid, len)| Msg {
+                csid,
+                ts,
+                type_id,
+                msid,
+                len,
+            })
     }
 
     proptest! {

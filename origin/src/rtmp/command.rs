@@ -123,7 +123,12 @@ pub fn on_status(level: &str, code: &str, description: &str, extra: Vec<(String,
         ("description".to_string(), Value::str(description)),
     ];
     info.extend(extra);
-    amf0::encode_all(&[Value::str("onStatus"), Value::Number(0.0), Value::Null, Value::Object(info)])
+    amf0::encode_all(&[
+        Value::str("onStatus"),
+        Value::Number(0.0),
+        Value::Null,
+        Value::Object(info),
+    ])
 }
 
 /// A data message (`|RtmpSampleAccess`, `onStatus` as data, `onMetaData`).
@@ -183,7 +188,11 @@ mod tests {
         v.extend_from_slice(&0f64.to_be_bytes());
         v.push(5);
         v.push(3);
-        for (k, val) in [("level", "error"), ("code", "NetConnection.Connect.Rejected"), ("description", "RTMP 302 Redirect")] {
+        for (k, val) in [
+            ("level", "error"),
+            ("code", "NetConnection.Connect.Rejected"),
+            ("description", "RTMP 302 Redirect"),
+        ] {
             s(&mut v, k);
             v.push(2);
             s(&mut v, val);
@@ -205,7 +214,10 @@ mod tests {
 
     #[test]
     fn redirect_is_byte_exact_srs() {
-        let ours = redirect_302("rtmp://127.0.0.1:21936/live", "rtmp://127.0.0.1:21936/live/test");
+        let ours = redirect_302(
+            "rtmp://127.0.0.1:21936/live",
+            "rtmp://127.0.0.1:21936/live/test",
+        );
         let srs = srs_302_capture();
         assert_eq!(srs.len(), 221, "capture length from the notes");
         assert_eq!(&ours[..], &srs[..]);
@@ -213,9 +225,18 @@ mod tests {
 
     #[test]
     fn parses_publish_and_amf3_commands() {
-        let body = amf0::encode_all(&[Value::str("publish"), Value::Number(5.0), Value::Null, Value::str("s?k=v"), Value::str("live")]);
+        let body = amf0::encode_all(&[
+            Value::str("publish"),
+            Value::Number(5.0),
+            Value::Null,
+            Value::str("s?k=v"),
+            Value::str("live"),
+        ]);
         let c = parse(kind::COMMAND_AMF0, &body).unwrap();
-        assert_eq!((c.name.as_str(), c.transaction, c.arg_str(0), c.arg_str(1)), ("publish", 5.0, Some("s?k=v"), Some("live")));
+        assert_eq!(
+            (c.name.as_str(), c.transaction, c.arg_str(0), c.arg_str(1)),
+            ("publish", 5.0, Some("s?k=v"), Some("live"))
+        );
         let mut amf3 = vec![0u8];
         amf3.extend_from_slice(&body);
         assert_eq!(parse(kind::COMMAND_AMF3, &amf3).unwrap(), c);

@@ -75,10 +75,12 @@ fn packet_digest(packet: &[u8], at: usize, key: &[u8]) -> [u8; DIGEST_LEN] {
 
 /// Finds the schema whose embedded digest verifies under `key`.
 fn find_digest(packet: &[u8], key: &[u8]) -> Option<(Schema, usize)> {
-    [Schema::DigestFirst, Schema::KeyFirst].into_iter().find_map(|schema| {
-        let at = digest_offset(packet, schema);
-        (packet_digest(packet, at, key) == packet[at..at + DIGEST_LEN]).then_some((schema, at))
-    })
+    [Schema::DigestFirst, Schema::KeyFirst]
+        .into_iter()
+        .find_map(|schema| {
+            let at = digest_offset(packet, schema);
+            (packet_digest(packet, at, key) == packet[at..at + DIGEST_LEN]).then_some((schema, at))
+        })
 }
 
 /// Fills `packet` with a digest at the schema's position.
@@ -162,7 +164,11 @@ pub fn verify_s1(s1: &[u8]) -> bool {
 
 /// Client side: C0+C1. `digest` selects the Flash-style digest handshake.
 pub fn client_c0c1(digest: bool) -> Vec<u8> {
-    let mut c1 = if digest { random_packet(0, CLIENT_VERSION) } else { random_packet(0, [0; 4]) };
+    let mut c1 = if digest {
+        random_packet(0, CLIENT_VERSION)
+    } else {
+        random_packet(0, [0; 4])
+    };
     if digest {
         embed_digest(&mut c1, Schema::DigestFirst, &FP_KEY[..FP_KEY_SHORT]);
     }
@@ -224,9 +230,15 @@ mod tests {
         let mut c0c1 = client_c0c1(true);
         c0c1[0] = 6;
         assert_eq!(server_response(&c0c1), Err(HandshakeError::BadVersion(6)));
-        assert_eq!(server_response(&[3; 10]), Err(HandshakeError::BadLength(10, 1537)));
+        assert_eq!(
+            server_response(&[3; 10]),
+            Err(HandshakeError::BadLength(10, 1537))
+        );
         let mut garbage = b"GET / HTTP/1.1\r\n".to_vec();
         garbage.resize(1537, b'x');
-        assert_eq!(server_response(&garbage), Err(HandshakeError::BadVersion(b'G')));
+        assert_eq!(
+            server_response(&garbage),
+            Err(HandshakeError::BadVersion(b'G'))
+        );
     }
 }

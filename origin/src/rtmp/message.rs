@@ -64,15 +64,21 @@ pub struct ControlError {
 }
 
 fn be32(p: &[u8], at: usize) -> Option<u32> {
-    p.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    p.get(at..at + 4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 impl Control {
     /// Parses a control message; `Ok(None)` when the type is not a control type.
     pub fn parse(type_id: u8, p: &[u8]) -> Result<Option<Control>, ControlError> {
-        let err = || ControlError { type_id, len: p.len() };
+        let err = || ControlError {
+            type_id,
+            len: p.len(),
+        };
         Ok(Some(match type_id {
-            kind::SET_CHUNK_SIZE => Control::SetChunkSize(be32(p, 0).ok_or_else(err)? & 0x7fff_ffff),
+            kind::SET_CHUNK_SIZE => {
+                Control::SetChunkSize(be32(p, 0).ok_or_else(err)? & 0x7fff_ffff)
+            }
             kind::ABORT => Control::Abort(be32(p, 0).ok_or_else(err)?),
             kind::ACK => Control::Ack(be32(p, 0).ok_or_else(err)?),
             kind::WINDOW_ACK_SIZE => Control::WindowAckSize(be32(p, 0).ok_or_else(err)?),
@@ -81,7 +87,10 @@ impl Control {
                 limit: *p.get(4).unwrap_or(&2),
             },
             kind::USER_CONTROL => {
-                let event = p.get(0..2).map(|b| u16::from_be_bytes([b[0], b[1]])).ok_or_else(err)?;
+                let event = p
+                    .get(0..2)
+                    .map(|b| u16::from_be_bytes([b[0], b[1]]))
+                    .ok_or_else(err)?;
                 let arg = be32(p, 2);
                 Control::UserControl(match (event, arg) {
                     (0, Some(a)) => UserControl::StreamBegin(a),
@@ -175,7 +184,11 @@ pub fn split_aggregate(timestamp: u32, payload: &Bytes) -> Vec<(u8, u32, Bytes)>
             break;
         }
         let base = *first_ts.get_or_insert(ts);
-        out.push((t, timestamp.wrapping_add(ts.wrapping_sub(base)), payload.slice(start..end)));
+        out.push((
+            t,
+            timestamp.wrapping_add(ts.wrapping_sub(base)),
+            payload.slice(start..end),
+        ));
         pos = end + 4;
     }
     out
@@ -192,10 +205,16 @@ mod tests {
             Control::Abort(4),
             Control::Ack(123),
             Control::WindowAckSize(2_500_000),
-            Control::SetPeerBandwidth { size: 2_500_000, limit: 2 },
+            Control::SetPeerBandwidth {
+                size: 2_500_000,
+                limit: 2,
+            },
             Control::UserControl(UserControl::StreamBegin(1)),
             Control::UserControl(UserControl::StreamEof(1)),
-            Control::UserControl(UserControl::SetBufferLength { stream_id: 1, millis: 3000 }),
+            Control::UserControl(UserControl::SetBufferLength {
+                stream_id: 1,
+                millis: 3000,
+            }),
             Control::UserControl(UserControl::PingRequest(99)),
             Control::UserControl(UserControl::PingResponse(99)),
         ] {

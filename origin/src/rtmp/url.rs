@@ -36,9 +36,15 @@ impl TcUrl {
 }
 
 fn split_authority(authority: &str) -> (String, Option<u16>) {
-    if let Some(rest) = authority.strip_prefix('[') {
-        if let Some((h, p)) = rest.split_once(']') {
-            return (h.to_string(), p.strip_prefix(':').and_then(|p| p.parse().ok()));
+    if let Some((h, p)) = authority
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once(']'))
+    {
+        {
+            return (
+                h.to_string(),
+                p.strip_prefix(':').and_then(|p| p.parse().ok()),
+            );
         }
     }
     match authority.rsplit_once(':') {
@@ -98,9 +104,15 @@ mod tests {
     #[test]
     fn parses_tc_urls() {
         let t = TcUrl::parse("rtmp://127.0.0.1:1935/live");
-        assert_eq!((t.host.as_str(), t.port, t.app.as_str()), ("127.0.0.1", Some(1935), "live"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.app.as_str()),
+            ("127.0.0.1", Some(1935), "live")
+        );
         let t = TcUrl::parse("rtmp://example.com/live/sub?vhost=v1&token=x");
-        assert_eq!((t.host.as_str(), t.port, t.app.as_str()), ("example.com", None, "live/sub"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.app.as_str()),
+            ("example.com", None, "live/sub")
+        );
         assert_eq!(t.query.as_deref(), Some("vhost=v1&token=x"));
         let t = TcUrl::parse("rtmp://[::1]:1936/live");
         assert_eq!((t.host.as_str(), t.port), ("::1", Some(1936)));

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::{Instant, timeout};
 
-use super::Origin;
+use super::{Located, Origin};
 use crate::cluster::ownership::rtmp_redirect;
 use crate::config::PublishConflict;
 use crate::media::{Frame, Next, PublisherInfo, Stream, StreamKey, Subscriber};
@@ -119,12 +119,21 @@ impl Connection {
     pub async fn run(mut self) {
         let result = self.serve().await;
         match &result {
-            Ok(()) | Err(ConnError::Closed) => tracing::debug!(conn = self.id, peer = %self.peer, "connection closed"),
+            Ok(()) | Err(ConnError::Closed) => {
+                tracing::debug!(conn = self.id, peer = %self.peer, "connection closed")
+            }
             Err(ConnError::Handshake(e)) => {
-                metrics::global().connections_rejected.get_or_create(&ReasonLabel { reason: "handshake" }).inc();
+                metrics::global()
+                    .connections_rejected
+                    .get_or_create(&ReasonLabel {
+                        reason: "handshake",
+                    })
+                    .inc();
                 tracing::info!(conn = self.id, peer = %self.peer, error = %e, "closing connection: not an RTMP handshake");
             }
-            Err(e) => tracing::info!(conn = self.id, peer = %self.peer, error = %e, "connection ended"),
+            Err(e) => {
+                tracing::info!(conn = self.id, peer = %self.peer, error = %e, "connection ended")
+            }
         }
         self.stop_role();
         let _ = self.writer.shutdown().await;
@@ -161,7 +170,11 @@ impl Connection {
             let idle = self.origin.config.idle_timeout;
             let playing = matches!(self.role, Role::Playing(_));
             let publishing = matches!(self.role, Role::Publishing(_));
-            let read_limit = if playing { Duration::from_secs(365 * 24 * 3600) } else { idle };
+            let read_limit = if playing {
+                Duration::from_secs(365 * 24 * 3600)
+            } else {
+                idle
+            };
             tokio::select! {
                 // Players may legitimately send nothing for a long time; others may not.
                 n = timeout(read_limit, self.reader.read_buf(&mut self.rbuf)) => {
@@ -197,21 +210,28 @@ impl Connection {
         let limit = self.origin.config.handshake_timeout;
         let mut c0c1 = vec![0u8; 1 + PACKET_SIZE];
         // Reject garbage as soon as the first byte shows it is not RTMP.
-        timeout(limit, self.reader.read_exact(&mut c0c1[..1])).await.map_err(|_| ConnError::Timeout)??;
+        timeout(limit, self.reader.read_exact(&mut c0c1[..1]))
+            .await
+            .map_err(|_| ConnError::Timeout)??;
         if c0c1[0] != handshake::RTMP_VERSION {
             return Err(handshake::HandshakeError::BadVersion(c0c1[0]).into());
         }
-        timeout(limit, self.reader.read_exact(&mut c0c1[1..])).await.map_err(|_| ConnError::Timeout)??;
+        timeout(limit, self.reader.read_exact(&mut c0c1[1..]))
+            .await
+            .map_err(|_| ConnError::Timeout)??;
         let (kind, s0s1s2) = handshake::server_response(&c0c1)?;
         self.writer.write_all(&s0s1s2).await?;
         let mut c2 = vec![0u8; PACKET_SIZE];
-        timeout(limit, self.reader.read_exact(&mut c2)).await.map_err(|_| ConnError::Timeout)??;
+        timeout(limit, self.reader.read_exact(&mut c2))
+            .await
+            .map_err(|_| ConnError::Timeout)??;
         tracing::debug!(conn = self.id, peer = %self.peer, ?kind, "handshake done");
         Ok(())
     }
 
     fn send(&mut self, cs: u32, type_id: u8, stream_id: u32, payload: &[u8]) {
-        self.encoder.encode(&mut self.wbuf, cs, 0, type_id, stream_id, payload);
+        self.encoder
+            .encode(&mut self.wbuf, cs, 0, type_id, stream_id, payload);
     }
 
     fn send_control(&mut self, c: Control) {
@@ -229,7 +249,12 @@ impl Connection {
             return Ok(());
         }
         let buf = self.wbuf.split();
-        match timeout(self.origin.config.write_timeout, self.writer.write_all(&buf)).await {
+        match timeout(
+            self.origin.config.write_timeout,
+            self.writer.write_all(&buf),
+        )
+        .await
+        {
             Ok(r) => r?,
             Err(_) => return Err(ConnError::Timeout),
         }
@@ -238,7 +263,9 @@ impl Connection {
     }
 
     async fn on_message(&mut self, msg: RawMessage) -> Result<(), ConnError> {
-        if let Some(c) = Control::parse(msg.type_id, &msg.payload).map_err(|e| ConnError::Protocol(e.to_string()))? {
+        if let Some(c) = Control::parse(msg.type_id, &msg.payload)
+            .map_err(|e| ConnError::Protocol(e.to_string()))?
+        {
             return self.on_control(c);
         }
         match msg.type_id {
@@ -255,13 +282,15 @@ impl Connection {
                 }
                 Ok(())
             }
-            kind::COMMAND_AMF0 | kind::COMMAND_AMF3 => match command::parse(msg.type_id, &msg.payload) {
-                Ok(cmd) => self.on_command(cmd, msg.stream_id).await,
-                Err(e) => {
-                    tracing::debug!(conn = self.id, error = %e, "undecodable command ignored");
-                    Ok(())
+            kind::COMMAND_AMF0 | kind::COMMAND_AMF3 => {
+                match command::parse(msg.type_id, &msg.payload) {
+                    Ok(cmd) => self.on_command(cmd, msg.stream_id).await,
+                    Err(e) => {
+                        tracing::debug!(conn = self.id, error = %e, "undecodable command ignored");
+                        Ok(())
+                    }
                 }
-            },
+            }
             _ => Ok(()),
         }
     }
@@ -291,7 +320,8 @@ impl Connection {
                 payload = payload.slice(SET_DATA_FRAME.len()..);
             }
         }
-        p.stream.push(Frame::new(msg.type_id, msg.timestamp, payload));
+        p.stream
+            .push(Frame::new(msg.type_id, msg.timestamp, payload));
         Ok(())
     }
 
@@ -328,7 +358,11 @@ impl Connection {
             "receiveAudio" | "receiveVideo" | "pause" | "seek" => Ok(()),
             other => {
                 if txn != 0.0 {
-                    let body = command::error(txn, status::CALL_FAILED, &format!("unknown command {other}"));
+                    let body = command::error(
+                        txn,
+                        status::CALL_FAILED,
+                        &format!("unknown command {other}"),
+                    );
                     self.send(csid::COMMAND, kind::COMMAND_AMF0, 0, &body);
                 }
                 Ok(())
@@ -337,12 +371,24 @@ impl Connection {
     }
 
     fn on_connect(&mut self, cmd: &Command) -> Result<(), ConnError> {
-        let app_raw = cmd.object.get("app").and_then(Value::as_str).unwrap_or_default();
-        let tc_url = cmd.object.get("tcUrl").and_then(Value::as_str).unwrap_or_default();
+        let app_raw = cmd
+            .object
+            .get("app")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let tc_url = cmd
+            .object
+            .get("tcUrl")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let (app, _) = url::split_stream(app_raw);
         let app = app.trim_matches('/').to_string();
         if !url::valid_name(&app) {
-            let body = command::error(cmd.transaction, "NetConnection.Connect.Rejected", "invalid app name");
+            let body = command::error(
+                cmd.transaction,
+                "NetConnection.Connect.Rejected",
+                "invalid app name",
+            );
             self.send(csid::COMMAND, kind::COMMAND_AMF0, 0, &body);
             return Err(ConnError::Protocol(format!("invalid app `{app_raw}`")));
         }
@@ -353,11 +399,21 @@ impl Connection {
         self.tc_url = tc_url.to_string();
         self.app = app;
         self.connected = true;
-        let encoding = cmd.object.get("objectEncoding").and_then(Value::as_number).unwrap_or(0.0);
+        let encoding = cmd
+            .object
+            .get("objectEncoding")
+            .and_then(Value::as_number)
+            .unwrap_or(0.0);
         self.send_control(Control::WindowAckSize(WINDOW_ACK_SIZE));
-        self.send_control(Control::SetPeerBandwidth { size: WINDOW_ACK_SIZE, limit: 2 });
-        self.send_control(Control::SetChunkSize(crate::media::frame::OUT_CHUNK_SIZE as u32));
-        self.encoder.set_chunk_size(crate::media::frame::OUT_CHUNK_SIZE);
+        self.send_control(Control::SetPeerBandwidth {
+            size: WINDOW_ACK_SIZE,
+            limit: 2,
+        });
+        self.send_control(Control::SetChunkSize(
+            crate::media::frame::OUT_CHUNK_SIZE as u32,
+        ));
+        self.encoder
+            .set_chunk_size(crate::media::frame::OUT_CHUNK_SIZE);
         let body = command::connect_result(cmd.transaction, encoding);
         self.send(csid::COMMAND, kind::COMMAND_AMF0, 0, &body);
         tracing::debug!(conn = self.id, app = %self.app, tc_url = %self.tc_url, "connected");
@@ -374,16 +430,32 @@ impl Connection {
             return Err(format!("invalid stream name `{name}`"));
         }
         let vhost = url::resolve_vhost(&[self.tc.query.as_deref(), query]);
-        Ok((StreamKey::new(vhost, self.app.clone(), stream), query.map(str::to_string)))
+        Ok((
+            StreamKey::new(vhost, self.app.clone(), stream),
+            query.map(str::to_string),
+        ))
     }
 
     /// Host of the client's tcUrl, echoed in ownership queries.
     fn tc_host(&self) -> String {
-        if self.tc.host.is_empty() { self.peer.ip().to_string() } else { self.tc.host.clone() }
+        if self.tc.host.is_empty() {
+            self.peer.ip().to_string()
+        } else {
+            self.tc.host.clone()
+        }
     }
 
-    async fn refuse_publish(&mut self, stream_id: u32, code: &str, reason: &'static str, description: &str) -> Result<(), ConnError> {
-        metrics::global().publish_rejected.get_or_create(&ReasonLabel { reason }).inc();
+    async fn refuse_publish(
+        &mut self,
+        stream_id: u32,
+        code: &str,
+        reason: &'static str,
+        description: &str,
+    ) -> Result<(), ConnError> {
+        metrics::global()
+            .publish_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
         tracing::info!(conn = self.id, peer = %self.peer, reason, description, "publish refused");
         self.send_status(stream_id, "error", code, description);
         self.flush().await?;
@@ -394,35 +466,59 @@ impl Connection {
         let name = cmd.arg_str(0).unwrap_or_default().to_string();
         let (key, _) = match self.stream_key(&name) {
             Ok(k) => k,
-            Err(e) => return self.refuse_publish(stream_id, status::PUBLISH_BAD_NAME, "bad_name", &e).await,
+            Err(e) => {
+                return self
+                    .refuse_publish(stream_id, status::PUBLISH_BAD_NAME, "bad_name", &e)
+                    .await;
+            }
         };
         if !matches!(self.role, Role::Idle) {
-            return self.refuse_publish(stream_id, status::PUBLISH_BAD_NAME, "busy", "connection already publishes or plays").await;
+            return self
+                .refuse_publish(
+                    stream_id,
+                    status::PUBLISH_BAD_NAME,
+                    "busy",
+                    "connection already publishes or plays",
+                )
+                .await;
         }
         if self.origin.is_draining() {
             return self
-                .refuse_publish(stream_id, status::PUBLISH_DENIED, "draining", "origin is draining; reconnect to another origin")
+                .refuse_publish(
+                    stream_id,
+                    status::PUBLISH_DENIED,
+                    "draining",
+                    "origin is draining; reconnect to another origin",
+                )
                 .await;
         }
         if self.origin.registry.is_published(&key) {
             let d = format!("stream {key} is already being published");
-            return self.refuse_publish(stream_id, status::PUBLISH_BAD_NAME, "already_published", &d).await;
+            return self
+                .refuse_publish(stream_id, status::PUBLISH_BAD_NAME, "already_published", &d)
+                .await;
         }
         if self.origin.config.publish_conflict == PublishConflict::Reject {
             let peers = self.origin.coworkers.peers();
-            if !peers.is_empty() {
-                self.origin.discovery.forget(&key);
-                match self.origin.discovery.find_owner(&peers, &key, &self.tc_host()).await {
-                    Some(found) => {
-                        self.origin.discovery.forget(&key);
-                        let d = format!(
-                            "stream {key} is already published on origin {}",
-                            origin_wire::addr::HostPort::new(found.owner.ip.clone(), found.owner.port)
-                        );
-                        return self.refuse_publish(stream_id, status::PUBLISH_BAD_NAME, "owned_elsewhere", &d).await;
-                    }
-                    None => {}
+            // Never trust a cached owner here: an encoder moving off a draining origin
+            // must not be refused because of what that origin had a second ago.
+            self.origin.discovery.forget(&key);
+            let found = match peers.is_empty() {
+                true => None,
+                false => {
+                    self.origin
+                        .discovery
+                        .find_owner(&peers, &key, &self.tc_host())
+                        .await
                 }
+            };
+            if let Some(found) = found {
+                self.origin.discovery.forget(&key);
+                let owner = origin_wire::addr::HostPort::new(found.owner.ip, found.owner.port);
+                let d = format!("stream {key} is already published on origin {owner}");
+                return self
+                    .refuse_publish(stream_id, status::PUBLISH_BAD_NAME, "owned_elsewhere", &d)
+                    .await;
             }
         }
         let stream = self.origin.registry.get_or_create(&key);
@@ -433,13 +529,25 @@ impl Connection {
             since: std::time::Instant::now(),
         }) {
             drop(stream);
-            return self.refuse_publish(stream_id, status::PUBLISH_BAD_NAME, "already_published", &e.to_string()).await;
+            return self
+                .refuse_publish(
+                    stream_id,
+                    status::PUBLISH_BAD_NAME,
+                    "already_published",
+                    &e.to_string(),
+                )
+                .await;
         }
         tracing::info!(conn = self.id, peer = %self.peer, stream = %key, "publishing");
         self.role = Role::Publishing(Publishing { stream, id });
         self.origin.update_gauges();
         self.send_control(Control::UserControl(UserControl::StreamBegin(stream_id)));
-        self.send_status(stream_id, "status", status::PUBLISH_START, &format!("Started publishing stream {name}."));
+        self.send_status(
+            stream_id,
+            "status",
+            status::PUBLISH_START,
+            &format!("Started publishing stream {name}."),
+        );
         Ok(())
     }
 
@@ -458,52 +566,48 @@ impl Connection {
         }
         // The normal play reply comes first, as SRS sends it even before a redirect.
         self.send_control(Control::UserControl(UserControl::StreamBegin(stream_id)));
-        self.send_status(stream_id, "status", status::PLAY_RESET, &format!("Playing and resetting {name}."));
-        self.send_status(stream_id, "status", status::PLAY_START, &format!("Started playing {name}."));
-        let access = command::data(&[Value::str("|RtmpSampleAccess"), Value::Boolean(true), Value::Boolean(true)]);
+        self.send_status(
+            stream_id,
+            "status",
+            status::PLAY_RESET,
+            &format!("Playing and resetting {name}."),
+        );
+        self.send_status(
+            stream_id,
+            "status",
+            status::PLAY_START,
+            &format!("Started playing {name}."),
+        );
+        let access = command::data(&[
+            Value::str("|RtmpSampleAccess"),
+            Value::Boolean(true),
+            Value::Boolean(true),
+        ]);
         self.send(csid::STATUS, kind::DATA_AMF0, stream_id, &access);
-        let data_start = command::data(&[Value::str("onStatus"), Value::object([("code", Value::str(status::DATA_START))])]);
+        let data_start = command::data(&[
+            Value::str("onStatus"),
+            Value::object([("code", Value::str(status::DATA_START))]),
+        ]);
         self.send(csid::STATUS, kind::DATA_AMF0, stream_id, &data_start);
         self.flush().await?;
 
-        // Subscribe first, so a publish that lands while we look elsewhere is not missed.
-        let stream = self.origin.registry.get_or_create(&key);
-        let mut sub = stream.subscribe();
-        drop(stream);
-        self.origin.update_gauges();
-        if !sub.publishing() {
-            let deadline = Instant::now() + self.origin.config.wait_for_publisher;
-            let mut first = true;
-            loop {
-                let peers = self.origin.coworkers.peers();
-                if !peers.is_empty() {
-                    if let Some(found) = self.origin.discovery.find_owner(&peers, &key, &self.tc_host()).await {
-                        drop(sub);
-                        self.origin.registry.reap(&key);
-                        return self.redirect(&found.owner, &key, query.as_deref()).await;
-                    }
-                }
-                if sub.publishing() {
-                    break;
-                }
-                let now = Instant::now();
-                if now >= deadline || (first && self.origin.config.wait_for_publisher.is_zero()) {
-                    drop(sub);
-                    self.origin.registry.reap(&key);
-                    tracing::info!(conn = self.id, stream = %key, "no publisher anywhere; giving up");
-                    self.send_status(stream_id, "error", status::PLAY_STREAM_NOT_FOUND, &format!("stream {name} is not published on any origin"));
-                    self.flush().await?;
-                    return Err(ConnError::Closed);
-                }
-                first = false;
-                let wake = (now + self.origin.config.reask_interval).min(deadline);
-                // Wait for a local publish or the next round of questions.
-                tokio::select! {
-                    _ = tokio::time::sleep_until(wake) => {}
-                    _ = wait_published(&mut sub) => break,
-                }
+        let sub = match self.origin.locate(&key, &self.tc_host()).await {
+            Located::Local(sub) => sub,
+            Located::Remote(found) => {
+                return self.redirect(&found.owner, &key, query.as_deref()).await;
             }
-        }
+            Located::NotFound => {
+                tracing::info!(conn = self.id, stream = %key, "no publisher anywhere; giving up");
+                self.send_status(
+                    stream_id,
+                    "error",
+                    status::PLAY_STREAM_NOT_FOUND,
+                    &format!("stream {name} is not published on any origin"),
+                );
+                self.flush().await?;
+                return Err(ConnError::Closed);
+            }
+        };
         tracing::info!(conn = self.id, peer = %self.peer, stream = %key, "playing");
         self.role = Role::Playing(Playing {
             sub,
@@ -513,9 +617,17 @@ impl Connection {
         Ok(())
     }
 
-    async fn redirect(&mut self, owner: &origin_wire::clusters::Owner, key: &StreamKey, query: Option<&str>) -> Result<(), ConnError> {
+    async fn redirect(
+        &mut self,
+        owner: &origin_wire::clusters::Owner,
+        key: &StreamKey,
+        query: Option<&str>,
+    ) -> Result<(), ConnError> {
         let (tc_url, full) = rtmp_redirect(owner, key, query);
-        metrics::global().redirects.get_or_create(&KindLabel { kind: "rtmp" }).inc();
+        metrics::global()
+            .redirects
+            .get_or_create(&KindLabel { kind: "rtmp" })
+            .inc();
         tracing::info!(conn = self.id, peer = %self.peer, stream = %key, to = %full, "RTMP 302 redirect");
         let body = command::redirect_302(&tc_url, &full);
         // SRS sends it on chunk stream 5 with message stream id 0.
@@ -570,19 +682,45 @@ impl Connection {
                 Next::Unpublished => {
                     p.unpublished_at = Some(Instant::now());
                     let stream_name = p.sub.stream().key.stream.clone();
-                    let body = command::on_status("status", status::PLAY_UNPUBLISH_NOTIFY, &format!("{stream_name} is now unpublished."), vec![]);
-                    self.encoder.encode(&mut self.wbuf, csid::STATUS, 0, kind::COMMAND_AMF0, stream_id, &body);
+                    let body = command::on_status(
+                        "status",
+                        status::PLAY_UNPUBLISH_NOTIFY,
+                        &format!("{stream_name} is now unpublished."),
+                        vec![],
+                    );
+                    self.encoder.encode(
+                        &mut self.wbuf,
+                        csid::STATUS,
+                        0,
+                        kind::COMMAND_AMF0,
+                        stream_id,
+                        &body,
+                    );
                     let (t, c) = Control::UserControl(UserControl::StreamEof(stream_id)).encode();
-                    self.encoder.encode(&mut self.wbuf, csid::CONTROL, 0, t, 0, &c);
+                    self.encoder
+                        .encode(&mut self.wbuf, csid::CONTROL, 0, t, 0, &c);
                     break;
                 }
                 Next::Published => {
                     p.unpublished_at = None;
                     let stream_name = p.sub.stream().key.stream.clone();
                     let (t, c) = Control::UserControl(UserControl::StreamBegin(stream_id)).encode();
-                    self.encoder.encode(&mut self.wbuf, csid::CONTROL, 0, t, 0, &c);
-                    let body = command::on_status("status", status::PLAY_PUBLISH_NOTIFY, &format!("{stream_name} is now published."), vec![]);
-                    self.encoder.encode(&mut self.wbuf, csid::STATUS, 0, kind::COMMAND_AMF0, stream_id, &body);
+                    self.encoder
+                        .encode(&mut self.wbuf, csid::CONTROL, 0, t, 0, &c);
+                    let body = command::on_status(
+                        "status",
+                        status::PLAY_PUBLISH_NOTIFY,
+                        &format!("{stream_name} is now published."),
+                        vec![],
+                    );
+                    self.encoder.encode(
+                        &mut self.wbuf,
+                        csid::STATUS,
+                        0,
+                        kind::COMMAND_AMF0,
+                        stream_id,
+                        &body,
+                    );
                     break;
                 }
                 Next::TooSlow => {
@@ -608,7 +746,12 @@ impl Connection {
         }
         if !frames.is_empty() {
             let total: usize = frames.iter().map(Bytes::len).sum();
-            match timeout(self.origin.config.write_timeout, write_all_vectored(&mut self.writer, &frames)).await {
+            match timeout(
+                self.origin.config.write_timeout,
+                write_all_vectored(&mut self.writer, &frames),
+            )
+            .await
+            {
                 Ok(r) => r?,
                 Err(_) => {
                     metrics::global().slow_player_disconnects.inc();
@@ -636,18 +779,6 @@ async fn next_frame(role: &mut Role, republish_timeout: Duration) -> Next {
             n = p.sub.next() => n,
             _ = tokio::time::sleep_until(at + republish_timeout) => Next::Closed,
         },
-    }
-}
-
-/// Resolves once the subscribed stream gets a publisher.
-async fn wait_published(sub: &mut Subscriber) {
-    loop {
-        match sub.next().await {
-            Next::Published => return,
-            Next::Closed => return std::future::pending().await,
-            _ if sub.publishing() => return,
-            _ => {}
-        }
     }
 }
 

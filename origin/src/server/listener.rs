@@ -15,7 +15,11 @@ pub const BACKLOG: u32 = 8192;
 
 /// Binds with SO_REUSEADDR and a large backlog.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
@@ -41,13 +45,18 @@ pub async fn serve_rtmp(origin: Arc<Origin>, listener: TcpListener) {
         let Some(guard) = origin.admit() else {
             metrics::global()
                 .connections_rejected
-                .get_or_create(&ReasonLabel { reason: "max_connections" })
+                .get_or_create(&ReasonLabel {
+                    reason: "max_connections",
+                })
                 .inc();
             tracing::warn!(%peer, limit = origin.config.max_connections, "connection limit reached; closing");
             drop(socket);
             continue;
         };
-        metrics::global().connections_total.get_or_create(&KindLabel { kind: "rtmp" }).inc();
+        metrics::global()
+            .connections_total
+            .get_or_create(&KindLabel { kind: "rtmp" })
+            .inc();
         let _ = socket.set_nodelay(true);
         let origin = origin.clone();
         tokio::spawn(async move {

@@ -11,9 +11,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::cluster::{Coworkers, Discovery, DiscoveryConfig, Identity};
+use crate::cluster::{Coworkers, Discovery, DiscoveryConfig, Found, Identity};
 use crate::config::Config;
-use crate::media::Registry;
+use crate::media::{Next, Registry, StreamKey, Subscriber};
 
 /// State shared by every connection and API handler of one origin.
 pub struct Origin {
@@ -37,7 +37,10 @@ impl Origin {
         let mut myself: Vec<_> = config.self_api.iter().cloned().collect();
         // A concrete API listen address is also "me" (local clusters list every origin).
         if !config.api_listen.ip().is_unspecified() {
-            myself.push(origin_wire::addr::HostPort::new(config.api_listen.ip().to_string(), identity.api_port));
+            myself.push(origin_wire::addr::HostPort::new(
+                config.api_listen.ip().to_string(),
+                identity.api_port,
+            ));
         }
         let coworkers = Arc::new(Coworkers::new(config.coworkers.clone(), myself));
         let discovery = Discovery::new(DiscoveryConfig {
@@ -79,7 +82,10 @@ impl Origin {
             return false;
         }
         let grace = self.config.drain_grace;
-        tracing::info!(grace_seconds = grace.as_secs_f64(), "draining: refusing new publishes");
+        tracing::info!(
+            grace_seconds = grace.as_secs_f64(),
+            "draining: refusing new publishes"
+        );
         let this = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
@@ -125,6 +131,70 @@ impl Origin {
     }
 }
 
+/// Where a player's stream is.
+pub enum Located {
+    /// Published here (now or while we waited): play from `sub`.
+    Local(Subscriber),
+    /// Another origin owns it: redirect there.
+    Remote(Found),
+    /// Nowhere within `wait_for_publisher`.
+    NotFound,
+}
+
+impl Origin {
+    /// Finds a player's stream: here, on a coworker (all asked concurrently), or, while
+    /// `wait_for_publisher` lasts, wherever it shows up first. `ip` is the host the client
+    /// addressed (echoed in ownership queries).
+    pub async fn locate(&self, key: &StreamKey, ip: &str) -> Located {
+        // Subscribe first, so a publish that lands while we look elsewhere is not missed.
+        let mut sub = self.registry.get_or_create(key).subscribe();
+        self.update_gauges();
+        let deadline = tokio::time::Instant::now() + self.config.wait_for_publisher;
+        loop {
+            if sub.publishing() {
+                return Located::Local(sub);
+            }
+            let peers = self.coworkers.peers();
+            if let Some(found) = self.discovery.find_owner(&peers, key, ip).await {
+                self.release(key, sub);
+                return Located::Remote(found);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                self.release(key, sub);
+                return Located::NotFound;
+            }
+            let wake = (now + self.config.reask_interval).min(deadline);
+            // Wait for a local publish or the next round of questions.
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                published = wait_published(&mut sub) => if !published {
+                    self.release(key, sub);
+                    return Located::NotFound;
+                },
+            }
+        }
+    }
+
+    fn release(&self, key: &StreamKey, sub: Subscriber) {
+        drop(sub);
+        self.registry.reap(key);
+        self.update_gauges();
+    }
+}
+
+/// Resolves once the subscribed stream gets a publisher (false if the stream is gone).
+async fn wait_published(sub: &mut Subscriber) -> bool {
+    loop {
+        match sub.next().await {
+            Next::Published => return true,
+            Next::Closed => return false,
+            _ if sub.publishing() => return true,
+            _ => {}
+        }
+    }
+}
+
 pub struct ConnectionGuard(Arc<Origin>);
 
 impl Drop for ConnectionGuard {
@@ -161,17 +231,29 @@ impl Listeners {
     }
 
     pub fn addrs(&self) -> std::io::Result<(SocketAddr, SocketAddr, SocketAddr)> {
-        Ok((self.rtmp.local_addr()?, self.api.local_addr()?, self.flv.local_addr()?))
+        Ok((
+            self.rtmp.local_addr()?,
+            self.api.local_addr()?,
+            self.flv.local_addr()?,
+        ))
     }
 }
 
 /// Runs an origin until `stop` resolves, then drains for the shutdown grace.
-pub async fn run(config: Config, listeners: Listeners, stop: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    stop: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
     let identity = listeners.identity(&config)?;
     let (rtmp_addr, api_addr, flv_addr) = listeners.addrs()?;
     let origin = Origin::new(config, identity);
     if let Some(path) = origin.config.coworker_file.clone() {
-        tokio::spawn(crate::cluster::coworkers::watch_file(origin.coworkers.clone(), path, Duration::from_secs(1)));
+        tokio::spawn(crate::cluster::coworkers::watch_file(
+            origin.coworkers.clone(),
+            path,
+            Duration::from_secs(1),
+        ));
     }
     let rtmp = tokio::spawn(listener::serve_rtmp(origin.clone(), listeners.rtmp));
     let api = tokio::spawn(crate::http::serve_api(origin.clone(), listeners.api));
@@ -179,7 +261,10 @@ pub async fn run(config: Config, listeners: Listeners, stop: impl std::future::F
     origin.listening.store(true, Ordering::SeqCst);
     tracing::info!(rtmp = %rtmp_addr, api = %api_addr, flv = %flv_addr, "origin listening");
     stop.await;
-    tracing::info!(grace_seconds = origin.config.shutdown_grace.as_secs_f64(), "shutting down: no new connections");
+    tracing::info!(
+        grace_seconds = origin.config.shutdown_grace.as_secs_f64(),
+        "shutting down: no new connections"
+    );
     origin.begin_shutdown();
     rtmp.abort();
     let deadline = tokio::time::Instant::now() + origin.config.shutdown_grace;
