@@ -15,15 +15,19 @@ pub struct Peer {
     pub pod: Option<String>,
 }
 
-/// Whether an endpoint belongs in the list: ready, or still serving while terminating (streams
-/// on a draining origin must stay findable). A missing `ready`/`serving` means "ready"
-/// (EndpointSlice API semantics); a missing `terminating` means "not terminating".
+/// Whether an endpoint belongs in the list: ready, or terminating. Streams on a draining
+/// origin must stay findable until the process exits, and a draining origin deliberately
+/// fails its readiness probe (so the RTMP Service stops sending it new publishers), which
+/// turns `serving` false too: so every terminating endpoint is kept, serving or not (a
+/// deviation from DESIGN §5's "serving-while-terminating", which our own drain would
+/// otherwise defeat). A dead process answers "connection refused", which discovery skips at
+/// once. A missing `ready` means "ready" (EndpointSlice API semantics); a missing
+/// `terminating` means "not terminating".
 pub fn is_live(ep: &Endpoint) -> bool {
     let c = ep.conditions.as_ref();
     let ready = c.and_then(|c| c.ready).unwrap_or(true);
-    let serving = c.and_then(|c| c.serving).unwrap_or(ready);
     let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
-    (ready && !terminating) || (serving && terminating)
+    ready || terminating
 }
 
 /// Port of the slice named `port_name`, else its only port, else `fallback`.
@@ -180,7 +184,7 @@ mod tests {
     }
 
     #[test]
-    fn terminating_but_serving_stays_terminating_not_serving_goes() {
+    fn terminating_stays_whether_serving_or_draining_not_ready_goes() {
         let s = slice(
             "IPv4",
             Some(("api", 1985)),
@@ -188,9 +192,13 @@ mod tests {
                 ep("10.0.0.1", "o-0", Some(false), Some(true), Some(true)),
                 ep("10.0.0.2", "o-1", Some(false), Some(false), Some(true)),
                 ep("10.0.0.3", "o-2", Some(true), Some(true), Some(false)),
+                ep("10.0.0.4", "o-3", Some(false), Some(false), Some(false)),
             ],
         );
-        assert_eq!(addrs(&[s]), ["10.0.0.1:1985", "10.0.0.3:1985"]);
+        assert_eq!(
+            addrs(&[s]),
+            ["10.0.0.1:1985", "10.0.0.2:1985", "10.0.0.3:1985"]
+        );
     }
 
     #[test]

@@ -66,7 +66,9 @@ pub struct OriginClusterSpec {
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 1000))]
     pub replicas: i32,
-    /// Origin container image (its entrypoint is `/origin`).
+    /// Origin container image (its entrypoint is `/origin`). Defaults to the origin image
+    /// of the same version as the operator.
+    #[serde(default = "default_image")]
     #[schemars(length(min = 1))]
     pub image: String,
     /// Image pull policy of the origin container.
@@ -97,6 +99,11 @@ pub struct OriginClusterSpec {
     /// Which address each origin puts into its redirects.
     #[serde(default)]
     pub advertise: AdvertiseMode,
+}
+
+/// The origin image built from this repository at the operator's version.
+pub fn default_image() -> String {
+    format!("origin:{}", env!("CARGO_PKG_VERSION"))
 }
 
 fn default_replicas() -> i32 {

@@ -25,7 +25,10 @@ pub enum AddrError {
 impl HostPort {
     pub fn new(host: impl Into<String>, port: u16) -> Self {
         let host = host.into();
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         Self { host, port }
     }
 
@@ -42,7 +45,9 @@ impl HostPort {
             let (h, p) = s
                 .rsplit_once(':')
                 .ok_or_else(|| AddrError::Malformed(s.to_string()))?;
-            if h.contains(':') {
+            // A bare IPv6 address with a port appended (`$(POD_IP):1985` on an IPv6 pod)
+            // is accepted when what precedes the last colon is a valid IPv6 address.
+            if h.contains(':') && h.parse::<std::net::Ipv6Addr>().is_err() {
                 return Err(AddrError::Malformed(s.to_string()));
             }
             (h, p)
@@ -50,7 +55,9 @@ impl HostPort {
         if host.is_empty() || host.len() > MAX_HOST_LEN || host.chars().any(char::is_whitespace) {
             return Err(AddrError::BadHost(s.to_string()));
         }
-        let port: u16 = port.parse().map_err(|_| AddrError::BadPort(s.to_string()))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| AddrError::BadPort(s.to_string()))?;
         if port == 0 {
             return Err(AddrError::BadPort(s.to_string()));
         }
@@ -94,15 +101,39 @@ mod tests {
 
     #[test]
     fn parses_v4_v6_and_names() {
-        assert_eq!(HostPort::parse("10.0.0.1:1985").unwrap(), HostPort::new("10.0.0.1", 1985));
-        assert_eq!(HostPort::parse("[fd00::1]:1985").unwrap(), HostPort::new("fd00::1", 1985));
-        assert_eq!(HostPort::parse("origin-0.peers:1985").unwrap().host, "origin-0.peers");
+        assert_eq!(
+            HostPort::parse("10.0.0.1:1985").unwrap(),
+            HostPort::new("10.0.0.1", 1985)
+        );
+        assert_eq!(
+            HostPort::parse("[fd00::1]:1985").unwrap(),
+            HostPort::new("fd00::1", 1985)
+        );
+        assert_eq!(
+            HostPort::parse("origin-0.peers:1985").unwrap().host,
+            "origin-0.peers"
+        );
         assert_eq!(HostPort::new("fd00::1", 80).to_string(), "[fd00::1]:80");
     }
 
     #[test]
     fn rejects_bad() {
-        for bad in ["", "host", "fd00::1:80", "h:0", "h:99999", ":80", "[::1]80", "a b:1"] {
+        // `$(POD_IP):port` on an IPv6 pod: the part before the last colon is an IPv6 address.
+        assert_eq!(
+            HostPort::parse("fd00::1:1985").unwrap(),
+            HostPort::new("fd00::1", 1985)
+        );
+        for bad in [
+            "",
+            "host",
+            "fd00:::1:80",
+            "a:b:80",
+            "h:0",
+            "h:99999",
+            ":80",
+            "[::1]80",
+            "a b:1",
+        ] {
             assert!(HostPort::parse(bad).is_err(), "{bad} accepted");
         }
     }

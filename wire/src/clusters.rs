@@ -38,7 +38,11 @@ impl ClustersQuery {
 
     /// The vhost with SRS's fallback applied.
     pub fn vhost_or_default(&self) -> &str {
-        if self.vhost.is_empty() { DEFAULT_VHOST } else { &self.vhost }
+        if self.vhost.is_empty() {
+            DEFAULT_VHOST
+        } else {
+            &self.vhost
+        }
     }
 }
 
@@ -47,7 +51,9 @@ pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -148,8 +154,14 @@ pub fn parse_owner(status: u16, body: &[u8]) -> Option<Owner> {
     Some(Owner {
         ip: ip.to_string(),
         port,
-        http: origin.get("http").and_then(Value::as_str).map(str::to_string),
-        api: origin.get("api").and_then(Value::as_str).map(str::to_string),
+        http: origin
+            .get("http")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        api: origin
+            .get("api")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 
@@ -205,11 +217,41 @@ mod tests {
         assert!(parse_owner(201, ok).is_some());
         assert!(parse_owner(500, ok).is_none());
         assert!(parse_owner(200, br#"{"code":0,"origin":{"ip":"h","port":1935}}"#).is_none());
-        assert!(parse_owner(200, br#"{"code":0,"data":{"origin":{"ip":"h","port":1935.0}}}"#).is_none());
-        assert!(parse_owner(200, br#"{"code":"0","data":{"origin":{"ip":"h","port":1935}}}"#).is_none());
-        assert!(parse_owner(200, br#"{"code":1,"data":{"origin":{"ip":"h","port":1935}}}"#).is_none());
-        assert!(parse_owner(200, br#"{"code":0,"data":{"origin":{"ip":"","port":1935}}}"#).is_none());
-        assert!(parse_owner(200, br#"{"code":0,"data":{"origin":{"ip":"h","port":70000}}}"#).is_none());
+        assert!(
+            parse_owner(
+                200,
+                br#"{"code":0,"data":{"origin":{"ip":"h","port":1935.0}}}"#
+            )
+            .is_none()
+        );
+        assert!(
+            parse_owner(
+                200,
+                br#"{"code":"0","data":{"origin":{"ip":"h","port":1935}}}"#
+            )
+            .is_none()
+        );
+        assert!(
+            parse_owner(
+                200,
+                br#"{"code":1,"data":{"origin":{"ip":"h","port":1935}}}"#
+            )
+            .is_none()
+        );
+        assert!(
+            parse_owner(
+                200,
+                br#"{"code":0,"data":{"origin":{"ip":"","port":1935}}}"#
+            )
+            .is_none()
+        );
+        assert!(
+            parse_owner(
+                200,
+                br#"{"code":0,"data":{"origin":{"ip":"h","port":70000}}}"#
+            )
+            .is_none()
+        );
         assert!(parse_owner(200, b"garbage").is_none());
     }
 

@@ -56,7 +56,11 @@ pub enum DocumentError {
 
 impl CoworkerDocument {
     /// Builds a document with a sorted, de-duplicated coworker list.
-    pub fn new(revision: u64, coworkers: impl IntoIterator<Item = String>, advertise: Option<Advertise>) -> Self {
+    pub fn new(
+        revision: u64,
+        coworkers: impl IntoIterator<Item = String>,
+        advertise: Option<Advertise>,
+    ) -> Self {
         let mut list: Vec<String> = coworkers.into_iter().collect();
         list.sort();
         list.dedup();
@@ -85,14 +89,17 @@ impl CoworkerDocument {
         if let Some(adv) = &self.advertise {
             for (field, v) in [("rtmp", &adv.rtmp), ("http", &adv.http)] {
                 if let Some(v) = v {
-                    HostPort::parse(v).map_err(|source| DocumentError::BadAdvertise { field, source })?;
+                    HostPort::parse(v)
+                        .map_err(|source| DocumentError::BadAdvertise { field, source })?;
                 }
             }
         }
         self.coworkers
             .iter()
             .enumerate()
-            .map(|(index, c)| HostPort::parse(c).map_err(|source| DocumentError::BadCoworker { index, source }))
+            .map(|(index, c)| {
+                HostPort::parse(c).map_err(|source| DocumentError::BadCoworker { index, source })
+            })
             .collect()
     }
 
@@ -110,14 +117,21 @@ mod tests {
     fn round_trip_and_shape() {
         let doc = CoworkerDocument::new(
             7,
-            ["10.0.0.2:1985".to_string(), "10.0.0.1:1985".into(), "10.0.0.1:1985".into()],
+            [
+                "10.0.0.2:1985".to_string(),
+                "10.0.0.1:1985".into(),
+                "10.0.0.1:1985".into(),
+            ],
             None,
         );
         assert_eq!(
             doc.to_json(),
             r#"{"revision":7,"coworkers":["10.0.0.1:1985","10.0.0.2:1985"],"advertise":null}"#
         );
-        assert_eq!(CoworkerDocument::from_slice(doc.to_json().as_bytes()).unwrap(), doc);
+        assert_eq!(
+            CoworkerDocument::from_slice(doc.to_json().as_bytes()).unwrap(),
+            doc
+        );
     }
 
     #[test]
@@ -126,9 +140,13 @@ mod tests {
         assert!(CoworkerDocument::from_slice(br#"{"revision":-1,"coworkers":[]}"#).is_err());
         assert!(CoworkerDocument::from_slice(br#"{"revision":1,"coworkers":["nope"]}"#).is_err());
         assert!(
-            CoworkerDocument::from_slice(br#"{"revision":1,"coworkers":[],"advertise":{"rtmp":"x"}}"#).is_err()
+            CoworkerDocument::from_slice(
+                br#"{"revision":1,"coworkers":[],"advertise":{"rtmp":"x"}}"#
+            )
+            .is_err()
         );
-        let ok = CoworkerDocument::from_slice(br#"{"revision":1,"coworkers":["[::1]:1985"]}"#).unwrap();
+        let ok =
+            CoworkerDocument::from_slice(br#"{"revision":1,"coworkers":["[::1]:1985"]}"#).unwrap();
         assert_eq!(ok.advertise, None);
     }
 }
