@@ -107,6 +107,7 @@ impl Discovery {
         let m = metrics::global();
         let mut asks: FuturesUnordered<_> = peers.iter().map(|p| self.ask(p, key, ip)).collect();
         let mut result = None;
+        let mut unanswered = 0usize;
         while let Some(answer) = asks.next().await {
             let outcome = match &answer {
                 Answer::Owned(_) => "owned",
@@ -125,6 +126,10 @@ impl Discovery {
         // Dropping `asks` cancels the requests still in flight.
         drop(asks);
         m.discovery_latency.observe(started.elapsed().as_secs_f64());
+        if result.is_none() && unanswered > 0 {
+            // Availability first: an unreachable coworker counts as "not there".
+            tracing::warn!(stream = %key, unanswered, asked = peers.len(), "some coworkers did not answer; assuming they do not have the stream");
+        }
         if let Some(found) = &result {
             self.cache
                 .lock()
