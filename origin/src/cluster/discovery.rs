@@ -118,6 +118,9 @@ impl Discovery {
             m.discovery_answers
                 .get_or_create(&OutcomeLabel { outcome })
                 .inc();
+            if matches!(answer, Answer::Error | Answer::Timeout) {
+                unanswered += 1;
+            }
             if let Answer::Owned(found) = answer {
                 result = Some(found);
                 break;
