@@ -52,7 +52,7 @@ impl HostPort {
             }
             (h, p)
         };
-        if host.is_empty() || host.len() > MAX_HOST_LEN || host.chars().any(char::is_whitespace) {
+        if host.is_empty() || host.len() > MAX_HOST_LEN || host.chars().any(bad_host_char) {
             return Err(AddrError::BadHost(s.to_string()));
         }
         let port: u16 = port
@@ -71,6 +71,14 @@ impl HostPort {
     pub fn url_host(&self) -> String {
         url_host(&self.host)
     }
+}
+
+/// Characters no host may contain: whitespace and control characters, brackets other than
+/// the pair around an IPv6 literal (a host like `[x` would print as `[x:1`, which does not
+/// parse back), and the URL delimiters that would change where a URL built from the host
+/// (redirects, `Location`) points.
+fn bad_host_char(c: char) -> bool {
+    c.is_whitespace() || c.is_control() || matches!(c, '[' | ']' | '/' | '?' | '#' | '@')
 }
 
 /// Brackets an IPv6 literal for use in a URL or `host:port`.
@@ -135,6 +143,40 @@ mod tests {
             "a b:1",
         ] {
             assert!(HostPort::parse(bad).is_err(), "{bad} accepted");
+        }
+        // Found by fuzz/coworker_document: `[[x]:1` was accepted with host `[x`, which prints
+        // as `[x:1` and does not parse back. Control characters and URL delimiters in a host
+        // would end up in redirect URLs.
+        for bad in [
+            "[[x]:1",
+            "[[:1]:1985",
+            "[a]b]:1",
+            "[x[]:1",
+            "a\u{0}b:1",
+            "a\u{7f}:1",
+            "evil.example/x?:80",
+            "user@evil.example:80",
+            "a#b:1",
+        ] {
+            assert_eq!(
+                HostPort::parse(bad),
+                Err(AddrError::BadHost(bad.to_string())),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn display_parses_back() {
+        for ok in [
+            "10.0.0.1:1985",
+            "[fd00::1]:1985",
+            "[name]:80",
+            "origin-0.peers:1985",
+            "[fe80::1%eth0]:80",
+        ] {
+            let hp = HostPort::parse(ok).unwrap();
+            assert_eq!(HostPort::parse(&hp.to_string()), Ok(hp));
         }
     }
 }

@@ -157,10 +157,16 @@ pub enum FlvError {
     BadSignature,
     #[error("FLV tag of {0} bytes exceeds the limit")]
     TagTooLarge(usize),
+    #[error("FLV header claims {0} bytes (DataOffset), more than the limit")]
+    HeaderTooLarge(usize),
 }
 
 /// Largest FLV tag accepted from a file or a peer.
 pub const MAX_TAG_SIZE: usize = 16 << 20;
+/// Largest FLV header (its DataOffset field) accepted. Version 1 headers are 9 bytes; a
+/// peer's header claiming up to 4 GiB must not make the demuxer buffer everything it sends
+/// while waiting for the first tag.
+pub const MAX_HEADER_SIZE: usize = 4096;
 
 /// Incremental FLV demuxer: push bytes, pull tags.
 #[derive(Debug, Default)]
@@ -189,6 +195,9 @@ impl Demuxer {
             }
             let offset =
                 u32::from_be_bytes([self.buf[5], self.buf[6], self.buf[7], self.buf[8]]) as usize;
+            if offset > MAX_HEADER_SIZE {
+                return Err(FlvError::HeaderTooLarge(offset));
+            }
             let skip = offset.max(9) + 4;
             if self.buf.len() < skip {
                 return Ok(None);
@@ -291,5 +300,17 @@ mod tests {
             (TAG_VIDEO, 0x0102_0304, &b"abc"[..])
         );
         assert_eq!(parse_file(b"NOPE00000000"), Err(FlvError::BadSignature));
+    }
+
+    #[test]
+    fn huge_header_offset_is_rejected_not_buffered() {
+        // DataOffset 0xffffffff: before, the demuxer waited (and buffered) for 4 GiB.
+        let mut d = Demuxer::new();
+        d.push(b"FLV\x01\x05\xff\xff\xff\xff");
+        assert_eq!(d.next_tag(), Err(FlvError::HeaderTooLarge(0xffff_ffff)));
+        // A larger-than-9 header within the limit is still skipped.
+        let mut file = b"FLV\x01\x01\x00\x00\x00\x0d\xaa\xbb\xcc\xdd\x00\x00\x00\x00".to_vec();
+        file.extend_from_slice(&encode_tag(TAG_VIDEO, 1, b"x"));
+        assert_eq!(parse_file(&file).unwrap().len(), 1);
     }
 }
