@@ -800,3 +800,40 @@ pub async fn fetch_coworkers(addr: &str) -> Option<Value> {
         .ok()
         .flatten()
 }
+
+/// An `OriginCluster` with the given ports and no other settings: the fixture the
+/// cross-component tests and the convergence bench drive the controller with.
+pub fn loopback_cluster(
+    name: &str,
+    namespace: &str,
+    uid: &str,
+    replicas: usize,
+    rtmp: u16,
+    api: u16,
+    flv: u16,
+) -> crate::crd::OriginCluster {
+    use crate::crd::{OriginCluster, OriginClusterSpec, Ports};
+    let mut oc = OriginCluster::new(
+        name,
+        OriginClusterSpec {
+            replicas: replicas as i32,
+            image: "origin:test".into(),
+            image_pull_policy: None,
+            image_pull_secrets: vec![],
+            ports: Ports {
+                rtmp: i32::from(rtmp),
+                api: i32::from(api),
+                http: i32::from(flv),
+            },
+            service: None,
+            resources: None,
+            pod_template: None,
+            origin: Default::default(),
+            drain_seconds: 60,
+            advertise: Default::default(),
+        },
+    );
+    oc.metadata.namespace = Some(namespace.into());
+    oc.metadata.uid = Some(uid.into());
+    oc
+}

@@ -11,11 +11,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use origin_operator::build::secret::{self, Token};
 use origin_operator::controller::{self, Context, Settings};
-use origin_operator::crd::{OriginCluster, OriginClusterSpec, Ports};
 use origin_operator::metrics::Metrics;
 use origin_operator::push::{PushConfig, PushOutcome, PushTarget, Pusher};
 use origin_operator::testing::{
-    FakeApiServer, OriginProcess, endpoint_slice, fetch_coworkers, free_port,
+    FakeApiServer, OriginProcess, endpoint_slice, fetch_coworkers, free_port, loopback_cluster,
 };
 use origin_wire::coworkers::CoworkerDocument;
 
@@ -53,28 +52,7 @@ impl Harness {
             free_port().expect("port"),
             free_port().expect("port"),
         );
-        let mut oc = OriginCluster::new(
-            NAME,
-            OriginClusterSpec {
-                replicas: n as i32,
-                image: "origin:test".into(),
-                image_pull_policy: None,
-                image_pull_secrets: vec![],
-                ports: Ports {
-                    rtmp: i32::from(rtmp_port),
-                    api: i32::from(api_port),
-                    http: i32::from(flv_port),
-                },
-                service: None,
-                resources: None,
-                pod_template: None,
-                origin: Default::default(),
-                drain_seconds: 60,
-                advertise: Default::default(),
-            },
-        );
-        oc.metadata.namespace = Some(NS.into());
-        oc.metadata.uid = Some("uid-live".into());
+        let oc = loopback_cluster(NAME, NS, "uid-live", n, rtmp_port, api_port, flv_port);
 
         let fake = FakeApiServer::new();
         let (client, _task) = fake.client();

@@ -15,11 +15,10 @@ use std::time::{Duration, Instant};
 
 use origin_operator::build::secret::{self, Token};
 use origin_operator::controller::{self, Context, Settings};
-use origin_operator::crd::{OriginCluster, OriginClusterSpec, Ports};
 use origin_operator::metrics::Metrics;
 use origin_operator::push::{PushConfig, Pusher};
 use origin_operator::testing::{
-    FakeApiServer, FakeOrigin, OriginProcess, endpoint_slice, free_port,
+    FakeApiServer, FakeOrigin, OriginProcess, endpoint_slice, free_port, loopback_cluster,
 };
 
 const NS: &str = "bench";
@@ -121,28 +120,7 @@ async fn run_size(
     let api_port = free_port().map_err(|e| e.to_string())?;
     let rtmp_port = free_port().map_err(|e| e.to_string())?;
     let flv_port = free_port().map_err(|e| e.to_string())?;
-    let mut oc = OriginCluster::new(
-        NAME,
-        OriginClusterSpec {
-            replicas: n as i32,
-            image: "origin:bench".into(),
-            image_pull_policy: None,
-            image_pull_secrets: vec![],
-            ports: Ports {
-                rtmp: i32::from(rtmp_port),
-                api: i32::from(api_port),
-                http: i32::from(flv_port),
-            },
-            service: None,
-            resources: None,
-            pod_template: None,
-            origin: Default::default(),
-            drain_seconds: 60,
-            advertise: Default::default(),
-        },
-    );
-    oc.metadata.namespace = Some(NS.into());
-    oc.metadata.uid = Some("bench-uid".into());
+    let oc = loopback_cluster(NAME, NS, "bench-uid", n, rtmp_port, api_port, flv_port);
     let token = Token::generate();
     fake.put(
         "/api/v1/namespaces/bench/secrets",
