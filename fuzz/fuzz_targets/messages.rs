@@ -1,5 +1,6 @@
 //! Everything else a peer's message body reaches: protocol control messages (parse →
-//! encode → parse is the identity), aggregate splitting, command parsing (parse → encode →
+//! encode → parse is the identity), aggregate splitting (only media sub-messages come
+//! out), command parsing (parse → encode →
 //! parse keeps the command), and the tcUrl / stream-name helpers.
 //!
 //! Input: `[type id]` then the message payload.
@@ -20,12 +21,14 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(Control::parse(t, &p), Ok(Some(c)));
     }
 
-    let mut last = None;
-    for (_, ts, part) in split_aggregate(u32::from_le_bytes([type_id, 0, 1, 2]), &payload) {
+    for (t, _, part) in split_aggregate(u32::from_le_bytes([type_id, 0, 1, 2]), &payload) {
         assert!(part.len() <= payload.len());
-        last = Some(ts);
+        // Sub-messages go to the stream as media: never a control or command type.
+        assert!(
+            matches!(t, kind::AUDIO | kind::VIDEO | kind::DATA_AMF0 | kind::DATA_AMF3),
+            "aggregate yielded a type {t} sub-message"
+        );
     }
-    let _ = last;
 
     for t in [kind::COMMAND_AMF0, kind::COMMAND_AMF3] {
         if let Ok(cmd) = command::parse(t, body) {

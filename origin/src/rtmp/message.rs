@@ -169,6 +169,11 @@ fn put_event(b: &mut BytesMut, event: u16, arg: u32) {
 
 /// Splits an aggregate message (type 22) into its sub-messages: `(type, timestamp, payload)`.
 /// Sub-message timestamps are rebased onto the aggregate's own timestamp.
+///
+/// Only media sub-messages (audio, video, AMF0/AMF3 data) are returned; any other type is
+/// skipped. The caller hands every sub-message to the stream as media, so a control or
+/// command type smuggled into an aggregate would otherwise be fanned out to every player
+/// (a Set Chunk Size there desynchronises all of them).
 pub fn split_aggregate(timestamp: u32, payload: &Bytes) -> Vec<(u8, u32, Bytes)> {
     let mut out = Vec::new();
     let mut pos = 0usize;
@@ -184,11 +189,17 @@ pub fn split_aggregate(timestamp: u32, payload: &Bytes) -> Vec<(u8, u32, Bytes)>
             break;
         }
         let base = *first_ts.get_or_insert(ts);
-        out.push((
+        let media = matches!(
             t,
-            timestamp.wrapping_add(ts.wrapping_sub(base)),
-            payload.slice(start..end),
-        ));
+            kind::AUDIO | kind::VIDEO | kind::DATA_AMF0 | kind::DATA_AMF3
+        );
+        if media {
+            out.push((
+                t,
+                timestamp.wrapping_add(ts.wrapping_sub(base)),
+                payload.slice(start..end),
+            ));
+        }
         pos = end + 4;
     }
     out
@@ -245,5 +256,33 @@ mod tests {
         assert_eq!((parts[1].1, &parts[1].2[..]), (5040, &b"de"[..]));
         // Truncated input yields what is complete and never panics.
         assert!(split_aggregate(0, &Bytes::from_static(&[9, 0, 0])).is_empty());
+    }
+
+    #[test]
+    fn aggregate_never_yields_control_or_command_messages() {
+        // A publisher's aggregate carrying Set Chunk Size, a command, a nested aggregate and
+        // audio: only the audio may reach the stream (and so the players).
+        let mut agg = BytesMut::new();
+        let parts: [(u8, &[u8]); 5] = [
+            (kind::SET_CHUNK_SIZE, &[0, 0, 0, 1]),
+            (kind::COMMAND_AMF0, b"\x02\x00\x08onStatus"),
+            (kind::AGGREGATE, b""),
+            (kind::AUDIO, b"\xaf\x01a"),
+            (kind::USER_CONTROL, &[0, 1, 0, 0, 0, 1]),
+        ];
+        for (i, (t, body)) in parts.iter().enumerate() {
+            agg.put_u8(*t);
+            agg.put_slice(&(body.len() as u32).to_be_bytes()[1..]);
+            agg.put_slice(&(10 * i as u32).to_be_bytes()[1..]);
+            agg.put_u8(0);
+            agg.put_slice(&[0, 0, 0]);
+            agg.put_slice(body);
+            agg.put_u32(11 + body.len() as u32);
+        }
+        let got = split_aggregate(100, &agg.freeze());
+        assert_eq!(
+            got,
+            vec![(kind::AUDIO, 130, Bytes::from_static(b"\xaf\x01a"))]
+        );
     }
 }
