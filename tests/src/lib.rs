@@ -27,7 +27,10 @@ pub fn bin_path(name: &str) -> PathBuf {
     });
     // test executables live in <target>/<profile>/deps/
     let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile> directory");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile> directory");
     let path = profile_dir.join(name);
     assert!(path.exists(), "{} was not built", path.display());
     path
@@ -35,7 +38,10 @@ pub fn bin_path(name: &str) -> PathBuf {
 
 /// The repository root.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// A port nobody listens on right now. Ports come from a per-process counter below the
@@ -44,7 +50,8 @@ pub fn workspace_root() -> PathBuf {
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: OnceLock<AtomicU16> = OnceLock::new();
-    let next = NEXT.get_or_init(|| AtomicU16::new(20_000 + (std::process::id() % 100) as u16 * 120));
+    let next =
+        NEXT.get_or_init(|| AtomicU16::new(20_000 + (std::process::id() % 100) as u16 * 120));
     loop {
         let p = next.fetch_add(1, Ordering::Relaxed);
         if p >= 32_000 {
@@ -84,7 +91,10 @@ impl OriginProc {
             .args(["--rtmp-listen", &format!("127.0.0.1:{rtmp}")])
             .args(["--api-listen", &format!("127.0.0.1:{api}")])
             .args(["--flv-listen", &format!("127.0.0.1:{flv}")])
-            .env("RUST_LOG", std::env::var("ORIGIN_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("ORIGIN_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null());
         for c in &opts.coworkers {
             cmd.args(["--coworker", c]);
@@ -94,7 +104,12 @@ impl OriginProc {
         }
         cmd.args(&opts.extra);
         let child = cmd.spawn().expect("spawn origin");
-        let p = Self { rtmp, api, flv, child };
+        let p = Self {
+            rtmp,
+            api,
+            flv,
+            child,
+        };
         p.wait_ready();
         p
     }
@@ -110,7 +125,10 @@ impl OriginProc {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("origin did not start listening on {}/{}/{}", self.rtmp, self.api, self.flv);
+        panic!(
+            "origin did not start listening on {}/{}/{}",
+            self.rtmp, self.api, self.flv
+        );
     }
 
     pub fn api_addr(&self) -> String {
@@ -137,7 +155,10 @@ impl OriginProc {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
     }
 }
 
@@ -149,14 +170,17 @@ impl Drop for OriginProc {
 
 /// Starts `n` origins that list each other (and themselves) as coworkers.
 pub fn start_cluster(n: usize, opts: &OriginOpts) -> Vec<OriginProc> {
-    let ports: Vec<(u16, u16, u16)> = (0..n).map(|_| (free_port(), free_port(), free_port())).collect();
+    let ports: Vec<(u16, u16, u16)> = (0..n)
+        .map(|_| (free_port(), free_port(), free_port()))
+        .collect();
     let all: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{}", p.1)).collect();
     ports
         .iter()
         .map(|&(r, a, f)| {
             let mut o = opts.clone();
             o.coworkers.extend(all.iter().cloned());
-            o.extra.extend(["--self-api".to_string(), format!("127.0.0.1:{a}")]);
+            o.extra
+                .extend(["--self-api".to_string(), format!("127.0.0.1:{a}")]);
             OriginProc::start_on(r, a, f, &o)
         })
         .collect()
@@ -164,7 +188,11 @@ pub fn start_cluster(n: usize, opts: &OriginOpts) -> Vec<OriginProc> {
 
 /// Writes an admin token to a fresh temp file.
 pub fn token_file(token: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("origin-test-token-{}-{}", std::process::id(), free_port()));
+    let p = std::env::temp_dir().join(format!(
+        "origin-test-token-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
     std::fs::write(&p, token).expect("write token");
     p
 }
@@ -172,8 +200,16 @@ pub fn token_file(token: &str) -> PathBuf {
 /// Fails clearly when ffmpeg is not installed (the test command installs it).
 pub fn require_ffmpeg() {
     for tool in ["ffmpeg", "ffprobe"] {
-        let ok = Command::new(tool).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-        assert!(ok, "{tool} is not installed: run ./scripts/test (it installs ffmpeg from Debian)");
+        let ok = Command::new(tool)
+            .arg("-version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        assert!(
+            ok,
+            "{tool} is not installed: run ./scripts/test (it installs ffmpeg from Debian)"
+        );
     }
 }
 
@@ -210,9 +246,23 @@ pub fn ffmpeg_publish(url: &str, size: &str, rate: u32, seconds: u32) -> Ffmpeg 
     require_ffmpeg();
     let child = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate={rate}")])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate={rate}"),
+        ])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-pix_fmt",
+            "yuv420p",
+        ])
         .args(["-g", &(rate * 2).to_string(), "-c:a", "aac", "-b:a", "64k"])
         .args(["-t", &seconds.to_string(), "-f", "flv", url])
         .stdin(Stdio::null())
@@ -237,12 +287,29 @@ pub struct Probed {
 pub fn ffprobe(url: &str) -> Result<Vec<Probed>, String> {
     require_ffmpeg();
     let out = Command::new("timeout")
-        .args(["20", "ffprobe", "-hide_banner", "-v", "error", "-rw_timeout", "10000000"])
-        .args(["-show_entries", "stream=codec_type,codec_name,width,height,r_frame_rate", "-of", "json", url])
+        .args([
+            "20",
+            "ffprobe",
+            "-hide_banner",
+            "-v",
+            "error",
+            "-rw_timeout",
+            "10000000",
+        ])
+        .args([
+            "-show_entries",
+            "stream=codec_type,codec_name,width,height,r_frame_rate",
+            "-of",
+            "json",
+            url,
+        ])
         .output()
         .map_err(|e| e.to_string())?;
     if !out.status.success() {
-        return Err(format!("ffprobe {url} failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "ffprobe {url} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
     let streams = v["streams"].as_array().cloned().unwrap_or_default();
@@ -283,7 +350,8 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     pub fn text(&self) -> String {
@@ -298,7 +366,9 @@ pub async fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &str)
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let req = req.body(Full::new(Bytes::from(body.to_string()))).expect("request");
+    let req = req
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("request");
     let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
         .await
         .expect("HTTP request timed out")
@@ -306,7 +376,11 @@ pub async fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &str)
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.expect("body").to_bytes();
-    HttpResponse { status, headers, body }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// Waits until `origin` reports `stream` in `app` as published.
@@ -317,7 +391,12 @@ pub async fn wait_published(api_url: &str, app: &str, stream: &str, limit: Durat
         if r.status == 200 {
             let v = r.json();
             if v["streams"].as_array().is_some_and(|a| {
-                a.iter().any(|s| s["app"] == app && s["stream"] == stream && s["publishing"] == true && s["video_codec"].is_string())
+                a.iter().any(|s| {
+                    s["app"] == app
+                        && s["stream"] == stream
+                        && s["publishing"] == true
+                        && s["video_codec"].is_string()
+                })
             }) {
                 return true;
             }

@@ -15,19 +15,45 @@ async fn drain_refuses_publishes_keeps_players_then_ends_publishers() {
         ..OriginOpts::default()
     });
     let mut publisher = ffmpeg_publish(&o.rtmp_url("live/d"), "320x240", 25, 60);
-    assert!(wait_published(&o.api_url("/api/v1/streams"), "live", "d", Duration::from_secs(10)).await);
+    assert!(
+        wait_published(
+            &o.api_url("/api/v1/streams"),
+            "live",
+            "d",
+            Duration::from_secs(10)
+        )
+        .await
+    );
     let mut player = Client::connect(&o.rtmp_url("live/d")).await.unwrap();
     player.play(None).await.unwrap();
-    assert_eq!(http("GET", &o.api_url("/readyz"), &[], "").await.status, 200);
+    assert_eq!(
+        http("GET", &o.api_url("/readyz"), &[], "").await.status,
+        200
+    );
 
     // Without the token the drain is refused and nothing changes.
-    assert_eq!(http("POST", &o.api_url("/api/v1/drain"), &[], "").await.status, 401);
-    assert_eq!(http("GET", &o.api_url("/readyz"), &[], "").await.status, 200);
+    assert_eq!(
+        http("POST", &o.api_url("/api/v1/drain"), &[], "")
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        http("GET", &o.api_url("/readyz"), &[], "").await.status,
+        200
+    );
 
     // The preStop hook: `origin drain --wait` returns once the publisher is gone.
     let started = Instant::now();
     let mut hook = Command::new(bin_path("origin"))
-        .args(["drain", "--wait", "--api", &o.api_addr(), "--drain-grace", "3s"])
+        .args([
+            "drain",
+            "--wait",
+            "--api",
+            &o.api_addr(),
+            "--drain-grace",
+            "3s",
+        ])
         .arg("--admin-token-file")
         .arg(&token)
         .spawn()
@@ -35,7 +61,10 @@ async fn drain_refuses_publishes_keeps_players_then_ends_publishers() {
 
     let deadline = Instant::now() + Duration::from_secs(5);
     while http("GET", &o.api_url("/readyz"), &[], "").await.status != 503 {
-        assert!(Instant::now() < deadline, "/readyz still succeeds while draining");
+        assert!(
+            Instant::now() < deadline,
+            "/readyz still succeeds while draining"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -49,20 +78,45 @@ async fn drain_refuses_publishes_keeps_players_then_ends_publishers() {
     let until = Instant::now() + Duration::from_secs(1);
     let mut frames = 0;
     while Instant::now() < until {
-        tokio::time::timeout(Duration::from_secs(2), player.next_media()).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(2), player.next_media())
+            .await
+            .unwrap()
+            .unwrap();
         frames += 1;
     }
     assert!(frames > 10, "player starved during drain ({frames} frames)");
 
     // After the grace the publisher is ended (the encoder sees its connection close).
-    let status = publisher.wait_timeout(Duration::from_secs(10)).expect("publisher not ended after the grace");
+    let status = publisher
+        .wait_timeout(Duration::from_secs(10))
+        .expect("publisher not ended after the grace");
     assert!(!status.success());
-    assert!(started.elapsed() >= Duration::from_secs(3), "publisher ended before the grace");
-    let hook_status = tokio::task::spawn_blocking(move || hook.wait()).await.unwrap().unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "publisher ended before the grace"
+    );
+    let hook_status = tokio::task::spawn_blocking(move || hook.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(hook_status.success(), "drain --wait failed");
-    let streams = http("GET", &o.api_url("/api/v1/streams"), &[], "").await.json();
+    let streams = http("GET", &o.api_url("/api/v1/streams"), &[], "")
+        .await
+        .json();
     assert_eq!(streams["draining"], true);
-    assert!(streams["streams"].as_array().unwrap().iter().all(|s| s["publishing"] == false));
-    assert_eq!(http("GET", &o.api_url("/readyz"), &[], "").await.status, 503);
-    assert_eq!(http("GET", &o.api_url("/healthz"), &[], "").await.status, 200);
+    assert!(
+        streams["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["publishing"] == false)
+    );
+    assert_eq!(
+        http("GET", &o.api_url("/readyz"), &[], "").await.status,
+        503
+    );
+    assert_eq!(
+        http("GET", &o.api_url("/healthz"), &[], "").await.status,
+        200
+    );
 }
