@@ -92,8 +92,19 @@ pub fn start_origin(
     worker_threads: Option<usize>,
     extra: &[String],
 ) -> Result<ServerProc> {
+    let ports = (crate::free_port(), crate::free_port(), crate::free_port());
+    start_origin_on(bin, ports, cpu, worker_threads, extra)
+}
+
+/// Starts our origin on the given (rtmp, api, flv) ports.
+pub fn start_origin_on(
+    bin: &Path,
+    (rtmp, api, flv): (u16, u16, u16),
+    cpu: Option<usize>,
+    worker_threads: Option<usize>,
+    extra: &[String],
+) -> Result<ServerProc> {
     let dir = temp_dir("origin")?;
-    let (rtmp, api, flv) = (crate::free_port(), crate::free_port(), crate::free_port());
     let log = std::fs::File::create(dir.join("server.log"))?;
     let mut cmd = pinned(cpu, bin);
     cmd.arg("serve")
@@ -124,6 +135,7 @@ pub fn start_origin(
     };
     p.wait_port(rtmp)?;
     p.wait_port(api)?;
+    p.wait_port(flv)?;
     Ok(p)
 }
 
