@@ -163,7 +163,8 @@ impl Client {
         );
     }
 
-    async fn flush(&mut self) -> Result<(), ClientError> {
+    /// Sends what is buffered.
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
         if !self.wbuf.is_empty() {
             let b = self.wbuf.split();
             self.socket.write_all(&b).await?;
