@@ -390,6 +390,12 @@ impl Subscriber {
         }
     }
 
+    /// Whether join (or re-prime) frames are still queued: the player is catching up
+    /// and its writes should not wait to be merged.
+    pub fn catching_up(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     fn take_pending(&mut self) -> Option<Next> {
         self.pending.pop_front().map(Next::Frame)
     }

@@ -57,6 +57,8 @@ struct Playing {
     sub: Subscriber,
     stream_id: u32,
     unpublished_at: Option<Instant>,
+    /// Set after the first write: the join burst (metadata, headers, GOP) is never merged.
+    started: bool,
 }
 
 enum Role {
@@ -613,6 +615,7 @@ impl Connection {
             sub,
             stream_id,
             unpublished_at: None,
+            started: false,
         });
         Ok(())
     }
@@ -658,10 +661,18 @@ impl Connection {
             return Ok(());
         };
         let stream_id = p.stream_id;
-        let mut frames: Vec<Bytes> = Vec::new();
+        // The join burst (and a re-prime after a lag) goes out at once: merging only ever
+        // delays live frames, never a new player's first picture.
+        let catching_up = !p.started || p.sub.catching_up();
+        p.started = true;
+        let mut frames: Vec<Bytes> = Vec::with_capacity(if merge.is_zero() && !catching_up {
+            8
+        } else {
+            64
+        });
         let mut bytes = 0usize;
         let mut next = Some(first);
-        let mut merged = merge.is_zero();
+        let mut merged = merge.is_zero() || catching_up;
         let mut end = false;
         loop {
             let Some(n) = next.take() else {
@@ -740,9 +751,9 @@ impl Connection {
             next = p.sub.try_next();
         }
         // Control/status messages queued before these frames go first.
-        let control = self.wbuf.split().freeze();
-        if !control.is_empty() {
-            frames.insert(0, control);
+        // (Only split when there is something: splitting an empty buffer still allocates.)
+        if !self.wbuf.is_empty() {
+            frames.insert(0, self.wbuf.split().freeze());
         }
         if !frames.is_empty() {
             let total: usize = frames.iter().map(Bytes::len).sum();
@@ -784,13 +795,28 @@ async fn next_frame(role: &mut Role, republish_timeout: Duration) -> Next {
 
 /// Writes every buffer with as few syscalls as the kernel allows.
 async fn write_all_vectored(w: &mut OwnedWriteHalf, bufs: &[Bytes]) -> std::io::Result<()> {
+    // IOV_MAX is 1024; a batch is at most BATCH_FRAMES + 1 buffers, so one array covers
+    // it (longer lists go out in several calls).
+    const MAX_IOV: usize = BATCH_FRAMES + 8;
     let mut idx = 0;
     let mut offset = 0;
     while idx < bufs.len() {
-        let slices: Vec<IoSlice<'_>> = std::iter::once(IoSlice::new(&bufs[idx][offset..]))
-            .chain(bufs[idx + 1..].iter().take(1023).map(|b| IoSlice::new(b)))
-            .collect();
-        let mut n = w.write_vectored(&slices).await?;
+        // The slices live on the stack of one poll only, so they do not grow every
+        // player's task.
+        let mut n = std::future::poll_fn(|cx| {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut k = 0;
+            for (i, b) in bufs[idx..].iter().take(MAX_IOV).enumerate() {
+                slices[k] = IoSlice::new(if i == 0 { &b[offset..] } else { b });
+                k += 1;
+            }
+            tokio::io::AsyncWrite::poll_write_vectored(
+                std::pin::Pin::new(&mut *w),
+                cx,
+                &slices[..k],
+            )
+        })
+        .await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
