@@ -190,13 +190,12 @@ impl ChunkParser {
                         payload,
                         ..
                     } = &e
+                        && payload.len() >= 4
                     {
-                        if payload.len() >= 4 {
-                            let n = u32::from_be_bytes([
-                                payload[0], payload[1], payload[2], payload[3],
-                            ]) & 0x7fff_ffff;
-                            self.chunk_size = n.max(1);
-                        }
+                        let n =
+                            u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]])
+                                & 0x7fff_ffff;
+                        self.chunk_size = n.max(1);
                     }
                     ev(e);
                 }
@@ -546,12 +545,11 @@ async fn play_inner(url: &str, st: &PlayerStats, start: Instant, read_buf: usize
         match c.read_some(&mut on_media).await {
             Ok(others) => {
                 for (t, _, p) in others {
-                    if t == kind::COMMAND_AMF0 {
-                        if let Some(info) = status_info(&p) {
-                            if info.get("level").and_then(Value::as_str) == Some("error") {
-                                return Stage::Play;
-                            }
-                        }
+                    if t == kind::COMMAND_AMF0
+                        && let Some(info) = status_info(&p)
+                        && info.get("level").and_then(Value::as_str) == Some("error")
+                    {
+                        return Stage::Play;
                     }
                 }
             }

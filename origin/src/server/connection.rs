@@ -665,29 +665,20 @@ impl Connection {
         // delays live frames, never a new player's first picture.
         let catching_up = !p.started || p.sub.catching_up();
         p.started = true;
-        let mut frames: Vec<Bytes> = Vec::with_capacity(if merge.is_zero() && !catching_up {
-            8
-        } else {
-            64
-        });
+        let mut frames: Vec<Bytes> = Vec::with_capacity(if catching_up { 64 } else { 16 });
         let mut bytes = 0usize;
+        let mut media = 0usize;
         let mut next = Some(first);
-        let mut merged = merge.is_zero() || catching_up;
         let mut end = false;
         loop {
             let Some(n) = next.take() else {
-                if !merged && !frames.is_empty() {
-                    merged = true;
-                    tokio::time::sleep(merge).await;
-                    next = p.sub.try_next();
-                    continue;
-                }
                 break;
             };
             match n {
                 Next::Frame(f) => {
                     let b = f.rtmp(stream_id);
                     bytes += b.len();
+                    media += 1;
                     frames.push(b);
                 }
                 Next::Unpublished => {
@@ -750,6 +741,12 @@ impl Connection {
             }
             next = p.sub.try_next();
         }
+        // Merged writes: after a live write the player rests for `merge`; what the stream
+        // sends meanwhile waits in the ring and goes out in one write when it comes back (no
+        // frame waits longer than `merge`), with one wake-up per interval instead of one per
+        // frame. The join burst (and a re-prime after a lag) is written whole first, and the
+        // first frame after a quiet spell is never held back.
+        let rest = !merge.is_zero() && media > 0 && !end && !p.sub.catching_up();
         // Control/status messages queued before these frames go first.
         // (Only split when there is something: splitting an empty buffer still allocates.)
         if !self.wbuf.is_empty() {
@@ -774,6 +771,9 @@ impl Connection {
         }
         if end {
             return Err(ConnError::Closed);
+        }
+        if rest {
+            tokio::time::sleep(merge).await;
         }
         Ok(())
     }
