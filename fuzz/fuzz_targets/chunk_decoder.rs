@@ -77,6 +77,7 @@ fuzz_target!(|data: &[u8]| {
         max_message_size: [0, 1, 7, 128, 129, 1000, 65_536, 16 << 20][usize::from(h[0] & 7)],
         max_chunk_streams: usize::from(h[1] % 66),
         max_chunk_size: [1, 2, 127, 128, 4096, 65_536, 1 << 20, 16 << 20][usize::from(h[2] & 7)],
+        max_in_flight: [0, 1, 128, 1000, 65_536, 1 << 20, 16 << 20, 32 << 20][usize::from(h[2] >> 5)],
     };
     let raw = u32::from_be_bytes([h[3], h[4], h[5], h[6]]);
     // Mostly small sizes (where chunking is interesting), sometimes any value at all.

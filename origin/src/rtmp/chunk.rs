@@ -33,6 +33,9 @@ pub struct DecoderLimits {
     pub max_chunk_streams: usize,
     /// Largest chunk size a peer may set.
     pub max_chunk_size: usize,
+    /// Most bytes of partly received messages one connection may have in flight across
+    /// all its chunk streams (each is also capped by `max_message_size`).
+    pub max_in_flight: usize,
 }
 
 impl Default for DecoderLimits {
@@ -41,6 +44,7 @@ impl Default for DecoderLimits {
             max_message_size: 16 << 20,
             max_chunk_streams: 64,
             max_chunk_size: 16 << 20,
+            max_in_flight: 32 << 20,
         }
     }
 }
@@ -51,6 +55,8 @@ pub enum ChunkError {
     MessageTooLarge { size: usize, limit: usize },
     #[error("more than {0} chunk streams in use")]
     TooManyChunkStreams(usize),
+    #[error("{size} bytes of partly received messages exceed the limit of {limit}")]
+    TooMuchInFlight { size: usize, limit: usize },
     #[error("chunk stream {csid} continues (fmt {fmt}) without a previous header")]
     NoPreviousHeader { csid: u32, fmt: u8 },
     #[error("chunk size {0} is outside 1..={1}")]
@@ -165,6 +171,14 @@ impl ChunkDecoder {
         }
         let chunk_size = self.chunk_size;
         let max_message = self.limits.max_message_size;
+        let max_in_flight = self.limits.max_in_flight;
+        // Declared bytes still owed on the other chunk streams (what a new message adds to).
+        let in_flight: usize = self
+            .streams
+            .iter()
+            .filter(|(c, st)| **c != csid && st.remaining > 0)
+            .map(|(_, st)| st.partial.len() + st.remaining)
+            .sum();
         let state = self.streams.entry(csid).or_default();
         if !state.known && fmt >= 2 {
             return Err(ChunkError::NoPreviousHeader { csid, fmt });
@@ -205,6 +219,12 @@ impl ChunkDecoder {
             return Err(ChunkError::MessageTooLarge {
                 size: length as usize,
                 limit: max_message,
+            });
+        }
+        if !continuation && in_flight + length as usize > max_in_flight {
+            return Err(ChunkError::TooMuchInFlight {
+                size: in_flight + length as usize,
+                limit: max_in_flight,
             });
         }
         let msg_remaining = if continuation {
@@ -523,6 +543,7 @@ mod tests {
             max_message_size: 100,
             max_chunk_streams: 2,
             max_chunk_size: 1000,
+            max_in_flight: 1000,
         };
         let mut dec = ChunkDecoder::new(limits);
         let mut out = BytesMut::new();
@@ -555,6 +576,39 @@ mod tests {
             dec.decode(&mut bad),
             Err(ChunkError::NoPreviousHeader { .. })
         ));
+    }
+
+    #[test]
+    fn partial_messages_in_flight_are_bounded_across_chunk_streams() {
+        let limits = DecoderLimits {
+            max_message_size: 1000,
+            max_in_flight: 1500,
+            ..DecoderLimits::default()
+        };
+        let mut dec = ChunkDecoder::new(limits);
+        // Two 800-byte messages started on two chunk streams: the second exceeds 1500.
+        let mut wire = BytesMut::new();
+        for cs in [4, 6] {
+            let mut m = BytesMut::new();
+            encode_standalone(&mut m, 128, cs, 0, 9, 1, &[0u8; 800]);
+            wire.extend_from_slice(&m[..12 + 128]);
+        }
+        assert_eq!(
+            dec.decode(&mut wire),
+            Err(ChunkError::TooMuchInFlight {
+                size: 1600,
+                limit: 1500
+            })
+        );
+        // Completed messages do not count.
+        let mut dec = ChunkDecoder::new(limits);
+        let mut wire = BytesMut::new();
+        for cs in [4, 6, 7] {
+            encode_standalone(&mut wire, 128, cs, 0, 9, 1, &[0u8; 800]);
+        }
+        for _ in 0..3 {
+            assert!(dec.decode(&mut wire).unwrap().is_some());
+        }
     }
 
     #[test]

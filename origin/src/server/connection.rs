@@ -94,6 +94,7 @@ impl Connection {
         let limits = DecoderLimits {
             max_message_size: origin.config.max_message_size,
             max_chunk_streams: origin.config.max_chunk_streams,
+            max_in_flight: 2 * origin.config.max_message_size,
             ..DecoderLimits::default()
         };
         Self {
