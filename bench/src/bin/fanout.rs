@@ -31,12 +31,12 @@ struct Args {
         default_value = "100,500,1000,2000"
     )]
     players: Vec<usize>,
-    /// Servers: `ours` (default settings), `ours:<merge>` (e.g. `ours:200ms` = --merge-writes 200ms), `nginx`.
+    /// Servers: `ours` (origin defaults), `ours:<merge>` (e.g. `ours:200ms` = --merge-writes 200ms), `nginx`.
     #[arg(
         long,
         env = "FANOUT_SERVERS",
         value_delimiter = ',',
-        default_value = "ours,nginx"
+        default_value = "ours:0ms,ours:200ms,nginx"
     )]
     servers: Vec<String>,
     /// Measurement window per point, seconds.
