@@ -129,7 +129,8 @@ pub struct Settings {
     /// Frames buffered per stream for players; a player further behind skips to a keyframe.
     #[arg(long, env = "ORIGIN_PLAYER_QUEUE")]
     pub player_queue: Option<usize>,
-    /// Coalesce writes to a player for up to this long (0 = write as soon as data arrives).
+    /// Coalesce live writes to a player for up to this long (default 200ms; 0 = write as soon
+    /// as data arrives). A player's join burst (GOP) is always written at once.
     #[arg(long, env = "ORIGIN_MERGE_WRITES")]
     pub merge_writes: Option<Dur>,
     /// Log format.
@@ -290,7 +291,9 @@ impl Config {
             write_timeout: Duration::from_secs(15),
             max_message_size: s.max_message_size.unwrap_or(16 << 20),
             max_chunk_streams: 64,
-            merge_writes: d(s.merge_writes, Duration::ZERO),
+            // Live writes to a player are coalesced for up to 200 ms (SRS uses 350 ms); a
+            // player's join burst is never held back. 0 = write as soon as data arrives.
+            merge_writes: d(s.merge_writes, Duration::from_millis(200)),
             media,
             log_format: s.log_format.unwrap_or_default(),
         }

@@ -170,18 +170,14 @@ impl Connection {
                 self.on_message(msg).await?;
             }
             self.flush().await?;
-            let idle = self.origin.config.idle_timeout;
             let playing = matches!(self.role, Role::Playing(_));
             let publishing = matches!(self.role, Role::Publishing(_));
-            let read_limit = if playing {
-                Duration::from_secs(365 * 24 * 3600)
-            } else {
-                idle
-            };
+            // Players may legitimately send nothing for a long time (and a timer per read
+            // would cost every player a timer-wheel insert per frame); others may not idle.
+            let read_limit = (!playing).then_some(self.origin.config.idle_timeout);
             tokio::select! {
-                // Players may legitimately send nothing for a long time; others may not.
-                n = timeout(read_limit, self.reader.read_buf(&mut self.rbuf)) => {
-                    self.on_read(n.map_err(|_| ConnError::Timeout)??)?;
+                n = read_some(&mut self.reader, &mut self.rbuf, read_limit) => {
+                    self.on_read(n?)?;
                 }
                 next = next_frame(&mut self.role, self.origin.config.republish_timeout), if playing => {
                     self.deliver(next).await?;
@@ -791,6 +787,20 @@ async fn next_frame(role: &mut Role, republish_timeout: Duration) -> Next {
             n = p.sub.next() => n,
             _ = tokio::time::sleep_until(at + republish_timeout) => Next::Closed,
         },
+    }
+}
+
+/// Reads into `buf`, failing with [`ConnError::Timeout`] after `limit` without data.
+async fn read_some(
+    reader: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    limit: Option<Duration>,
+) -> Result<usize, ConnError> {
+    match limit {
+        Some(d) => Ok(timeout(d, reader.read_buf(buf))
+            .await
+            .map_err(|_| ConnError::Timeout)??),
+        None => Ok(reader.read_buf(buf).await?),
     }
 }
 
