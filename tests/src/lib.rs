@@ -147,6 +147,32 @@ impl OriginProc {
         format!("http://127.0.0.1:{}{path}", self.api)
     }
 
+    /// Publishes an ffmpeg test pattern to `app/stream` and waits until this origin has it
+    /// (video codec known).
+    pub async fn publish_test_pattern(
+        &self,
+        path: &str,
+        size: &str,
+        rate: u32,
+        seconds: u32,
+    ) -> Ffmpeg {
+        let ff = ffmpeg_publish(&self.rtmp_url(path), size, rate, seconds);
+        let (app, stream) = path.split_once('/').expect("app/stream");
+        let published = wait_published(
+            &self.api_url("/api/v1/streams"),
+            app,
+            stream,
+            Duration::from_secs(10),
+        )
+        .await;
+        assert!(
+            published,
+            "{path} was not published on origin :{}",
+            self.rtmp
+        );
+        ff
+    }
+
     /// Stops the process with SIGKILL.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -25,16 +25,7 @@ fn cluster3() -> Vec<OriginProc> {
 async fn rtmp_play_on_non_owner_gets_byte_exact_srs_302_and_follows_it() {
     let c = cluster3();
     let (a, b) = (&c[0], &c[1]);
-    let _pub = ffmpeg_publish(&b.rtmp_url("live/s"), "320x240", 25, 30);
-    assert!(
-        wait_published(
-            &b.api_url("/api/v1/streams"),
-            "live",
-            "s",
-            Duration::from_secs(10)
-        )
-        .await
-    );
+    let _pub = b.publish_test_pattern("live/s", "320x240", 25, 30).await;
 
     let mut p = Client::connect(&a.rtmp_url("live/s")).await.unwrap();
     p.play(None).await.unwrap();
@@ -92,16 +83,7 @@ async fn rtmp_play_on_non_owner_gets_byte_exact_srs_302_and_follows_it() {
 async fn ffprobe_plays_http_flv_via_a_non_owner_through_http_302() {
     let c = cluster3();
     let (a, b) = (&c[0], &c[2]);
-    let _pub = ffmpeg_publish(&b.rtmp_url("live/h"), "640x360", 30, 30);
-    assert!(
-        wait_published(
-            &b.api_url("/api/v1/streams"),
-            "live",
-            "h",
-            Duration::from_secs(10)
-        )
-        .await
-    );
+    let _pub = b.publish_test_pattern("live/h", "640x360", 30, 30).await;
     let r = http("GET", &a.flv_url("live/h.flv"), &[], "").await;
     assert_eq!(r.status, 302);
     assert_eq!(
@@ -125,16 +107,7 @@ async fn ffprobe_plays_http_flv_via_a_non_owner_through_http_302() {
 async fn clusters_api_answers_in_srs_shape_on_owner_and_non_owner() {
     let c = cluster3();
     let (a, b) = (&c[0], &c[1]);
-    let _pub = ffmpeg_publish(&b.rtmp_url("live/q"), "320x240", 25, 30);
-    assert!(
-        wait_published(
-            &b.api_url("/api/v1/streams"),
-            "live",
-            "q",
-            Duration::from_secs(10)
-        )
-        .await
-    );
+    let _pub = b.publish_test_pattern("live/q", "320x240", 25, 30).await;
     for method in ["POST", "GET"] {
         // Exactly the request an SRS origin sends (unencoded).
         let q = format!(
@@ -228,16 +201,7 @@ async fn clusters_api_answers_in_srs_shape_on_owner_and_non_owner() {
 async fn publishing_a_name_another_origin_has_is_refused() {
     let c = cluster3();
     let (a, b) = (&c[0], &c[1]);
-    let _pub = ffmpeg_publish(&b.rtmp_url("live/own"), "320x240", 25, 30);
-    assert!(
-        wait_published(
-            &b.api_url("/api/v1/streams"),
-            "live",
-            "own",
-            Duration::from_secs(10)
-        )
-        .await
-    );
+    let _pub = b.publish_test_pattern("live/own", "320x240", 25, 30).await;
     let mut p = Client::connect(&a.rtmp_url("live/own")).await.unwrap();
     match p.publish(None).await {
         Err(ClientError::Status { code, description }) => {
@@ -349,16 +313,7 @@ async fn black_holed_coworker_does_not_delay_the_redirect() {
         },
     );
     let (a, b) = (&c[0], &c[1]);
-    let _pub = ffmpeg_publish(&b.rtmp_url("live/bh"), "320x240", 25, 30);
-    assert!(
-        wait_published(
-            &b.api_url("/api/v1/streams"),
-            "live",
-            "bh",
-            Duration::from_secs(10)
-        )
-        .await
-    );
+    let _pub = b.publish_test_pattern("live/bh", "320x240", 25, 30).await;
     for _ in 0..3 {
         let t = Instant::now();
         let r = http("GET", &a.flv_url("live/bh.flv"), &[], "").await;

@@ -14,16 +14,7 @@ async fn drain_refuses_publishes_keeps_players_then_ends_publishers() {
         extra: vec!["--drain-grace".into(), "3s".into()],
         ..OriginOpts::default()
     });
-    let mut publisher = ffmpeg_publish(&o.rtmp_url("live/d"), "320x240", 25, 60);
-    assert!(
-        wait_published(
-            &o.api_url("/api/v1/streams"),
-            "live",
-            "d",
-            Duration::from_secs(10)
-        )
-        .await
-    );
+    let mut publisher = o.publish_test_pattern("live/d", "320x240", 25, 60).await;
     let mut player = Client::connect(&o.rtmp_url("live/d")).await.unwrap();
     player.play(None).await.unwrap();
     assert_eq!(

@@ -18,16 +18,9 @@ fn video_of(streams: &[Probed]) -> &Probed {
 #[tokio::test(flavor = "multi_thread")]
 async fn ffmpeg_publish_then_ffprobe_reads_codecs_over_rtmp_and_http_flv() {
     let origin = OriginProc::start(&OriginOpts::default());
-    let _pub = ffmpeg_publish(&origin.rtmp_url("live/s"), "640x360", 30, 20);
-    assert!(
-        wait_published(
-            &origin.api_url("/api/v1/streams"),
-            "live",
-            "s",
-            Duration::from_secs(10)
-        )
-        .await
-    );
+    let _pub = origin
+        .publish_test_pattern("live/s", "640x360", 30, 20)
+        .await;
 
     for url in [origin.rtmp_url("live/s"), origin.flv_url("live/s.flv")] {
         let streams = tokio::task::spawn_blocking(move || ffprobe(&url))
@@ -58,16 +51,9 @@ async fn ffmpeg_publish_then_ffprobe_reads_codecs_over_rtmp_and_http_flv() {
 #[tokio::test(flavor = "multi_thread")]
 async fn second_publisher_gets_bad_name_while_first_keeps_going() {
     let origin = OriginProc::start(&OriginOpts::default());
-    let mut first = ffmpeg_publish(&origin.rtmp_url("live/dup"), "320x240", 25, 20);
-    assert!(
-        wait_published(
-            &origin.api_url("/api/v1/streams"),
-            "live",
-            "dup",
-            Duration::from_secs(10)
-        )
-        .await
-    );
+    let mut first = origin
+        .publish_test_pattern("live/dup", "320x240", 25, 20)
+        .await;
 
     // Our client sees the exact status code.
     let mut second = Client::connect(&origin.rtmp_url("live/dup")).await.unwrap();
@@ -97,16 +83,9 @@ async fn second_publisher_gets_bad_name_while_first_keeps_going() {
 async fn mid_stream_player_gets_a_keyframe_first() {
     let origin = OriginProc::start(&OriginOpts::default());
     // GOP of 2 s: joining at a random point is almost never on a keyframe.
-    let _pub = ffmpeg_publish(&origin.rtmp_url("live/gop"), "320x240", 25, 20);
-    assert!(
-        wait_published(
-            &origin.api_url("/api/v1/streams"),
-            "live",
-            "gop",
-            Duration::from_secs(10)
-        )
-        .await
-    );
+    let _pub = origin
+        .publish_test_pattern("live/gop", "320x240", 25, 20)
+        .await;
     for delay_ms in [700u64, 1300] {
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         let mut p = Client::connect(&origin.rtmp_url("live/gop")).await.unwrap();
@@ -169,16 +148,9 @@ async fn two_streams_at_once_do_not_mix() {
 async fn garbage_on_the_port_is_closed_and_disturbs_nobody() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let origin = OriginProc::start(&OriginOpts::default());
-    let _pub = ffmpeg_publish(&origin.rtmp_url("live/g"), "320x240", 25, 20);
-    assert!(
-        wait_published(
-            &origin.api_url("/api/v1/streams"),
-            "live",
-            "g",
-            Duration::from_secs(10)
-        )
-        .await
-    );
+    let _pub = origin
+        .publish_test_pattern("live/g", "320x240", 25, 20)
+        .await;
     let mut player = Client::connect(&origin.rtmp_url("live/g")).await.unwrap();
     player.play(None).await.unwrap();
 

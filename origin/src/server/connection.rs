@@ -680,45 +680,31 @@ impl Connection {
                 }
                 Next::Unpublished => {
                     p.unpublished_at = Some(Instant::now());
-                    let stream_name = p.sub.stream().key.stream.clone();
-                    let body = command::on_status(
-                        "status",
-                        status::PLAY_UNPUBLISH_NOTIFY,
-                        &format!("{stream_name} is now unpublished."),
-                        vec![],
-                    );
-                    self.encoder.encode(
+                    let text = format!("{} is now unpublished.", p.sub.stream().key.stream);
+                    let control = UserControl::StreamEof(stream_id);
+                    let code = status::PLAY_UNPUBLISH_NOTIFY;
+                    queue_notify(
+                        &mut self.encoder,
                         &mut self.wbuf,
-                        csid::STATUS,
-                        0,
-                        kind::COMMAND_AMF0,
                         stream_id,
-                        &body,
+                        control,
+                        code,
+                        &text,
                     );
-                    let (t, c) = Control::UserControl(UserControl::StreamEof(stream_id)).encode();
-                    self.encoder
-                        .encode(&mut self.wbuf, csid::CONTROL, 0, t, 0, &c);
                     break;
                 }
                 Next::Published => {
                     p.unpublished_at = None;
-                    let stream_name = p.sub.stream().key.stream.clone();
-                    let (t, c) = Control::UserControl(UserControl::StreamBegin(stream_id)).encode();
-                    self.encoder
-                        .encode(&mut self.wbuf, csid::CONTROL, 0, t, 0, &c);
-                    let body = command::on_status(
-                        "status",
-                        status::PLAY_PUBLISH_NOTIFY,
-                        &format!("{stream_name} is now published."),
-                        vec![],
-                    );
-                    self.encoder.encode(
+                    let text = format!("{} is now published.", p.sub.stream().key.stream);
+                    let control = UserControl::StreamBegin(stream_id);
+                    let code = status::PLAY_PUBLISH_NOTIFY;
+                    queue_notify(
+                        &mut self.encoder,
                         &mut self.wbuf,
-                        csid::STATUS,
-                        0,
-                        kind::COMMAND_AMF0,
                         stream_id,
-                        &body,
+                        control,
+                        code,
+                        &text,
                     );
                     break;
                 }
@@ -788,6 +774,21 @@ async fn next_frame(role: &mut Role, republish_timeout: Duration) -> Next {
             _ = tokio::time::sleep_until(at + republish_timeout) => Next::Closed,
         },
     }
+}
+
+/// Queues a User Control event and an onStatus for a player (publisher left or came back).
+fn queue_notify(
+    encoder: &mut ChunkEncoder,
+    wbuf: &mut BytesMut,
+    stream_id: u32,
+    control: UserControl,
+    code: &str,
+    description: &str,
+) {
+    let (t, c) = Control::UserControl(control).encode();
+    encoder.encode(wbuf, csid::CONTROL, 0, t, 0, &c);
+    let body = command::on_status("status", code, description, vec![]);
+    encoder.encode(wbuf, csid::STATUS, 0, kind::COMMAND_AMF0, stream_id, &body);
 }
 
 /// Reads into `buf`, failing with [`ConnError::Timeout`] after `limit` without data.
