@@ -243,6 +243,45 @@ pub fn parse_file(data: &[u8]) -> Result<Vec<Tag>, FlvError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn prop_demuxer_round_trips_at_any_split(
+            tags in prop::collection::vec(
+                (prop_oneof![Just(TAG_AUDIO), Just(TAG_VIDEO), Just(TAG_SCRIPT)], any::<u32>(), prop::collection::vec(any::<u8>(), 0..300)),
+                0..12,
+            ),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let mut file = BytesMut::new();
+            file.extend_from_slice(&file_header(true, true));
+            for (t, ts, p) in &tags {
+                file.extend_from_slice(&encode_tag(*t, *ts, p));
+            }
+            let mut points: Vec<usize> = cuts.iter().map(|c| c.index(file.len() + 1)).collect();
+            points.push(file.len());
+            points.sort_unstable();
+            let mut d = Demuxer::new();
+            let mut got = Vec::new();
+            let mut last = 0;
+            for p in points {
+                d.push(&file[last..p]);
+                last = p;
+                while let Some(t) = d.next_tag().unwrap() {
+                    got.push((t.tag_type, t.timestamp, t.payload.to_vec()));
+                }
+            }
+            prop_assert_eq!(got, tags);
+        }
+
+        #[test]
+        fn prop_garbage_never_panics(data in prop::collection::vec(any::<u8>(), 0..512)) {
+            let mut d = Demuxer::new();
+            d.push(&data);
+            while let Ok(Some(_)) = d.next_tag() {}
+        }
+    }
 
     #[test]
     fn legacy_and_enhanced_video() {
