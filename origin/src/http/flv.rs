@@ -122,6 +122,8 @@ struct BodyState {
     sub: Subscriber,
     header_sent: bool,
     unpublished_at: Option<Instant>,
+    /// Live media went out since the last rest: rest `merge_writes` before waiting again.
+    rest_due: bool,
     done: bool,
 }
 
@@ -147,6 +149,7 @@ fn flv_body(
         sub,
         header_sent: false,
         unpublished_at: None,
+        rest_due: false,
         done: false,
     };
     futures::stream::unfold(state, |mut st| async move {
@@ -157,17 +160,31 @@ fn flv_body(
             st.header_sent = true;
             return Some((Ok(file_header(true, true)), st));
         }
+        let merge = st.origin.config.merge_writes;
         loop {
             let republish = st.origin.config.republish_timeout;
-            let next = match st.unpublished_at {
-                None => st.sub.next().await,
-                Some(at) => tokio::select! {
-                    n = st.sub.next() => n,
-                    _ = tokio::time::sleep_until(at + republish) => Next::Closed,
+            // What is ready goes out at once (hyper gathers consecutive chunks into one
+            // write). When nothing is ready after live media went out, rest for the merge
+            // interval first, so the next write carries everything that arrived meanwhile,
+            // as RTMP players do. The join burst never waits.
+            let next = match st.sub.try_next() {
+                Some(n) => n,
+                None if st.rest_due => {
+                    st.rest_due = false;
+                    tokio::time::sleep(merge).await;
+                    continue;
+                }
+                None => match st.unpublished_at {
+                    None => st.sub.next().await,
+                    Some(at) => tokio::select! {
+                        n = st.sub.next() => n,
+                        _ = tokio::time::sleep_until(at + republish) => Next::Closed,
+                    },
                 },
             };
             match next {
                 Next::Frame(f) => {
+                    st.rest_due = !merge.is_zero() && !st.sub.catching_up();
                     let tag = f.flv();
                     metrics::global().bytes_out.inc_by(tag.len() as u64);
                     return Some((Ok(tag), st));
