@@ -1,10 +1,11 @@
 //! Shared pieces of the benchmark binaries: process accounting from /proc, server
 //! processes (our origin, nginx-rtmp) pinned to a core, the cached test FLV, a paced
-//! publisher on its own thread, and a lightweight RTMP player that parses chunk headers
-//! and counts bytes and frames without reassembling media payloads.
+//! publisher on its own thread, and lightweight RTMP and HTTP-FLV players that parse chunk
+//! headers / FLV tag headers and count bytes and frames without copying media payloads.
 //!
 //! Benchmarks print numbers; nothing here asserts on speed.
 
+pub mod flv_player;
 pub mod player;
 pub mod publisher;
 pub mod server;

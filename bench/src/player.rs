@@ -75,6 +75,55 @@ impl PlayerStats {
 /// A stall is a gap between video frames longer than this.
 pub const STALL_GAP: Duration = Duration::from_secs(1);
 
+/// Turns media arrivals into a player's counters: video frames, time to first picture
+/// (the first keyframe that is not a sequence header), gaps between video frames after
+/// it and stalls. Shared by the RTMP and HTTP-FLV players.
+pub struct MediaTracker<'a> {
+    st: &'a PlayerStats,
+    start: Instant,
+    last_video: Option<Instant>,
+}
+
+impl<'a> MediaTracker<'a> {
+    /// `start` is when the player began connecting.
+    pub fn new(st: &'a PlayerStats, start: Instant) -> Self {
+        Self {
+            st,
+            start,
+            last_video: None,
+        }
+    }
+
+    /// A complete video message/tag arrived. `keyframe` means a picture keyframe (not a
+    /// sequence header).
+    pub fn video(&mut self, keyframe: bool, sequence_header: bool) {
+        let st = self.st;
+        let now = Instant::now();
+        st.video_frames.fetch_add(1, Ordering::Relaxed);
+        if let Some(prev) = self.last_video {
+            let gap = now - prev;
+            let us = gap.as_micros() as u64;
+            if us > st.max_gap_us.load(Ordering::Relaxed) {
+                st.max_gap_us.store(us, Ordering::Relaxed);
+            }
+            if gap > STALL_GAP {
+                st.stalls.fetch_add(1, Ordering::Relaxed);
+            }
+            self.last_video = Some(now);
+        } else if keyframe && !sequence_header {
+            st.ttfp_us.store(
+                (now - self.start).as_micros().max(1) as u64,
+                Ordering::Relaxed,
+            );
+            self.last_video = Some(now);
+        }
+    }
+
+    pub fn audio(&mut self) {
+        self.st.audio_frames.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 #[derive(Debug)]
 pub enum Ev {
     Video {
@@ -512,33 +561,13 @@ async fn play_inner(url: &str, st: &PlayerStats, start: Instant, read_buf: usize
         return Stage::Setup;
     }
     // Media.
-    let mut last_video: Option<Instant> = None;
+    let mut track = MediaTracker::new(st, start);
     let mut on_media = |e: &Ev| match e {
         Ev::Video {
             keyframe,
             sequence_header,
-        } => {
-            let now = Instant::now();
-            st.video_frames.fetch_add(1, Ordering::Relaxed);
-            if let Some(prev) = last_video {
-                let gap = now - prev;
-                let us = gap.as_micros() as u64;
-                if us > st.max_gap_us.load(Ordering::Relaxed) {
-                    st.max_gap_us.store(us, Ordering::Relaxed);
-                }
-                if gap > STALL_GAP {
-                    st.stalls.fetch_add(1, Ordering::Relaxed);
-                }
-                last_video = Some(now);
-            } else if *keyframe && !*sequence_header {
-                st.ttfp_us
-                    .store((now - start).as_micros().max(1) as u64, Ordering::Relaxed);
-                last_video = Some(now);
-            }
-        }
-        Ev::Audio => {
-            st.audio_frames.fetch_add(1, Ordering::Relaxed);
-        }
+        } => track.video(*keyframe, *sequence_header),
+        Ev::Audio => track.audio(),
         Ev::Other { .. } => {}
     };
     loop {

@@ -25,6 +25,12 @@ impl ServerProc {
         format!("rtmp://127.0.0.1:{}/{path}", self.rtmp_port)
     }
 
+    /// `http://127.0.0.1:<flv>/<path>.flv`, if the server serves HTTP-FLV.
+    pub fn flv_url(&self, path: &str) -> Option<String> {
+        self.flv_port
+            .map(|p| format!("http://127.0.0.1:{p}/{path}.flv"))
+    }
+
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -1,6 +1,7 @@
 //! Fan-out benchmark: one ~2 Mbit/s publisher fanned out to N players over loopback,
 //! against our origin and nginx-rtmp, server pinned to one core and the players (tokio
 //! tasks in this process) on the other. Prints tables; asserts nothing about speed.
+//! `--proto flv` plays over HTTP-FLV instead (our origin only; nginx-rtmp has no HTTP-FLV).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,7 +9,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use origin_bench::flv_player::run_flv_player;
 use origin_bench::player::{BYTES_READ, PlayerStats, Stage, run_player};
 use origin_bench::publisher::Publisher;
 use origin_bench::server::{ServerProc, start_nginx, start_origin};
@@ -20,9 +22,12 @@ use tokio::time::{Instant, sleep};
 
 #[derive(Parser, Debug, Clone)]
 #[command(
-    about = "RTMP fan-out: our origin vs nginx-rtmp (CPU per Gbit, RSS, stalls, time to first picture)"
+    about = "RTMP / HTTP-FLV fan-out: our origin vs nginx-rtmp (CPU per Gbit, RSS, stalls, time to first picture)"
 )]
 struct Args {
+    /// Player protocol. `flv` = HTTP-FLV `GET /live/<stream>.flv` (our origin only; nginx is skipped).
+    #[arg(long, env = "FANOUT_PROTO", value_enum, default_value_t = Proto::Rtmp)]
+    proto: Proto,
     /// Player counts to measure.
     #[arg(
         long,
@@ -69,6 +74,31 @@ struct Args {
     /// Read buffer per player, bytes.
     #[arg(long, default_value_t = 64 * 1024)]
     read_buf: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Proto {
+    Rtmp,
+    Flv,
+}
+
+impl Proto {
+    fn name(self) -> &'static str {
+        match self {
+            Proto::Rtmp => "RTMP",
+            Proto::Flv => "HTTP-FLV",
+        }
+    }
+
+    /// The URL players of this protocol use for `path` (`live/bench`) on `server`.
+    fn url(self, server: &ServerProc, path: &str) -> Result<String> {
+        match self {
+            Proto::Rtmp => Ok(server.rtmp_url(path)),
+            Proto::Flv => server
+                .flv_url(path)
+                .with_context(|| format!("{} serves no HTTP-FLV", server.name)),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +173,7 @@ impl Row {
 }
 
 fn spawn_players(
+    proto: Proto,
     url: &str,
     n: usize,
     read_buf: usize,
@@ -153,9 +184,12 @@ fn spawn_players(
         let st = Arc::new(PlayerStats::default());
         stats.push(st.clone());
         let url = url.to_string();
-        handles.push(tokio::spawn(
-            async move { run_player(&url, st, read_buf).await },
-        ));
+        handles.push(tokio::spawn(async move {
+            match proto {
+                Proto::Rtmp => run_player(&url, st, read_buf).await,
+                Proto::Flv => run_flv_player(&url, st, read_buf).await,
+            }
+        }));
     }
 }
 
@@ -203,14 +237,14 @@ async fn run_point(kind: &Kind, n: usize, a: &Args, clip: &Arc<Clip>) -> Result<
     let (mut server, publisher) = start_with_publisher(kind, a, clip).await?;
     let pid = server.pid();
     let rss0 = status_kib(pid, "VmRSS").unwrap_or(0);
-    let url = server.rtmp_url("live/bench");
+    let url = a.proto.url(&server, "live/bench")?;
     let mut stats = Vec::with_capacity(n);
     let mut handles = Vec::with_capacity(n);
     // Ramp: join_rate players per second in 10 waves a second.
     let per_wave = (a.join_rate / 10).max(1);
     while stats.len() < n {
         let k = per_wave.min(n - stats.len());
-        spawn_players(&url, k, a.read_buf, &mut stats, &mut handles);
+        spawn_players(a.proto, &url, k, a.read_buf, &mut stats, &mut handles);
         sleep(Duration::from_millis(100)).await;
     }
     wait_first_pictures(&stats, Duration::from_secs(15)).await;
@@ -329,10 +363,10 @@ struct BurstRow {
 
 async fn run_burst(kind: &Kind, n: usize, a: &Args, clip: &Arc<Clip>) -> Result<BurstRow> {
     let (server, publisher) = start_with_publisher(kind, a, clip).await?;
-    let url = server.rtmp_url("live/bench");
+    let url = a.proto.url(&server, "live/bench")?;
     let mut stats = Vec::with_capacity(n);
     let mut handles = Vec::with_capacity(n);
-    spawn_players(&url, n, 16 * 1024, &mut stats, &mut handles);
+    spawn_players(a.proto, &url, n, 16 * 1024, &mut stats, &mut handles);
     wait_first_pictures(&stats, Duration::from_secs(40)).await;
     for h in &handles {
         h.abort();
@@ -389,13 +423,13 @@ async fn run_idle(kind: &Kind, n: usize, a: &Args) -> Result<(String, u64, u64, 
     let pid = server.pid();
     sleep(Duration::from_millis(300)).await;
     let rss0 = status_kib(pid, "VmRSS").unwrap_or(0);
-    let url = server.rtmp_url("live/idle");
+    let url = a.proto.url(&server, "live/idle")?;
     let mut stats = Vec::with_capacity(n);
     let mut handles = Vec::with_capacity(n);
     let per_wave = (a.join_rate / 10).max(1);
     while stats.len() < n {
         let k = per_wave.min(n - stats.len());
-        spawn_players(&url, k, 4096, &mut stats, &mut handles);
+        spawn_players(a.proto, &url, k, 4096, &mut stats, &mut handles);
         sleep(Duration::from_millis(100)).await;
     }
     sleep(Duration::from_secs(3)).await;
@@ -415,10 +449,11 @@ async fn run_idle(kind: &Kind, n: usize, a: &Args) -> Result<(String, u64, u64, 
     Ok((kind.label(), rss0, rss1, alive))
 }
 
-fn print_rows(rows: &[Row]) {
+fn print_rows(rows: &[Row], proto: Proto) {
     println!();
     println!(
-        "## Fan-out: one ~2 Mbit/s stream to N players (server on one core, players on the other)"
+        "## {} fan-out: one ~2 Mbit/s stream to N players (server on one core, players on the other)",
+        proto.name()
     );
     println!();
     println!(
@@ -469,7 +504,7 @@ fn print_rows(rows: &[Row]) {
     }
     println!();
     println!(
-        "Gbit = payload read by all players in the window; cpu_s = server utime+stime in the window;"
+        "Gbit = bytes read by all players in the window (incl. RTMP chunk headers / HTTP chunk framing and FLV tag headers); cpu_s = server utime+stime in the window;"
     );
     println!(
         "cpu% = server CPU of its core; KiB/pl = (RSS with players - RSS before) / N; stalled = players/events with"
@@ -518,11 +553,20 @@ fn print_ratios(rows: &[Row]) {
 
 fn main() -> Result<()> {
     let a = Args::parse();
-    let kinds: Vec<Kind> = a
+    let mut kinds: Vec<Kind> = a
         .servers
         .iter()
         .map(|s| Kind::parse(s))
         .collect::<Result<_>>()?;
+    if a.proto == Proto::Flv {
+        if kinds.iter().any(|k| matches!(k, Kind::Nginx)) {
+            eprintln!("note: --proto flv skips nginx-rtmp (it has no HTTP-FLV)");
+        }
+        kinds.retain(|k| !matches!(k, Kind::Nginx));
+        if kinds.is_empty() {
+            bail!("--proto flv needs at least one `ours` server");
+        }
+    }
     if !a.no_pin {
         pin_self(a.client_cpu);
     }
@@ -532,11 +576,12 @@ fn main() -> Result<()> {
     };
     let clip = Arc::new(Clip::load(&flv).context("loading the test clip")?);
     println!(
-        "clip: {} ({} tags, {:.1} s, {:.2} Mbit/s); players {:?}; servers {:?}; window {} s; join rate {}/s",
+        "clip: {} ({} tags, {:.1} s, {:.2} Mbit/s); {} players {:?}; servers {:?}; window {} s; join rate {}/s",
         flv.display(),
         clip.tags.len(),
         f64::from(clip.duration_ms) / 1000.0,
         clip.mbit_per_s(),
+        a.proto.name(),
         a.players,
         kinds.iter().map(Kind::label).collect::<Vec<_>>(),
         a.window,
@@ -568,7 +613,7 @@ fn main() -> Result<()> {
                 }
             }
         }
-        print_rows(&rows);
+        print_rows(&rows, a.proto);
         print_ratios(&rows);
 
         if a.idle > 0 {
