@@ -29,6 +29,9 @@ async fn connections_over_the_limit_are_closed_and_counted() {
         metrics.contains("origin_connections_rejected_total{reason=\"max_connections\"} 1"),
         "{metrics}"
     );
+    // HTTP-FLV players count against the same limit.
+    let flv = http("GET", &o.flv_url("live/a.flv"), &[], "").await;
+    assert_eq!(flv.status, 503, "{}", flv.text());
     // Under the limit again once one leaves.
     drop(_a);
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -17,9 +17,9 @@ use super::api::parse_query;
 use crate::cluster::ownership::flv_redirect;
 use crate::media::flv::file_header;
 use crate::media::{Next, StreamKey, Subscriber};
-use crate::metrics::{self, KindLabel};
+use crate::metrics::{self, KindLabel, ReasonLabel};
 use crate::rtmp::url;
-use crate::server::{Located, Origin};
+use crate::server::{ConnectionGuard, Located, Origin};
 
 pub fn router(origin: Arc<Origin>) -> Router {
     Router::new()
@@ -69,6 +69,19 @@ async fn play(
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| origin_wire::DEFAULT_VHOST.to_string());
     let key = StreamKey::new(vhost, app, stream);
+    // HTTP-FLV players count against the same connection limit as RTMP connections.
+    let Some(guard) = origin.admit() else {
+        metrics::global()
+            .connections_rejected
+            .get_or_create(&ReasonLabel {
+                reason: "max_connections",
+            })
+            .inc();
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "connection limit reached\n".into(),
+        );
+    };
     metrics::global()
         .connections_total
         .get_or_create(&KindLabel { kind: "http-flv" })
@@ -104,7 +117,7 @@ async fn play(
     };
     origin.update_gauges();
     tracing::info!(stream = %key, "HTTP-FLV playing");
-    let body = Body::from_stream(flv_body(origin.clone(), sub));
+    let body = Body::from_stream(flv_body(origin.clone(), sub, guard));
     (
         StatusCode::OK,
         [
@@ -120,6 +133,8 @@ async fn play(
 struct BodyState {
     origin: Arc<Origin>,
     sub: Subscriber,
+    /// Counts this player as an open connection until the body ends.
+    _guard: ConnectionGuard,
     header_sent: bool,
     unpublished_at: Option<Instant>,
     /// Live media went out since the last rest: rest `merge_writes` before waiting again.
@@ -143,10 +158,12 @@ impl Drop for BodyState {
 fn flv_body(
     origin: Arc<Origin>,
     sub: Subscriber,
+    guard: ConnectionGuard,
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
     let state = BodyState {
         origin,
         sub,
+        _guard: guard,
         header_sent: false,
         unpublished_at: None,
         rest_due: false,
