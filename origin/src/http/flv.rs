@@ -17,7 +17,7 @@ use super::api::parse_query;
 use crate::cluster::ownership::flv_redirect;
 use crate::media::flv::file_header;
 use crate::media::{Next, StreamKey, Subscriber};
-use crate::metrics::{self, KindLabel, ReasonLabel};
+use crate::metrics::{self, KindLabel};
 use crate::rtmp::url;
 use crate::server::{ConnectionGuard, Located, Origin};
 
@@ -70,13 +70,7 @@ async fn play(
         .unwrap_or_else(|| origin_wire::DEFAULT_VHOST.to_string());
     let key = StreamKey::new(vhost, app, stream);
     // HTTP-FLV players count against the same connection limit as RTMP connections.
-    let Some(guard) = origin.admit() else {
-        metrics::global()
-            .connections_rejected
-            .get_or_create(&ReasonLabel {
-                reason: "max_connections",
-            })
-            .inc();
+    let Some(guard) = origin.admit(&format_args!("HTTP-FLV player of {key}")) else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "connection limit reached\n".into(),

@@ -678,26 +678,23 @@ impl Connection {
                     media += 1;
                     frames.push(b);
                 }
-                Next::Unpublished => {
-                    p.unpublished_at = Some(Instant::now());
-                    let text = format!("{} is now unpublished.", p.sub.stream().key.stream);
-                    let control = UserControl::StreamEof(stream_id);
-                    let code = status::PLAY_UNPUBLISH_NOTIFY;
-                    queue_notify(
-                        &mut self.encoder,
-                        &mut self.wbuf,
-                        stream_id,
-                        control,
-                        code,
-                        &text,
-                    );
-                    break;
-                }
-                Next::Published => {
-                    p.unpublished_at = None;
-                    let text = format!("{} is now published.", p.sub.stream().key.stream);
-                    let control = UserControl::StreamBegin(stream_id);
-                    let code = status::PLAY_PUBLISH_NOTIFY;
+                n @ (Next::Unpublished | Next::Published) => {
+                    let published = matches!(n, Next::Published);
+                    p.unpublished_at = (!published).then(Instant::now);
+                    let (control, code, verb) = if published {
+                        (
+                            UserControl::StreamBegin(stream_id),
+                            status::PLAY_PUBLISH_NOTIFY,
+                            "published",
+                        )
+                    } else {
+                        (
+                            UserControl::StreamEof(stream_id),
+                            status::PLAY_UNPUBLISH_NOTIFY,
+                            "unpublished",
+                        )
+                    };
+                    let text = format!("{} is now {verb}.", p.sub.stream().key.stream);
                     queue_notify(
                         &mut self.encoder,
                         &mut self.wbuf,

@@ -8,7 +8,7 @@ use tokio::net::{TcpListener, TcpSocket};
 
 use super::Origin;
 use super::connection::Connection;
-use crate::metrics::{self, KindLabel, ReasonLabel};
+use crate::metrics::{self, KindLabel};
 
 /// Accept backlog: large enough that a burst of thousands of joins does not fail.
 pub const BACKLOG: u32 = 8192;
@@ -42,14 +42,7 @@ pub async fn serve_rtmp(origin: Arc<Origin>, listener: TcpListener) {
                 continue;
             }
         };
-        let Some(guard) = origin.admit() else {
-            metrics::global()
-                .connections_rejected
-                .get_or_create(&ReasonLabel {
-                    reason: "max_connections",
-                })
-                .inc();
-            tracing::warn!(%peer, limit = origin.config.max_connections, "connection limit reached; closing");
+        let Some(guard) = origin.admit(&peer) else {
             drop(socket);
             continue;
         };

@@ -111,11 +111,18 @@ impl Origin {
         self.open_connections.load(Ordering::Relaxed)
     }
 
-    /// Counts a connection for its lifetime; `None` when over the limit.
-    pub fn admit(self: &Arc<Self>) -> Option<ConnectionGuard> {
+    /// Counts a connection for its lifetime; `None` (counted and logged) when over the limit.
+    pub fn admit(self: &Arc<Self>, peer: &dyn std::fmt::Display) -> Option<ConnectionGuard> {
         let n = self.open_connections.fetch_add(1, Ordering::SeqCst);
         if n >= self.config.max_connections {
             self.open_connections.fetch_sub(1, Ordering::SeqCst);
+            crate::metrics::global()
+                .connections_rejected
+                .get_or_create(&crate::metrics::ReasonLabel {
+                    reason: "max_connections",
+                })
+                .inc();
+            tracing::warn!(%peer, limit = self.config.max_connections, "connection limit reached; closing");
             return None;
         }
         crate::metrics::global().connections.inc();
