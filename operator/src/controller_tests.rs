@@ -425,6 +425,15 @@ async fn deletion_leaves_nothing_that_owner_references_do_not_cover() {
     assert_eq!(ctx.revision(NS, "big"), None);
 }
 
+/// Pre-creates the admin-token Secret so fake origins can be started with a known token.
+fn store_token(fake: &FakeApiServer, oc: &OriginCluster, token: &str) {
+    let secret = build::secret::build(oc, &Token::new(token));
+    fake.put(
+        "/api/v1/namespaces/media/secrets",
+        serde_json::to_value(secret).expect("json"),
+    );
+}
+
 async fn origins(n: usize, token: &str) -> Vec<FakeOrigin> {
     let mut v = Vec::new();
     for _ in 0..n {
@@ -472,11 +481,7 @@ async fn coworkers_are_pushed_and_acknowledged() {
     let (fake, ctx) = setup();
     let oc = store(&fake, &fixtures::minimal());
     // Pre-create the Secret so the fake origins know the token.
-    let token = Token::new("t0ken");
-    fake.put(
-        "/api/v1/namespaces/media/secrets",
-        serde_json::to_value(build::secret::build(&oc, &token)).expect("json"),
-    );
+    store_token(&fake, &oc, "t0ken");
     let os = origins(3, "t0ken").await;
     put_slices(&fake, "live", &[&os[0], &os[1], &os[2]]);
 
@@ -554,11 +559,8 @@ async fn coworkers_are_pushed_and_acknowledged() {
 async fn restarted_operator_continues_above_the_durable_revision() {
     let (fake, ctx) = setup();
     let oc = store(&fake, &fixtures::minimal());
+    store_token(&fake, &oc, "tok");
     let token = Token::new("tok");
-    fake.put(
-        "/api/v1/namespaces/media/secrets",
-        serde_json::to_value(build::secret::build(&oc, &token)).expect("json"),
-    );
     let os = origins(2, "tok").await;
     put_slices(&fake, "live", &[&os[0], &os[1]]);
     reconcile(Arc::new(oc.clone()), ctx.clone())
@@ -655,11 +657,7 @@ async fn per_pod_service_address_is_pushed_as_advertise() {
     oc.spec.replicas = 2;
     oc.spec.advertise = AdvertiseMode::PerPodService;
     let oc = store(&fake, &oc);
-    let token = Token::new("tok");
-    fake.put(
-        "/api/v1/namespaces/media/secrets",
-        serde_json::to_value(build::secret::build(&oc, &token)).expect("json"),
-    );
+    store_token(&fake, &oc, "tok");
     let os = origins(2, "tok").await;
     put_slices(&fake, "live", &[&os[0], &os[1]]);
     reconcile(Arc::new(oc.clone()), ctx.clone())
