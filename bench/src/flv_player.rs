@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use origin::media::flv::inspect_video;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::player::{BYTES_READ, MediaTracker, PlayerStats, Stage};
@@ -292,17 +291,9 @@ async fn play_inner(url: &str, st: &PlayerStats, start: Instant, read_buf: usize
     let Some((host, port, path)) = split_url(url) else {
         return Stage::Setup;
     };
-    let Ok(Ok(mut sock)) = tokio::time::timeout(
-        Duration::from_secs(30),
-        TcpStream::connect((host.as_str(), port)),
-    )
-    .await
-    else {
+    let Some(mut sock) = crate::player::connect_timed(&host, port, start, st).await else {
         return Stage::Connect;
     };
-    st.connect_us
-        .store(start.elapsed().as_micros().max(1) as u64, Ordering::Relaxed);
-    let _ = sock.set_nodelay(true);
     let req = format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n");
     if sock.write_all(req.as_bytes()).await.is_err() {
         return Stage::Setup;

@@ -52,6 +52,23 @@ pub struct PlayerStats {
     pub failed: AtomicU32,
 }
 
+/// Connects (30 s limit), records the connect time in `st` and sets TCP_NODELAY.
+pub(crate) async fn connect_timed(
+    host: &str,
+    port: u16,
+    start: Instant,
+    st: &PlayerStats,
+) -> Option<TcpStream> {
+    let sock = tokio::time::timeout(Duration::from_secs(30), TcpStream::connect((host, port)))
+        .await
+        .ok()?
+        .ok()?;
+    st.connect_us
+        .store(start.elapsed().as_micros().max(1) as u64, Ordering::Relaxed);
+    let _ = sock.set_nodelay(true);
+    Some(sock)
+}
+
 impl PlayerStats {
     pub fn failed(&self) -> Option<Stage> {
         match self.failed.load(Ordering::Relaxed) {
@@ -454,17 +471,9 @@ async fn play_inner(url: &str, st: &PlayerStats, start: Instant, read_buf: usize
     let Ok(u) = RtmpUrl::parse(url) else {
         return Stage::Setup;
     };
-    let Ok(Ok(sock)) = tokio::time::timeout(
-        Duration::from_secs(30),
-        TcpStream::connect((u.host.as_str(), u.port)),
-    )
-    .await
-    else {
+    let Some(sock) = connect_timed(&u.host, u.port, start, st).await else {
         return Stage::Connect;
     };
-    st.connect_us
-        .store(start.elapsed().as_micros().max(1) as u64, Ordering::Relaxed);
-    let _ = sock.set_nodelay(true);
     let mut c = Conn {
         sock,
         buf: vec![0; read_buf.max(4096)],
