@@ -7,6 +7,7 @@
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod hls;
 pub mod http;
 pub mod media;
 pub mod metrics;
