@@ -15,6 +15,9 @@ pub mod playlist;
 pub mod reload;
 pub mod ts;
 
+#[cfg(test)]
+mod probe_tests;
+
 use std::time::Duration;
 
 pub use names::{Resource, parse_resource};
