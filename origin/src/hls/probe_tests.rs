@@ -201,3 +201,116 @@ fn fmp4_segments_and_parts_probe_and_decode() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// HEVC as Enhanced RTMP (FourCC `hvc1`) frames, built from an x265 Annex B stream
+/// (ffmpeg 5 cannot write HEVC to FLV itself).
+fn hevc_frames(dir: &Path) -> Vec<std::sync::Arc<Frame>> {
+    let out = dir.join("src.hevc");
+    let st = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-t",
+            "6",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-c:v", "libx265", "-x265-params"])
+        .arg("bframes=0:keyint=25:min-keyint=25:scenecut=0:log-level=error")
+        .args(["-f", "hevc"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let data = std::fs::read(&out).unwrap();
+    // Split at start codes.
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= data.len() {
+        if data[i..i + 3] == [0, 0, 1] {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let nals: Vec<&[u8]> = starts
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| {
+            let mut e = starts.get(k + 1).map_or(data.len(), |n| n - 3);
+            while e > s && data[e - 1] == 0 {
+                e -= 1;
+            }
+            &data[s..e]
+        })
+        .collect();
+    let ty = |n: &[u8]| (n[0] >> 1) & 0x3f;
+    let find = |t: u8| nals.iter().find(|n| ty(n) == t).copied().unwrap();
+    let mut record = vec![
+        1, 0x01, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 93, 0xf0, 0, 0xfc, 0xfd, 0xf8, 0xf8, 0, 0,
+        0x0f, 3,
+    ];
+    for t in [32u8, 33, 34] {
+        let n = find(t);
+        record.extend_from_slice(&[0x80 | t, 0, 1]);
+        record.extend_from_slice(&(n.len() as u16).to_be_bytes());
+        record.extend_from_slice(n);
+    }
+    let mut seq = vec![0x80 | 0x10, b'h', b'v', b'c', b'1'];
+    seq.extend_from_slice(&record);
+    let mut frames = vec![Frame::new(kind::VIDEO, 0, Bytes::from(seq))];
+    let mut au: Vec<u8> = Vec::new();
+    let mut n_frame = 0u32;
+    for n in nals {
+        au.extend_from_slice(&(n.len() as u32).to_be_bytes());
+        au.extend_from_slice(n);
+        if ty(n) < 32 {
+            let key = (16..=21).contains(&ty(n));
+            let mut p = vec![
+                0x80 | if key { 0x10 } else { 0x20 } | 3,
+                b'h',
+                b'v',
+                b'c',
+                b'1',
+            ];
+            p.append(&mut au);
+            frames.push(Frame::new(kind::VIDEO, n_frame * 40, Bytes::from(p)));
+            n_frame += 1;
+        }
+    }
+    frames
+}
+
+#[test]
+fn hevc_enhanced_rtmp_probes_in_ts_and_fmp4() {
+    let dir = scratch("hevc");
+    let frames = hevc_frames(&dir);
+    for low_latency in [false, true] {
+        let p = package(
+            &frames,
+            HlsConfig {
+                low_latency,
+                target_duration: Duration::from_secs(1),
+                ..ts_config()
+            },
+        );
+        let s = p.segments().iter().nth(1).expect("segments");
+        assert_eq!(s.duration_ms, 1000);
+        let path = dir.join(format!("seg-{low_latency}"));
+        match p.init() {
+            Some((_, init)) => write(&path, &[&[init.clone()], &s.data]),
+            None => write(&path, &[&s.data]),
+        }
+        let info = probe(&path);
+        assert!(
+            info.contains("codec_name=hevc|width=320|height=240|r_frame_rate=25/1"),
+            "{info}"
+        );
+        assert_eq!(decode_errors(&path), "");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
