@@ -41,6 +41,9 @@ pub struct Metrics {
     pub slow_player_skips: Counter,
     pub slow_player_disconnects: Counter,
     pub publish_rejected: Family<ReasonLabel, Counter>,
+    pub hls_requests: Family<KindLabel, Counter>,
+    pub hls_bytes: Counter,
+    pub hls_packagers: Gauge,
     registry: Registry,
 }
 
@@ -66,6 +69,9 @@ impl Metrics {
             slow_player_skips: Counter::default(),
             slow_player_disconnects: Counter::default(),
             publish_rejected: Family::default(),
+            hls_requests: Family::default(),
+            hls_bytes: Counter::default(),
+            hls_packagers: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "Open connections", m.connections.clone());
@@ -131,6 +137,21 @@ impl Metrics {
             "publish_rejected",
             "Publishes refused, by reason",
             m.publish_rejected.clone(),
+        );
+        registry.register(
+            "hls_requests",
+            "HLS requests by kind (playlist, segment, part, init, bad)",
+            m.hls_requests.clone(),
+        );
+        registry.register(
+            "hls_sent_bytes",
+            "HLS playlist and media bytes sent",
+            m.hls_bytes.clone(),
+        );
+        registry.register(
+            "hls_packagers",
+            "Streams being packaged for HLS",
+            m.hls_packagers.clone(),
         );
         Self { registry, ..m }
     }

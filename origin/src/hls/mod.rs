@@ -9,6 +9,7 @@
 
 pub mod codec;
 pub mod fmp4;
+pub mod live;
 pub mod names;
 pub mod packager;
 pub mod playlist;

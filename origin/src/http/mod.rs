@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod flv;
+pub mod hls;
 
 use std::sync::Arc;
 

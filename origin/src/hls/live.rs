@@ -1,0 +1,224 @@
+//! The tokio edge of a packager: one feeding task per stream while someone asks for HLS,
+//! a `watch` that wakes blocked requests when a part or segment completes, and the set of
+//! active packagers, each removed from it by a guard when its task ends.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{HlsConfig, Packager};
+use crate::media::{Next, StreamKey, Subscriber};
+
+/// Unix time in ms.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One stream's live packager, shared by its feeding task and the HTTP handlers.
+pub struct Live {
+    pub key: StreamKey,
+    /// Unix ms when packaging started: names resources, so a restarted packager's
+    /// segment numbers never collide with cached ones.
+    pub session: u64,
+    packager: Mutex<Packager>,
+    changes: watch::Sender<u64>,
+    /// ms since `born` of the last HLS request.
+    last_request: AtomicU64,
+    born: Instant,
+}
+
+impl Live {
+    fn new(key: StreamKey, config: HlsConfig) -> Self {
+        Self {
+            key,
+            session: unix_ms(),
+            packager: Mutex::new(Packager::new(config)),
+            changes: watch::channel(0).0,
+            last_request: AtomicU64::new(0),
+            born: Instant::now(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Packager> {
+        self.packager.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the packager's state.
+    pub fn with<R>(&self, f: impl FnOnce(&Packager) -> R) -> R {
+        f(&self.lock())
+    }
+
+    /// Marks an HLS request: the packager lives on for another idle timeout.
+    pub fn touch(&self) {
+        let ms = self.born.elapsed().as_millis() as u64;
+        self.last_request.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_request.load(Ordering::Relaxed));
+        self.born.elapsed().saturating_sub(last)
+    }
+
+    /// Waits until `f` answers `Some` (asked now and after each change), or `deadline`.
+    pub async fn wait_for<R>(
+        &self,
+        deadline: Instant,
+        mut f: impl FnMut(&Packager) -> Option<R>,
+    ) -> Option<R> {
+        let mut rx = self.changes.subscribe();
+        loop {
+            rx.borrow_and_update();
+            if let Some(r) = self.with(&mut f) {
+                return Some(r);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                // Timed out, or the feeding task is gone: one last look.
+                Ok(Err(_)) | Err(_) => return self.with(&mut f),
+            }
+        }
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|v| *v += 1);
+    }
+}
+
+/// The active packagers of one origin.
+#[derive(Default)]
+pub struct Packagers {
+    map: Mutex<HashMap<StreamKey, Arc<Live>>>,
+    active: AtomicU64,
+}
+
+impl Packagers {
+    fn map(&self) -> MutexGuard<'_, HashMap<StreamKey, Arc<Live>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, key: &StreamKey) -> Option<Arc<Live>> {
+        self.map().get(key).cloned()
+    }
+
+    pub fn active(&self) -> u64 {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Starts packaging `key` from `sub` unless a packager already runs (then the
+    /// subscriber is dropped and the running one returned). Runs until no HLS request came
+    /// for `idle`, or the stream ends.
+    pub fn start(
+        self: &Arc<Self>,
+        key: &StreamKey,
+        sub: Subscriber,
+        config: HlsConfig,
+        idle: Duration,
+        on_stop: Box<dyn FnOnce() + Send>,
+    ) -> Arc<Live> {
+        let mut map = self.map();
+        if let Some(l) = map.get(key) {
+            return l.clone();
+        }
+        let live = Arc::new(Live::new(key.clone(), config));
+        live.touch();
+        map.insert(key.clone(), live.clone());
+        drop(map);
+        self.active.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::global().hls_packagers.inc();
+        let guard = ActiveGuard {
+            packagers: self.clone(),
+            live: live.clone(),
+        };
+        tokio::spawn(feed(guard, sub, idle, on_stop));
+        live
+    }
+}
+
+/// Removes a packager from the active set when its task ends, however it ends.
+struct ActiveGuard {
+    packagers: Arc<Packagers>,
+    live: Arc<Live>,
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        let mut map = self.packagers.map();
+        if map
+            .get(&self.live.key)
+            .is_some_and(|l| Arc::ptr_eq(l, &self.live))
+        {
+            map.remove(&self.live.key);
+        }
+        drop(map);
+        self.packagers.active.fetch_sub(1, Ordering::Relaxed);
+        crate::metrics::global().hls_packagers.dec();
+        // Wake anyone still waiting so they answer now.
+        self.live.changed();
+    }
+}
+
+async fn feed(
+    guard: ActiveGuard,
+    mut sub: Subscriber,
+    idle: Duration,
+    on_stop: Box<dyn FnOnce() + Send>,
+) {
+    let live = guard.live.clone();
+    tracing::info!(stream = %live.key, "HLS packaging started");
+    let mut warned = false;
+    let check = idle
+        .min(Duration::from_secs(1))
+        .max(Duration::from_millis(50));
+    loop {
+        let next = tokio::select! {
+            n = sub.next() => n,
+            _ = tokio::time::sleep(check) => {
+                if live.idle_for() >= idle {
+                    break;
+                }
+                continue;
+            }
+        };
+        let changed = match next {
+            Next::Frame(f) => {
+                let now = unix_ms();
+                match live
+                    .packager
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(&f, now)
+                {
+                    Ok(c) => c.part || c.segment,
+                    Err(e) => {
+                        if !warned {
+                            warned = true;
+                            tracing::warn!(stream = %live.key, error = %e, "HLS packager skipped a frame");
+                        }
+                        false
+                    }
+                }
+            }
+            Next::Unpublished | Next::Published => {
+                let c = live.lock().discontinuity();
+                c.part || c.segment
+            }
+            Next::TooSlow | Next::Closed => break,
+        };
+        if changed {
+            live.changed();
+        }
+        if live.idle_for() >= idle {
+            break;
+        }
+    }
+    tracing::info!(stream = %live.key, "HLS packaging stopped");
+    drop(sub);
+    drop(guard);
+    on_stop();
+}

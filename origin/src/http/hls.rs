@@ -1,0 +1,658 @@
+//! HLS on the HTTP-FLV port: `GET /<app>/<stream>.m3u8` and the segments, parts and init
+//! segments it names (`/<app>/<stream>/<session>/<name>`), answered from the in-memory
+//! packager of `hls::live`. Packaging starts on the first playlist request (through the
+//! same `locate` HTTP-FLV uses) and stops after `--hls-idle-timeout` without requests.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next as MiddlewareNext;
+use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use tokio::time::Instant;
+
+use super::api::parse_query;
+use crate::cluster::ownership::flv_redirect;
+use crate::hls::HlsConfig;
+use crate::hls::live::{Live, Packagers};
+use crate::hls::names::{self, Resource};
+use crate::hls::playlist::{self, Uris};
+use crate::hls::reload::{self, Lookup, ReloadRequest};
+use crate::media::StreamKey;
+use crate::metrics::{self, KindLabel};
+use crate::rtmp::url;
+use crate::server::{Located, Origin};
+
+/// Longest request path and query accepted.
+const MAX_PATH: usize = 1024;
+const MAX_QUERY: usize = 1024;
+/// Most HLS requests waiting at once (blocking reloads, first playlists, hinted parts).
+const MAX_WAITING: usize = 20_000;
+/// Body slices: a slow client is checked against its send deadline between slices.
+const SLICE: usize = 64 << 10;
+
+/// HLS settings of one origin.
+#[derive(Debug, Clone, Copy)]
+pub struct HlsOptions {
+    pub packager: HlsConfig,
+    /// A packager stops after this long without an HLS request.
+    pub idle_timeout: Duration,
+    /// Most time a segment or part body may take to send.
+    pub send_deadline: Duration,
+}
+
+impl Default for HlsOptions {
+    fn default() -> Self {
+        Self {
+            packager: HlsConfig::default(),
+            idle_timeout: Duration::from_secs(30),
+            send_deadline: Duration::from_secs(20),
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Outcome {
+    Live(Arc<Live>),
+    Redirect(String),
+    NotFound,
+}
+
+type Starting = Shared<BoxFuture<'static, Outcome>>;
+
+pub struct Hls {
+    origin: Arc<Origin>,
+    options: HlsOptions,
+    packagers: Arc<Packagers>,
+    /// One `locate` per stream however many first requests arrive together.
+    starting: Mutex<HashMap<StreamKey, Starting>>,
+    waiting: AtomicUsize,
+}
+
+impl Hls {
+    pub fn new(origin: Arc<Origin>, options: HlsOptions) -> Arc<Self> {
+        Arc::new(Self {
+            origin,
+            options: HlsOptions {
+                packager: options.packager.sanitized(),
+                ..options
+            },
+            packagers: Arc::default(),
+            starting: Mutex::default(),
+            waiting: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn active_packagers(&self) -> u64 {
+        self.packagers.active()
+    }
+}
+
+/// Wraps the HTTP-FLV router: HLS paths are answered here, everything else passes on.
+pub fn layer(router: axum::Router, hls: Arc<Hls>) -> axum::Router {
+    router.layer(axum::middleware::from_fn_with_state(hls, intercept))
+}
+
+/// What an HLS path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Playlist {
+        app: String,
+        stream: String,
+    },
+    Resource {
+        app: String,
+        stream: String,
+        session: String,
+        name: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+enum PathError {
+    #[error("request path too long")]
+    TooLong,
+    #[error("bad percent-encoding in path")]
+    Encoding,
+    #[error("expected /<app>/<stream>.m3u8 or a name it lists")]
+    Shape,
+    #[error("invalid app or stream name")]
+    Name,
+}
+
+/// Strict percent-decoding of one path segment.
+fn decode_segment(s: &str) -> Result<String, PathError> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = b.get(i + 1..i + 3).ok_or(PathError::Encoding)?;
+            let h = std::str::from_utf8(h).map_err(|_| PathError::Encoding)?;
+            out.push(u8::from_str_radix(h, 16).map_err(|_| PathError::Encoding)?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| PathError::Encoding)
+}
+
+fn is_hls_path(path: &str) -> bool {
+    let last = path.rsplit('/').next().unwrap_or("");
+    [".m3u8", ".ts", ".m4s", ".mp4"]
+        .iter()
+        .any(|ext| last.ends_with(ext))
+}
+
+fn parse_target(path: &str) -> Result<Target, PathError> {
+    if path.len() > MAX_PATH {
+        return Err(PathError::TooLong);
+    }
+    let segs: Vec<String> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(decode_segment)
+        .collect::<Result<_, _>>()?;
+    let valid = |app: &str, stream: &str| {
+        url::valid_name(app) && url::valid_name(stream) && !stream.contains('/')
+    };
+    if let Some(stream) = segs.last().and_then(|l| l.strip_suffix(".m3u8")) {
+        if segs.len() < 2 {
+            return Err(PathError::Shape);
+        }
+        let app = segs[..segs.len() - 1].join("/");
+        if !valid(&app, stream) {
+            return Err(PathError::Name);
+        }
+        return Ok(Target::Playlist {
+            app,
+            stream: stream.to_string(),
+        });
+    }
+    let n = segs.len();
+    if n < 4 {
+        return Err(PathError::Shape);
+    }
+    let app = segs[..n - 3].join("/");
+    if !valid(&app, &segs[n - 3]) {
+        return Err(PathError::Name);
+    }
+    Ok(Target::Resource {
+        app,
+        stream: segs[n - 3].clone(),
+        session: segs[n - 2].clone(),
+        name: segs[n - 1].clone(),
+    })
+}
+
+fn with_cors(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Content-Length, Age, Date"),
+    );
+    r
+}
+
+fn text(status: StatusCode, msg: impl Into<String>) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        msg.into(),
+    )
+        .into_response()
+}
+
+fn count(kind: &'static str) {
+    metrics::global()
+        .hls_requests
+        .get_or_create(&KindLabel { kind })
+        .inc();
+}
+
+async fn intercept(State(hls): State<Arc<Hls>>, req: Request, next: MiddlewareNext) -> Response {
+    if !is_hls_path(req.uri().path()) {
+        return next.run(req).await;
+    }
+    with_cors(hls.answer(req).await)
+}
+
+/// Counts a waiting request while it waits.
+struct WaitSlot<'a>(&'a AtomicUsize);
+
+impl Drop for WaitSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Hls {
+    fn wait_slot(&self) -> Option<WaitSlot<'_>> {
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(WaitSlot(&self.waiting))
+    }
+
+    /// Three target durations: how long the spec lets a blocked request wait.
+    fn block_limit(&self, live: &Live) -> Duration {
+        Duration::from_secs(3 * live.with(|p| p.target_secs()).max(1))
+    }
+
+    async fn answer(self: &Arc<Self>, req: Request) -> Response {
+        match *req.method() {
+            Method::OPTIONS => return StatusCode::NO_CONTENT.into_response(),
+            Method::GET | Method::HEAD => {}
+            _ => return text(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD only\n"),
+        }
+        let raw = req.uri().query().unwrap_or_default().to_string();
+        if raw.len() > MAX_QUERY {
+            count("bad");
+            return text(StatusCode::BAD_REQUEST, "query too long\n");
+        }
+        let target = match parse_target(req.uri().path()) {
+            Ok(t) => t,
+            Err(e) => {
+                count("bad");
+                let status = if e == PathError::Shape {
+                    StatusCode::NOT_FOUND
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                return text(status, format!("{e}\n"));
+            }
+        };
+        let params = parse_query(&raw);
+        let vhost = params
+            .iter()
+            .find(|(k, v)| k == "vhost" && !v.is_empty())
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| origin_wire::DEFAULT_VHOST.to_string());
+        match target {
+            Target::Playlist { app, stream } => {
+                count("playlist");
+                let host = req
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(|h| {
+                        origin_wire::addr::HostPort::parse(h)
+                            .map(|hp| hp.host)
+                            .unwrap_or_else(|_| h.to_string())
+                    })
+                    .unwrap_or_default();
+                let key = StreamKey::new(vhost, app, stream);
+                self.playlist(key, &params, &raw, &host).await
+            }
+            Target::Resource {
+                app,
+                stream,
+                session,
+                name,
+            } => {
+                let key = StreamKey::new(vhost, app, stream);
+                self.resource(&key, &session, &name).await
+            }
+        }
+    }
+
+    async fn live(self: &Arc<Self>, key: &StreamKey, raw: &str, host: &str) -> Outcome {
+        if let Some(l) = self.packagers.get(key) {
+            return Outcome::Live(l);
+        }
+        let fut = {
+            let mut starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
+            starting
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    let me = self.clone();
+                    let key = key.clone();
+                    let raw = raw.to_string();
+                    let host = host.to_string();
+                    async move { me.start(key, raw, host).await }
+                        .boxed()
+                        .shared()
+                })
+                .clone()
+        };
+        let out = fut.clone().await;
+        let mut starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
+        if starting.get(key).is_some_and(|f| f.ptr_eq(&fut)) {
+            starting.remove(key);
+        }
+        out
+    }
+
+    async fn start(self: Arc<Self>, key: StreamKey, raw: String, host: String) -> Outcome {
+        if let Some(l) = self.packagers.get(&key) {
+            return Outcome::Live(l);
+        }
+        match self.origin.locate(&key, &host).await {
+            Located::Local(sub) => {
+                let origin = self.origin.clone();
+                let reap_key = key.clone();
+                Outcome::Live(self.packagers.start(
+                    &key,
+                    sub,
+                    self.options.packager,
+                    self.options.idle_timeout,
+                    Box::new(move || {
+                        origin.registry.reap(&reap_key);
+                        origin.update_gauges();
+                    }),
+                ))
+            }
+            Located::Remote(found) => {
+                let query: String = raw
+                    .split('&')
+                    .filter(|kv| !kv.starts_with("_HLS_"))
+                    .collect::<Vec<_>>()
+                    .join("&");
+                let flv = flv_redirect(
+                    &found.owner,
+                    self.origin.identity.flv_port,
+                    &key,
+                    Some(query.as_str()),
+                );
+                let (path, q) = flv.split_once('?').unwrap_or((&flv, ""));
+                let base = path.strip_suffix(".flv").unwrap_or(path);
+                let location = if q.is_empty() {
+                    format!("{base}.m3u8")
+                } else {
+                    format!("{base}.m3u8?{q}")
+                };
+                metrics::global()
+                    .redirects
+                    .get_or_create(&KindLabel { kind: "hls" })
+                    .inc();
+                tracing::info!(stream = %key, to = %location, "HLS 302 redirect");
+                Outcome::Redirect(location)
+            }
+            Located::NotFound => Outcome::NotFound,
+        }
+    }
+
+    async fn playlist(
+        self: &Arc<Self>,
+        key: StreamKey,
+        params: &[(String, String)],
+        raw: &str,
+        host: &str,
+    ) -> Response {
+        let ll = self.options.packager.low_latency;
+        let block = if ll {
+            match ReloadRequest::parse(params) {
+                Ok(b) => b,
+                Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+            }
+        } else {
+            None
+        };
+        let Some(_slot) = self.wait_slot() else {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many waiting HLS requests\n",
+            );
+        };
+        let live = match self.live(&key, raw, host).await {
+            Outcome::Live(l) => l,
+            Outcome::Redirect(location) => {
+                return (StatusCode::FOUND, [(header::LOCATION, location)], "").into_response();
+            }
+            Outcome::NotFound => {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "stream {}/{} is not published on any origin\n",
+                        key.app, key.stream
+                    ),
+                );
+            }
+        };
+        live.touch();
+        // Resources carry the vhost (when not the default) and the packager's session.
+        let vhost_q = if key.vhost == origin_wire::DEFAULT_VHOST {
+            String::new()
+        } else {
+            format!("vhost={}", playlist::percent_encode(&key.vhost))
+        };
+        let mut uris = Uris::for_stream(&key.stream, &vhost_q);
+        uris.prefix.push_str(&format!("{}/", live.session));
+        let limit = self.block_limit(&live);
+        let deadline = Instant::now()
+            + match block {
+                Some(_) => limit,
+                // The first segment needs a keyframe past the target duration.
+                None => (limit + Duration::from_secs(5)).min(Duration::from_secs(30)),
+            };
+        let rendered = live
+            .wait_for(deadline, |p| {
+                let ready = match block {
+                    Some(b) => b.ready(p),
+                    None => Ok(true),
+                };
+                match ready {
+                    Ok(true) => playlist::render(p, &uris).map(Ok),
+                    Ok(false) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            })
+            .await;
+        match rendered {
+            Some(Ok(body)) => {
+                metrics::global().hls_bytes.inc_by(body.len() as u64);
+                (
+                    StatusCode::OK,
+                    [
+                        (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
+                        (header::CACHE_CONTROL, "no-cache"),
+                    ],
+                    body,
+                )
+                    .into_response()
+            }
+            Some(Err(e)) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+            None => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the playlist is not ready yet (no complete segment, or the requested part did not appear in time)\n",
+            ),
+        }
+    }
+
+    async fn resource(self: &Arc<Self>, key: &StreamKey, session: &str, name: &str) -> Response {
+        let ll = self.options.packager.low_latency;
+        let resource = match names::parse_resource(name, ll) {
+            Ok(r) => r,
+            Err(e) => {
+                count("bad");
+                return text(StatusCode::NOT_FOUND, format!("{e}\n"));
+            }
+        };
+        let (kind, content_type) = match resource {
+            Resource::Segment(_) if !ll => ("segment", "video/mp2t"),
+            Resource::Segment(_) => ("segment", "video/mp4"),
+            Resource::Part(..) => ("part", "video/mp4"),
+            Resource::Init(_) => ("init", "video/mp4"),
+        };
+        count(kind);
+        let live = match self.packagers.get(key) {
+            Some(l) if names::number::<u64>(session).ok() == Some(l.session) => l,
+            _ => {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    "no such HLS session (expired or never was)\n",
+                );
+            }
+        };
+        live.touch();
+        let lookup = |p: &crate::hls::Packager| match resource {
+            Resource::Segment(msn) => reload::segment(p, msn),
+            Resource::Part(msn, i) => reload::part(p, msn, u64::from(i)),
+            Resource::Init(generation) => match p.init() {
+                Some((g, b)) if g == generation => Lookup::Found(vec![b.clone()]),
+                _ => Lookup::Gone,
+            },
+        };
+        let found = match live.with(lookup) {
+            Lookup::Found(b) => Some(b),
+            Lookup::Gone => None,
+            Lookup::Soon => {
+                let Some(_slot) = self.wait_slot() else {
+                    return text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many waiting HLS requests\n",
+                    );
+                };
+                let deadline = Instant::now() + self.block_limit(&live);
+                live.wait_for(deadline, |p| match lookup(p) {
+                    Lookup::Found(b) => Some(Some(b)),
+                    Lookup::Gone => Some(None),
+                    Lookup::Soon => None,
+                })
+                .await
+                .flatten()
+            }
+        };
+        let Some(chunks) = found else {
+            return text(
+                StatusCode::NOT_FOUND,
+                "no such segment or part (expired, or never will be)\n",
+            );
+        };
+        let len: usize = chunks.iter().map(Bytes::len).sum();
+        let body = Body::from_stream(DeadlineBody {
+            chunks: chunks
+                .into_iter()
+                .flat_map(slices)
+                .collect::<Vec<_>>()
+                .into_iter(),
+            deadline: Instant::now() + self.options.send_deadline,
+        });
+        (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, content_type.to_string()),
+                (
+                    header::CACHE_CONTROL,
+                    "public, max-age=31536000, immutable".to_string(),
+                ),
+                (header::CONTENT_LENGTH, len.to_string()),
+            ],
+            body,
+        )
+            .into_response()
+    }
+}
+
+fn slices(b: Bytes) -> Vec<Bytes> {
+    (0..b.len().div_ceil(SLICE))
+        .map(|i| b.slice(i * SLICE..((i + 1) * SLICE).min(b.len())))
+        .collect()
+}
+
+/// A segment body that fails (closing the connection) once its send deadline passes.
+struct DeadlineBody {
+    chunks: std::vec::IntoIter<Bytes>,
+    deadline: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("HLS send deadline passed")]
+struct SendDeadline;
+
+impl futures::Stream for DeadlineBody {
+    type Item = Result<Bytes, SendDeadline>;
+
+    fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Some(chunk) = self.chunks.next() else {
+            return Poll::Ready(None);
+        };
+        if Instant::now() >= self.deadline {
+            metrics::global()
+                .connections_rejected
+                .get_or_create(&metrics::ReasonLabel {
+                    reason: "hls_send_deadline",
+                })
+                .inc();
+            return Poll::Ready(Some(Err(SendDeadline)));
+        }
+        metrics::global().hls_bytes.inc_by(chunk.len() as u64);
+        Poll::Ready(Some(Ok(chunk)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            parse_target("/live/s.m3u8"),
+            Ok(Target::Playlist {
+                app: "live".into(),
+                stream: "s".into()
+            })
+        );
+        assert_eq!(
+            parse_target("/a/b/s%20t.m3u8"),
+            Ok(Target::Playlist {
+                app: "a/b".into(),
+                stream: "s t".into()
+            })
+        );
+        assert_eq!(
+            parse_target("/live/s/17/seg3.ts"),
+            Ok(Target::Resource {
+                app: "live".into(),
+                stream: "s".into(),
+                session: "17".into(),
+                name: "seg3.ts".into()
+            })
+        );
+        assert_eq!(parse_target("/s.m3u8"), Err(PathError::Shape));
+        assert_eq!(parse_target("/live/seg3.ts"), Err(PathError::Shape));
+        assert_eq!(parse_target("/live/%zz.m3u8"), Err(PathError::Encoding));
+        assert_eq!(parse_target("/../s.m3u8"), Err(PathError::Name));
+        assert_eq!(
+            parse_target(&format!("/live/{}.m3u8", "x".repeat(2000))),
+            Err(PathError::TooLong)
+        );
+        assert!(is_hls_path("/live/s.m3u8") && is_hls_path("/l/s/1/part1.2.m4s"));
+        assert!(!is_hls_path("/live/s.flv"));
+    }
+
+    proptest! {
+        #[test]
+        fn prop_paths_never_panic(s in "(/[a-z0-9%.]{0,6}){0,6}") {
+            let _ = parse_target(&s);
+        }
+    }
+}
