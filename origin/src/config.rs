@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 use origin_wire::addr::HostPort;
 use serde::Deserialize;
 
+use crate::hls::HlsConfig;
 use crate::media::MediaConfig;
 
 /// A duration written like `500ms`, `5s` or `1m`.
@@ -164,7 +165,74 @@ pub struct Settings {
     /// Log format.
     #[arg(long, env = "ORIGIN_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// HLS (TOML: an `[hls]` table).
+    #[command(flatten)]
+    pub hls: HlsSettings,
 }
+
+// --- HLS settings (flags --hls-*, env ORIGIN_HLS_*, TOML table [hls]) ---
+
+/// HLS packaging settings, as given.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HlsSettings {
+    /// Serve Low-Latency HLS (fMP4 parts, blocking reload) instead of MPEG-TS segments.
+    #[arg(long = "hls-low-latency", env = "ORIGIN_HLS_LOW_LATENCY", num_args = 0..=1, default_missing_value = "true")]
+    pub low_latency: Option<bool>,
+    /// HLS target segment duration (segments are cut at the first keyframe past it).
+    #[arg(long = "hls-segment", env = "ORIGIN_HLS_SEGMENT")]
+    pub segment: Option<Dur>,
+    /// Segments listed in an HLS playlist.
+    #[arg(long = "hls-window", env = "ORIGIN_HLS_WINDOW")]
+    pub window: Option<usize>,
+    /// LL-HLS part target duration.
+    #[arg(long = "hls-part", env = "ORIGIN_HLS_PART")]
+    pub part: Option<Dur>,
+    /// An HLS packager stops after this long without a request.
+    #[arg(long = "hls-idle-timeout", env = "ORIGIN_HLS_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<Dur>,
+    /// Most media bytes one HLS packager holds.
+    #[arg(long = "hls-max-bytes", env = "ORIGIN_HLS_MAX_BYTES")]
+    pub max_bytes: Option<usize>,
+}
+
+impl HlsSettings {
+    fn or(self, o: HlsSettings) -> HlsSettings {
+        HlsSettings {
+            low_latency: self.low_latency.or(o.low_latency),
+            segment: self.segment.or(o.segment),
+            window: self.window.or(o.window),
+            part: self.part.or(o.part),
+            idle_timeout: self.idle_timeout.or(o.idle_timeout),
+            max_bytes: self.max_bytes.or(o.max_bytes),
+        }
+    }
+
+    fn resolve(&self) -> HlsOptions {
+        let d = HlsConfig::default();
+        HlsOptions {
+            packager: HlsConfig {
+                low_latency: self.low_latency.unwrap_or(d.low_latency),
+                target_duration: self.segment.map_or(d.target_duration, |x| x.0),
+                window: self.window.unwrap_or(d.window),
+                part_target: self.part.map_or(d.part_target, |x| x.0),
+                max_window_bytes: self.max_bytes.unwrap_or(d.max_window_bytes),
+            }
+            .sanitized(),
+            idle_timeout: self.idle_timeout.map_or(Duration::from_secs(30), |x| x.0),
+        }
+    }
+}
+
+/// Resolved HLS settings of one origin.
+#[derive(Debug, Clone, Copy)]
+pub struct HlsOptions {
+    pub packager: HlsConfig,
+    /// A packager stops after this long without an HLS request.
+    pub idle_timeout: Duration,
+}
+
+// --- end of HLS settings ---
 
 impl Settings {
     /// Fills every unset field from `other` (lower precedence).
@@ -201,6 +269,7 @@ impl Settings {
         if self.coworkers.is_empty() {
             self.coworkers = other.coworkers;
         }
+        self.hls = self.hls.or(other.hls);
         self
     }
 
@@ -281,6 +350,7 @@ pub struct Config {
     pub merge_writes: Duration,
     pub media: MediaConfig,
     pub log_format: LogFormat,
+    pub hls: HlsOptions,
 }
 
 impl Default for Config {
@@ -334,6 +404,7 @@ impl Config {
             merge_writes: d(s.merge_writes, Duration::from_millis(200)),
             media,
             log_format: s.log_format.unwrap_or_default(),
+            hls: s.hls.resolve(),
         }
     }
 }

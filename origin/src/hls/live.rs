@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{HlsConfig, Packager};
-use crate::media::{Next, StreamKey, Subscriber};
+use crate::media::{End, Player, StreamKey};
 
 /// Unix time in ms.
 pub fn unix_ms() -> u64 {
@@ -110,16 +110,15 @@ impl Packagers {
         self.active.load(Ordering::Relaxed)
     }
 
-    /// Starts packaging `key` from `sub` unless a packager already runs (then the
-    /// subscriber is dropped and the running one returned). Runs until no HLS request came
+    /// Starts packaging `key` from `player` unless a packager already runs (then the
+    /// player is dropped and the running one returned). Runs until no HLS request came
     /// for `idle`, or the stream ends.
     pub fn start(
         self: &Arc<Self>,
         key: &StreamKey,
-        sub: Subscriber,
+        player: Player,
         config: HlsConfig,
         idle: Duration,
-        on_stop: Box<dyn FnOnce() + Send>,
     ) -> Arc<Live> {
         let mut map = self.map();
         if let Some(l) = map.get(key) {
@@ -135,7 +134,7 @@ impl Packagers {
             packagers: self.clone(),
             live: live.clone(),
         };
-        tokio::spawn(feed(guard, sub, idle, on_stop));
+        tokio::spawn(feed(guard, player, idle));
         live
     }
 }
@@ -163,21 +162,15 @@ impl Drop for ActiveGuard {
     }
 }
 
-async fn feed(
-    guard: ActiveGuard,
-    mut sub: Subscriber,
-    idle: Duration,
-    on_stop: Box<dyn FnOnce() + Send>,
-) {
+async fn feed(guard: ActiveGuard, mut player: Player, idle: Duration) {
     let live = guard.live.clone();
     tracing::info!(stream = %live.key, "HLS packaging started");
     let mut warned = false;
-    let check = idle
-        .min(Duration::from_secs(1))
-        .max(Duration::from_millis(50));
+    let check = idle.clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut batch = Vec::with_capacity(64);
     loop {
-        let next = tokio::select! {
-            n = sub.next() => n,
+        let delivery = tokio::select! {
+            d = player.next_batch(&mut batch) => d,
             _ = tokio::time::sleep(check) => {
                 if live.idle_for() >= idle {
                     break;
@@ -185,40 +178,44 @@ async fn feed(
                 continue;
             }
         };
-        let changed = match next {
-            Next::Frame(f) => {
-                let now = unix_ms();
-                match live
-                    .packager
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(&f, now)
-                {
-                    Ok(c) => c.part || c.segment,
+        let now = unix_ms();
+        let mut changed = false;
+        {
+            let mut p = live.lock();
+            for f in batch.drain(..) {
+                match p.push(&f, now) {
+                    Ok(c) => changed |= c.part || c.segment,
                     Err(e) => {
                         if !warned {
                             warned = true;
                             tracing::warn!(stream = %live.key, error = %e, "HLS packager skipped a frame");
                         }
-                        false
                     }
                 }
             }
-            Next::Unpublished | Next::Published => {
-                let c = live.lock().discontinuity();
-                c.part || c.segment
+            if delivery.notice.is_some() {
+                // Unpublished or republished: the next segment starts afresh.
+                let c = p.discontinuity();
+                changed |= c.part || c.segment;
             }
-            Next::TooSlow | Next::Closed => break,
-        };
+        }
         if changed {
             live.changed();
+        }
+        match delivery.end {
+            None => {}
+            Some(End::TooSlow) => {
+                tracing::warn!(stream = %live.key, "HLS packager fell behind the stream; stopping");
+                break;
+            }
+            Some(End::Closed | End::NotRepublished) => break,
         }
         if live.idle_for() >= idle {
             break;
         }
     }
     tracing::info!(stream = %live.key, "HLS packaging stopped");
-    drop(sub);
+    // The player releases the stream, the guard the packager.
+    drop(player);
     drop(guard);
-    on_stop();
 }

@@ -248,7 +248,7 @@ impl Packager {
                 AudioPacket::Config(asc) => {
                     let cfg = AudioConfig::parse(asc)?;
                     if self.audio.as_ref() != Some(&cfg) {
-                        let changed = self.audio.is_some();
+                        let changed = self.audio.is_some() || self.building.is_some();
                         self.audio = Some(cfg);
                         if changed {
                             self.restart();
@@ -271,7 +271,7 @@ impl Packager {
         if self.video.as_ref().map(|v| &v.record) == Some(&cfg.record) {
             return;
         }
-        let had = self.video.is_some();
+        let had = self.video.is_some() || self.building.is_some();
         self.video = Some(cfg);
         if had {
             self.restart();

@@ -4,15 +4,13 @@
 //! same `locate` HTTP-FLV uses) and stops after `--hls-idle-timeout` without requests.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next as MiddlewareNext;
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
@@ -20,44 +18,24 @@ use futures::future::{BoxFuture, Shared};
 use tokio::time::Instant;
 
 use super::api::parse_query;
+use super::cors;
+use super::flv::request_host;
 use crate::cluster::ownership::flv_redirect;
-use crate::hls::HlsConfig;
+use crate::config::HlsOptions;
 use crate::hls::live::{Live, Packagers};
 use crate::hls::names::{self, Resource};
 use crate::hls::playlist::{self, Uris};
 use crate::hls::reload::{self, Lookup, ReloadRequest};
 use crate::media::StreamKey;
+use crate::media::name::{percent_decode, valid_name};
 use crate::metrics::{self, KindLabel};
-use crate::rtmp::url;
-use crate::server::{Located, Origin};
+use crate::state::{Located, Origin};
 
 /// Longest request path and query accepted.
 const MAX_PATH: usize = 1024;
 const MAX_QUERY: usize = 1024;
 /// Most HLS requests waiting at once (blocking reloads, first playlists, hinted parts).
 const MAX_WAITING: usize = 20_000;
-/// Body slices: a slow client is checked against its send deadline between slices.
-const SLICE: usize = 64 << 10;
-
-/// HLS settings of one origin.
-#[derive(Debug, Clone, Copy)]
-pub struct HlsOptions {
-    pub packager: HlsConfig,
-    /// A packager stops after this long without an HLS request.
-    pub idle_timeout: Duration,
-    /// Most time a segment or part body may take to send.
-    pub send_deadline: Duration,
-}
-
-impl Default for HlsOptions {
-    fn default() -> Self {
-        Self {
-            packager: HlsConfig::default(),
-            idle_timeout: Duration::from_secs(30),
-            send_deadline: Duration::from_secs(20),
-        }
-    }
-}
 
 #[derive(Clone)]
 enum Outcome {
@@ -128,25 +106,6 @@ enum PathError {
     Name,
 }
 
-/// Strict percent-decoding of one path segment.
-fn decode_segment(s: &str) -> Result<String, PathError> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let h = b.get(i + 1..i + 3).ok_or(PathError::Encoding)?;
-            let h = std::str::from_utf8(h).map_err(|_| PathError::Encoding)?;
-            out.push(u8::from_str_radix(h, 16).map_err(|_| PathError::Encoding)?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| PathError::Encoding)
-}
-
 fn is_hls_path(path: &str) -> bool {
     let last = path.rsplit('/').next().unwrap_or("");
     [".m3u8", ".ts", ".m4s", ".mp4"]
@@ -161,11 +120,9 @@ fn parse_target(path: &str) -> Result<Target, PathError> {
     let segs: Vec<String> = path
         .trim_start_matches('/')
         .split('/')
-        .map(decode_segment)
+        .map(|seg| percent_decode(seg).ok_or(PathError::Encoding))
         .collect::<Result<_, _>>()?;
-    let valid = |app: &str, stream: &str| {
-        url::valid_name(app) && url::valid_name(stream) && !stream.contains('/')
-    };
+    let valid = |app: &str, stream: &str| valid_name(app) && valid_name(stream);
     if let Some(stream) = segs.last().and_then(|l| l.strip_suffix(".m3u8")) {
         if segs.len() < 2 {
             return Err(PathError::Shape);
@@ -195,27 +152,6 @@ fn parse_target(path: &str) -> Result<Target, PathError> {
     })
 }
 
-fn with_cors(mut r: Response) -> Response {
-    let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, HEAD, OPTIONS"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Content-Length, Age, Date"),
-    );
-    r
-}
-
 fn text(status: StatusCode, msg: impl Into<String>) -> Response {
     (
         status,
@@ -239,7 +175,7 @@ async fn intercept(State(hls): State<Arc<Hls>>, req: Request, next: MiddlewareNe
     if !is_hls_path(req.uri().path()) {
         return next.run(req).await;
     }
-    with_cors(hls.answer(req).await)
+    cors::add_headers(hls.answer(req).await).await
 }
 
 /// Counts a waiting request while it waits.
@@ -291,34 +227,27 @@ impl Hls {
         let params = parse_query(&raw);
         let vhost = params
             .iter()
-            .find(|(k, v)| k == "vhost" && !v.is_empty())
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| origin_wire::DEFAULT_VHOST.to_string());
+            .find(|(k, _)| k == "vhost")
+            .map_or("", |(_, v)| v.as_str());
+        let (app, stream) = match &target {
+            Target::Playlist { app, stream } | Target::Resource { app, stream, .. } => {
+                (app, stream)
+            }
+        };
+        let key = match StreamKey::parse(vhost, app, stream) {
+            Ok(k) => k,
+            Err(e) => {
+                count("bad");
+                return text(StatusCode::BAD_REQUEST, format!("{e}\n"));
+            }
+        };
         match target {
-            Target::Playlist { app, stream } => {
+            Target::Playlist { .. } => {
                 count("playlist");
-                let host = req
-                    .headers()
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(|h| {
-                        origin_wire::addr::HostPort::parse(h)
-                            .map(|hp| hp.host)
-                            .unwrap_or_else(|_| h.to_string())
-                    })
-                    .unwrap_or_default();
-                let key = StreamKey::new(vhost, app, stream);
+                let host = request_host(req.headers());
                 self.playlist(key, &params, &raw, &host).await
             }
-            Target::Resource {
-                app,
-                stream,
-                session,
-                name,
-            } => {
-                let key = StreamKey::new(vhost, app, stream);
-                self.resource(&key, &session, &name).await
-            }
+            Target::Resource { session, name, .. } => self.resource(&key, &session, &name).await,
         }
     }
 
@@ -354,20 +283,12 @@ impl Hls {
             return Outcome::Live(l);
         }
         match self.origin.locate(&key, &host).await {
-            Located::Local(sub) => {
-                let origin = self.origin.clone();
-                let reap_key = key.clone();
-                Outcome::Live(self.packagers.start(
-                    &key,
-                    sub,
-                    self.options.packager,
-                    self.options.idle_timeout,
-                    Box::new(move || {
-                        origin.registry.reap(&reap_key);
-                        origin.update_gauges();
-                    }),
-                ))
-            }
+            Located::Local(player) => Outcome::Live(self.packagers.start(
+                &key,
+                player,
+                self.options.packager,
+                self.options.idle_timeout,
+            )),
             Located::Remote(found) => {
                 let query: String = raw
                     .split('&')
@@ -440,7 +361,7 @@ impl Hls {
         let vhost_q = if key.vhost == origin_wire::DEFAULT_VHOST {
             String::new()
         } else {
-            format!("vhost={}", playlist::percent_encode(&key.vhost))
+            format!("vhost={}", key.vhost)
         };
         let mut uris = Uris::for_stream(&key.stream, &vhost_q);
         uris.prefix.push_str(&format!("{}/", live.session));
@@ -546,14 +467,12 @@ impl Hls {
             );
         };
         let len: usize = chunks.iter().map(Bytes::len).sum();
-        let body = Body::from_stream(DeadlineBody {
-            chunks: chunks
-                .into_iter()
-                .flat_map(slices)
-                .collect::<Vec<_>>()
-                .into_iter(),
-            deadline: Instant::now() + self.options.send_deadline,
-        });
+        metrics::global().hls_bytes.inc_by(len as u64);
+        // Shared chunks, never copied; a client that stops reading is cut by the
+        // connection's send deadline.
+        let body = Body::from_stream(futures::stream::iter(
+            chunks.into_iter().map(Ok::<_, std::convert::Infallible>),
+        ));
         (
             StatusCode::OK,
             [
@@ -567,43 +486,6 @@ impl Hls {
             body,
         )
             .into_response()
-    }
-}
-
-fn slices(b: Bytes) -> Vec<Bytes> {
-    (0..b.len().div_ceil(SLICE))
-        .map(|i| b.slice(i * SLICE..((i + 1) * SLICE).min(b.len())))
-        .collect()
-}
-
-/// A segment body that fails (closing the connection) once its send deadline passes.
-struct DeadlineBody {
-    chunks: std::vec::IntoIter<Bytes>,
-    deadline: Instant,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("HLS send deadline passed")]
-struct SendDeadline;
-
-impl futures::Stream for DeadlineBody {
-    type Item = Result<Bytes, SendDeadline>;
-
-    fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let Some(chunk) = self.chunks.next() else {
-            return Poll::Ready(None);
-        };
-        if Instant::now() >= self.deadline {
-            metrics::global()
-                .connections_rejected
-                .get_or_create(&metrics::ReasonLabel {
-                    reason: "hls_send_deadline",
-                })
-                .inc();
-            return Poll::Ready(Some(Err(SendDeadline)));
-        }
-        metrics::global().hls_bytes.inc_by(chunk.len() as u64);
-        Poll::Ready(Some(Ok(chunk)))
     }
 }
 

@@ -33,7 +33,8 @@ pub async fn serve_api(origin: Arc<Origin>, listener: TcpListener) {
 }
 
 pub async fn serve_play(origin: Arc<Origin>, listener: TcpListener) {
-    let router = flv::router(origin.clone());
+    let hls = hls::Hls::new(origin.clone(), origin.config.hls);
+    let router = hls::layer(flv::router(origin.clone()), hls);
     serve(origin, listener, router, "http-flv").await
 }
 
