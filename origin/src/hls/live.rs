@@ -30,7 +30,19 @@ pub struct Live {
     changes: watch::Sender<u64>,
     /// ms since `born` of the last HLS request.
     last_request: AtomicU64,
+    /// Requests being answered (a waiting request keeps the packager alive).
+    in_flight: AtomicU64,
     born: Instant,
+}
+
+/// One HLS request of a packager, from arrival to answer.
+pub struct RequestGuard<'a>(&'a Live);
+
+impl Drop for RequestGuard<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Live {
@@ -41,6 +53,7 @@ impl Live {
             packager: Mutex::new(Packager::new(config)),
             changes: watch::channel(0).0,
             last_request: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
             born: Instant::now(),
         }
     }
@@ -60,7 +73,17 @@ impl Live {
         self.last_request.fetch_max(ms, Ordering::Relaxed);
     }
 
+    /// Counts a request until the guard drops; the idle clock restarts when it ends.
+    pub fn request(&self) -> RequestGuard<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        RequestGuard(self)
+    }
+
     pub fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
         let last = Duration::from_millis(self.last_request.load(Ordering::Relaxed));
         self.born.elapsed().saturating_sub(last)
     }

@@ -356,7 +356,7 @@ impl Hls {
                 );
             }
         };
-        live.touch();
+        let _request = live.request();
         // Resources carry the vhost (when not the default) and the packager's session.
         let vhost_q = if key.vhost == origin_wire::DEFAULT_VHOST {
             String::new()
@@ -431,7 +431,7 @@ impl Hls {
                 );
             }
         };
-        live.touch();
+        let _request = live.request();
         let lookup = |p: &crate::hls::Packager| match resource {
             Resource::Segment(msn) => reload::segment(p, msn),
             Resource::Part(msn, i) => reload::part(p, msn, u64::from(i)),
