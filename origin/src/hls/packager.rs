@@ -647,10 +647,10 @@ impl Packager {
 
     /// A part by segment msn and index (complete segments and the one building).
     pub fn part(&self, msn: u64, index: usize) -> Option<&Part> {
-        if let Some(b) = &self.building {
-            if b.msn == msn {
-                return b.parts.get(index);
-            }
+        if let Some(b) = &self.building
+            && b.msn == msn
+        {
+            return b.parts.get(index);
         }
         self.segment(msn)?.parts.get(index)
     }

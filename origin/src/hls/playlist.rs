@@ -131,28 +131,26 @@ pub fn render(p: &Packager, uris: &Uris) -> Option<String> {
         let _ = writeln!(o, "#EXTINF:{},", secs(s.duration_ms));
         let _ = writeln!(o, "{}", uris.uri(&segment_name(s.msn, ll)));
     }
-    if ll {
-        if let (Some(msn), Some(parts)) = (p.building_msn(), p.building_parts()) {
-            if p.building_discontinuity() {
-                o.push_str("#EXT-X-DISCONTINUITY\n");
-            }
-            if let Some((init, _)) = p.init() {
-                put_map(&mut o, init);
-            }
-            if !parts.is_empty() {
-                if let Some(w) = p.building_wall_ms() {
-                    let _ = writeln!(o, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(w));
-                }
-            }
-            for (j, part) in parts.iter().enumerate() {
-                write_part(&mut o, uris, msn, j, part.duration_ms, part.independent);
-            }
-            let _ = writeln!(
-                o,
-                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
-                uris.uri(&part_name(msn, parts.len()))
-            );
+    if ll && let (Some(msn), Some(parts)) = (p.building_msn(), p.building_parts()) {
+        if p.building_discontinuity() {
+            o.push_str("#EXT-X-DISCONTINUITY\n");
         }
+        if let Some((init, _)) = p.init() {
+            put_map(&mut o, init);
+        }
+        if !parts.is_empty()
+            && let Some(w) = p.building_wall_ms()
+        {
+            let _ = writeln!(o, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(w));
+        }
+        for (j, part) in parts.iter().enumerate() {
+            write_part(&mut o, uris, msn, j, part.duration_ms, part.independent);
+        }
+        let _ = writeln!(
+            o,
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
+            uris.uri(&part_name(msn, parts.len()))
+        );
     }
     Some(o)
 }

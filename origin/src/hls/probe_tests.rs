@@ -298,11 +298,11 @@ fn hevc_enhanced_rtmp_probes_in_ts_and_fmp4() {
                 ..ts_config()
             },
         );
-        let s = p.segments().iter().nth(1).expect("segments");
+        let s = p.segments().get(1).expect("segments");
         assert_eq!(s.duration_ms, 1000);
         let path = dir.join(format!("seg-{low_latency}"));
         match p.init() {
-            Some((_, init)) => write(&path, &[&[init.clone()], &s.data]),
+            Some((_, init)) => write(&path, &[std::slice::from_ref(init), &s.data]),
             None => write(&path, &[&s.data]),
         }
         let info = probe(&path);
