@@ -33,6 +33,8 @@ pub struct Live {
     /// Requests being answered (a waiting request keeps the packager alive).
     in_flight: AtomicU64,
     born: Instant,
+    /// The last playlist rendered: (change count, URI style, body).
+    rendered: Mutex<Option<(u64, String, bytes::Bytes)>>,
 }
 
 /// One HLS request of a packager, from arrival to answer.
@@ -54,6 +56,7 @@ impl Live {
             changes: watch::channel(0).0,
             last_request: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            rendered: Mutex::new(None),
             born: Instant::now(),
         }
     }
@@ -108,6 +111,29 @@ impl Live {
         }
     }
 
+    /// A playlist rendering, shared by every request between two changes. Call it from
+    /// inside [`Live::with`]/[`Live::wait_for`] (under the packager lock, so the change
+    /// count matches the state `render` sees); `style` tells URI styles (query) apart.
+    pub fn cached(
+        &self,
+        style: &str,
+        render: impl FnOnce() -> Option<String>,
+    ) -> Option<bytes::Bytes> {
+        let version = *self.changes.borrow();
+        let mut slot = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((v, st, body)) = &*slot
+            && *v == version
+            && st == style
+        {
+            return Some(body.clone());
+        }
+        let body = bytes::Bytes::from(render()?);
+        *slot = Some((version, style.to_string(), body.clone()));
+        Some(body)
+    }
+
+    /// Counts a change; called with the packager locked so renderings keyed by the count
+    /// never mix states.
     fn changed(&self) {
         self.changes.send_modify(|v| *v += 1);
     }
@@ -221,9 +247,9 @@ async fn feed(guard: ActiveGuard, mut player: Player, idle: Duration) {
                 let c = p.discontinuity();
                 changed |= c.part || c.segment;
             }
-        }
-        if changed {
-            live.changed();
+            if changed {
+                live.changed();
+            }
         }
         match delivery.end {
             None => {}

@@ -379,7 +379,9 @@ impl Hls {
                     None => Ok(true),
                 };
                 match ready {
-                    Ok(true) => playlist::render(p, &uris).map(Ok),
+                    Ok(true) => live
+                        .cached(&uris.query, || playlist::render(p, &uris))
+                        .map(Ok),
                     Ok(false) => None,
                     Err(e) => Some(Err(e)),
                 }
