@@ -51,7 +51,8 @@ impl Default for DiscoveryConfig {
     }
 }
 
-type Lookup = Shared<BoxFuture<'static, Option<Found>>>;
+type LookupFuture = BoxFuture<'static, Option<Found>>;
+type Lookup = Shared<LookupFuture>;
 
 struct Cached {
     found: Found,
@@ -66,7 +67,7 @@ struct State {
     swept_at: usize,
     /// Lookups under way, shared by every caller of the same key. Weak: when every
     /// caller has gone, the lookup (and its requests) is dropped.
-    in_flight: HashMap<StreamKey, (u64, WeakShared<BoxFuture<'static, Option<Found>>>)>,
+    in_flight: HashMap<StreamKey, (u64, WeakShared<LookupFuture>)>,
     next_lookup: u64,
 }
 
