@@ -575,13 +575,54 @@ mod tests {
     }
 
     #[test]
+    fn a_real_publisher_replaces_a_relay() {
+        let s = Arc::new(Stream::new(
+            StreamKey::new("v", "live", "s"),
+            MediaConfig::default(),
+        ));
+        s.publish(PublisherInfo {
+            id: 1,
+            addr: None,
+            since: Instant::now(),
+            upstream: Some("rtmp://owner".into()),
+        })
+        .unwrap();
+        assert!(s.is_published() && !s.is_owned(), "a relay never owns");
+        let mut p = s.subscribe();
+        s.publish(PublisherInfo {
+            id: 2,
+            addr: None,
+            since: Instant::now(),
+            upstream: None,
+        })
+        .unwrap();
+        assert!(s.is_owned());
+        assert!(matches!(p.try_next(), Some(Next::Unpublished)));
+        assert!(matches!(p.try_next(), Some(Next::Published)));
+        // The relay's late messages are dropped.
+        s.push_message(1, kind::VIDEO, 0, Bytes::from_static(&[0x17, 1, 0, 0, 0]));
+        assert!(p.try_next().is_none());
+        // A relay cannot replace a real publisher.
+        assert!(
+            s.publish(PublisherInfo {
+                id: 3,
+                addr: None,
+                since: Instant::now(),
+                upstream: Some("rtmp://other".into()),
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
     fn second_publisher_is_refused() {
         let s = published(MediaConfig::default());
         assert!(
             s.publish(PublisherInfo {
                 id: 2,
                 addr: None,
-                since: Instant::now()
+                since: Instant::now(),
+                upstream: None,
             })
             .is_err()
         );
@@ -591,7 +632,8 @@ mod tests {
             s.publish(PublisherInfo {
                 id: 2,
                 addr: None,
-                since: Instant::now()
+                since: Instant::now(),
+                upstream: None,
             })
             .is_ok()
         );
