@@ -172,7 +172,7 @@ async fn metric(o: &OriginProc, name: &str) -> Option<f64> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn ts_hls_from_a_non_owner_probes_slides_and_copies_cleanly() {
+async fn ts_hls_from_a_non_owner_via_relay_probes_slides_and_copies_cleanly() {
     let opts = OriginOpts {
         extra: ["--hls-segment", "2", "--hls-window", "3"]
             .iter()
@@ -186,17 +186,25 @@ async fn ts_hls_from_a_non_owner_probes_slides_and_copies_cleanly() {
     let _pub = b.publish_test_pattern("live/s", "320x240", 25, 60).await;
 
     let url = a.flv_url("live/s.m3u8");
-    // Until relays land, the non-owner sends HLS players to the owner like HTTP-FLV.
-    let r = http("GET", &url, &[], "").await;
+    // A player that opts into redirects is sent to the owner, like HTTP-FLV.
+    let r = http("GET", &format!("{url}?redirect=302"), &[], "").await;
     assert_eq!(r.status, 302, "{}", r.text());
     assert_eq!(r.headers["access-control-allow-origin"], "*");
-    let owner_url = format!("http://127.0.0.1:{}/live/s.m3u8", b.flv);
-    assert_eq!(r.headers["location"], owner_url.as_str());
-
+    assert_eq!(
+        r.headers["location"],
+        format!("http://127.0.0.1:{}/live/s.m3u8?redirect=302", b.flv).as_str()
+    );
+    // Everyone else is served by the non-owner itself: a relay feeds its packager.
+    let owner_url = url.clone();
     let first = playlist_with(&owner_url, 1).await;
     let r = get_ok(&owner_url).await;
     assert_eq!(r.headers["content-type"], "application/vnd.apple.mpegurl");
     assert_eq!(r.headers["cache-control"], "no-cache");
+    assert_eq!(
+        metric(b, "origin_hls_packagers").await.unwrap_or(0.0),
+        0.0,
+        "the owner packages nothing"
+    );
 
     // ffprobe through the non-owner reads codecs, resolution and frame rate.
     let probe_url = url.clone();
@@ -268,8 +276,8 @@ async fn ts_hls_from_a_non_owner_probes_slides_and_copies_cleanly() {
     assert_eq!(decode_errors(&out_s), "");
     let _ = std::fs::remove_file(&out);
 
-    assert!(metric(b, "origin_hls_packagers").await >= Some(1.0));
-    let m = http("GET", &b.api_url("/metrics"), &[], "").await.text();
+    assert_eq!(metric(a, "origin_hls_packagers").await, Some(1.0));
+    let m = http("GET", &a.api_url("/metrics"), &[], "").await.text();
     assert!(
         m.contains("origin_hls_requests_total{kind=\"playlist\"}"),
         "{m}"

@@ -21,7 +21,7 @@ pub struct Identity {
 /// The stream key a query names, normalised like every other name (a playback
 /// extension stripped, the vhost defaulted); `None` for a name no publisher can have.
 pub fn query_key(q: &ClustersQuery) -> Option<StreamKey> {
-    StreamKey::parse(&q.vhost_or_default(), &q.app, &q.stream).ok()
+    StreamKey::parse(q.vhost_or_default(), &q.app, &q.stream).ok()
 }
 
 /// Builds the answer. `pushed` is the advertise part of the coworker document (it wins
@@ -35,11 +35,11 @@ pub fn answer(
 ) -> ClustersAnswer {
     // SRS resolves an unknown vhost to the default one.
     let owned = query_key(q).and_then(|key| {
-        if registry.is_published(&key) {
+        if registry.is_owned(&key) {
             Some(key)
         } else {
             let fallback = StreamKey::new(DEFAULT_VHOST, key.app.clone(), key.stream.clone());
-            registry.is_published(&fallback).then_some(fallback)
+            registry.is_owned(&fallback).then_some(fallback)
         }
     });
     let origin = owned.map(|key| {
@@ -162,6 +162,7 @@ mod tests {
                     id: 1,
                     addr: None,
                     since: Instant::now(),
+                    upstream: None,
                 },
             )
             .unwrap();
@@ -184,6 +185,7 @@ mod tests {
                     id: 1,
                     addr: None,
                     since: Instant::now(),
+                    upstream: None,
                 },
             )
             .unwrap();

@@ -289,7 +289,21 @@ impl Hls {
                 self.options.packager,
                 self.options.idle_timeout,
             )),
-            Located::Remote(found) => {
+            Located::Remote { found, player } => {
+                let opted_in = crate::rtmp::url::query_param(&raw, "redirect") == Some("302");
+                if !self.origin.redirects(false, opted_in) {
+                    // A relay brings the stream here; the local packager plays it.
+                    return match self.origin.relay(&key, found, player, &host).await {
+                        Some(player) => Outcome::Live(self.packagers.start(
+                            &key,
+                            player,
+                            self.options.packager,
+                            self.options.idle_timeout,
+                        )),
+                        None => Outcome::NotFound,
+                    };
+                }
+                drop(player);
                 let query: String = raw
                     .split('&')
                     .filter(|kv| !kv.starts_with("_HLS_"))
