@@ -180,11 +180,10 @@ impl<T: Send + 'static> Spawned<T> {
     /// Kills the browser's group (once) and, unless the child is already reaped, the
     /// child's group; then reaps the child.
     fn kill_all(&mut self) -> Option<ExitStatus> {
-        if !self.browser_killed {
-            if let Some(b) = self.stderr.lock().ok().and_then(|t| t.browser_pid) {
-                signal_group(b, "KILL");
-                self.browser_killed = true;
-            }
+        let browser = self.stderr.lock().ok().and_then(|t| t.browser_pid);
+        if let (false, Some(b)) = (self.browser_killed, browser) {
+            signal_group(b, "KILL");
+            self.browser_killed = true;
         }
         if self.reaped {
             return None;
@@ -918,9 +917,15 @@ mod tests {
     #[test]
     fn gst_caps_and_browser_pid_lines() {
         let l = "/GstPipeline:pipeline0/avdec_h264:avdec_h264-0.GstPad:src: caps = video/x-raw, format=(string)I420, width=(int)320, height=(int)240, framerate=(fraction)25/1";
-        assert_eq!((caps_int(l, "width"), caps_int(l, "height")), (Some(320), Some(240)));
+        assert_eq!(
+            (caps_int(l, "width"), caps_int(l, "height")),
+            (Some(320), Some(240))
+        );
         assert_eq!(caps_int("width=(int)", "width"), None);
-        assert_eq!(browser_pid_in("x\nplay.mjs: browser-pid 4242\n"), Some(4242));
+        assert_eq!(
+            browser_pid_in("x\nplay.mjs: browser-pid 4242\n"),
+            Some(4242)
+        );
         assert_eq!(browser_pid_in("play.mjs: browser-pid \n"), None);
     }
 
