@@ -9,10 +9,14 @@
 // The browser is Debian's /usr/bin/chromium driven by playwright-core, with a fresh empty
 // profile.
 //
-// Success: the video's currentTime passed --min-time (default 1 s) before --timeout
-// (default 30 s). Prints one JSON line on stdout:
-//   {"ok":true,"currentTime":..,"videoWidth":..,"videoHeight":..,"error":null,
-//    "latencyMs":..,"latencySource":"program-date-time"|"hls.js-latency", ...}
+// Success: the video shows pictures (videoWidth > 0) and its currentTime advanced more than
+// --min-time (default 1 s) from where playback started, before --timeout (default 30 s).
+// Prints one JSON line on stdout:
+//   {"ok":true,"currentTime":..,"startTime":..,"advanced":..,"videoWidth":..,
+//    "videoHeight":..,"error":null,"latencyMs":..,"latencySource":..., ...}
+// latencyMs (hls only): live-edge latency, the median of 5 samples taken after success;
+// latencySource "program-date-time" (wall clock minus the playing picture's
+// EXT-X-PROGRAM-DATE-TIME) or "hls.js-latency" (hls.js's estimate from the playlist).
 // and exits 0; otherwise prints the same line with ok=false and the player's error and
 // exits 1 (2 for bad arguments or a browser that does not start).
 // stderr gets "play.mjs: browser-pid N" once the browser runs (its own process group, so a
@@ -116,7 +120,7 @@ async function main() {
   const started = Date.now();
   const deadline = started + o.timeout * 1000;
   const result = {
-    ok: false, currentTime: 0, videoWidth: 0, videoHeight: 0, error: null,
+    ok: false, currentTime: 0, startTime: 0, advanced: 0, videoWidth: 0, videoHeight: 0, error: null,
     player: o.player, url: o.url, elapsedMs: 0, events: [], console: [],
   };
   const logs = [];
@@ -168,15 +172,24 @@ async function main() {
       const s = window.__play || {};
       return {
         currentTime: v.currentTime, videoWidth: v.videoWidth, videoHeight: v.videoHeight,
-        error: s.error || null, events: s.events || [],
+        startTime: s.startTime, error: s.error || null, events: s.events || [],
       };
     });
+    // Progress is counted from where playback started ('playing'), or else from the first
+    // currentTime seen, so a live player parked behind the edge does not pass for playing.
+    let firstSeen = null;
+    const advanced = (s) => {
+      if (firstSeen === null && s.currentTime > 0) firstSeen = s.currentTime;
+      const start = s.startTime ?? firstSeen ?? 0;
+      return s.currentTime - start;
+    };
+    const playing = (s) => !s.error && s.videoWidth > 0 && advanced(s) > o.minTime;
     let s = await snap();
-    while (Date.now() < deadline && !s.error && !(s.currentTime > o.minTime && s.videoWidth > 0)) {
+    while (Date.now() < deadline && !s.error && !playing(s)) {
       await sleep(100);
       s = await snap();
     }
-    if (s.currentTime > o.minTime && s.videoWidth > 0 && !s.error) {
+    if (playing(s)) {
       result.ok = true;
       code = 0;
       if (o.player === 'hls') {
@@ -194,11 +207,13 @@ async function main() {
       }
       s = await snap();
     } else if (!s.error) {
-      s.error = `currentTime ${s.currentTime.toFixed(2)} did not pass ${o.minTime} s ` +
-        `(videoWidth ${s.videoWidth}) within ${o.timeout} s`;
+      s.error = `playback did not advance ${o.minTime} s within ${o.timeout} s ` +
+        `(currentTime ${s.currentTime.toFixed(2)} from ${(s.startTime ?? firstSeen ?? 0).toFixed(2)}, ` +
+        `videoWidth ${s.videoWidth})`;
     }
     Object.assign(result, {
-      currentTime: s.currentTime, videoWidth: s.videoWidth, videoHeight: s.videoHeight,
+      currentTime: s.currentTime, startTime: s.startTime ?? firstSeen ?? 0,
+      advanced: advanced(s), videoWidth: s.videoWidth, videoHeight: s.videoHeight,
       error: result.ok ? null : s.error, events: s.events,
     });
   } catch (e) {

@@ -705,7 +705,8 @@ pub struct BrowserOpts {
     pub url: String,
     /// hls.js `lowLatencyMode`.
     pub low_latency: bool,
-    /// Success once `video.currentTime` passes this many seconds.
+    /// Success once `video.currentTime` advanced this many seconds from where playback
+    /// started (and pictures are shown).
     pub min_time: f64,
     /// Deadline for that, inside the browser runner.
     pub timeout: Duration,
@@ -728,6 +729,10 @@ impl BrowserOpts {
 pub struct BrowserResult {
     pub ok: bool,
     pub current_time: f64,
+    /// Where playback started (a live HLS player starts behind the edge, not at 0) and how
+    /// far it advanced from there.
+    pub start_time: f64,
+    pub advanced: f64,
     pub video_width: u32,
     pub video_height: u32,
     pub error: Option<String>,
@@ -757,6 +762,8 @@ impl BrowserResult {
         Self {
             ok: v["ok"].as_bool().unwrap_or(false),
             current_time: v["currentTime"].as_f64().unwrap_or(0.0),
+            start_time: v["startTime"].as_f64().unwrap_or(0.0),
+            advanced: v["advanced"].as_f64().unwrap_or(0.0),
             video_width: v["videoWidth"].as_u64().unwrap_or(0) as u32,
             video_height: v["videoHeight"].as_u64().unwrap_or(0) as u32,
             error: v["error"].as_str().map(str::to_string),
@@ -780,8 +787,8 @@ impl BrowserResult {
     }
 }
 
-/// Plays `url` in headless Chromium with `player` until `currentTime` passes 1 s (30 s
-/// deadline).
+/// Plays `url` in headless Chromium with `player` until `currentTime` advanced 1 s from
+/// where playback started (30 s deadline).
 pub fn browser_play(player: WebPlayer, url: &str) -> Result<BrowserResult, PlayerError> {
     browser_play_with(&BrowserOpts::new(player, url))
 }
