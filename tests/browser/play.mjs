@@ -108,6 +108,23 @@ function serve() {
   });
 }
 
+// Our children that lead their own process group: the browser (playwright starts it
+// detached). Read from /proc, since the client API does not expose the browser's pid.
+function childGroupLeaders() {
+  const out = [];
+  let entries = [];
+  try { entries = fs.readdirSync('/proc'); } catch { return out; }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    let stat;
+    try { stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8'); } catch { continue; }
+    // pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(f[1]) === process.pid && Number(f[2]) === Number(e)) out.push(Number(e));
+  }
+  return out;
+}
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function main() {
@@ -149,8 +166,7 @@ async function main() {
     finish(result, 2);
     return;
   }
-  const proc = browser.process && browser.process();
-  if (proc) process.stderr.write(`play.mjs: browser-pid ${proc.pid}\n`);
+  for (const pid of childGroupLeaders()) process.stderr.write(`play.mjs: browser-pid ${pid}\n`);
 
   let code = 1;
   try {
