@@ -188,3 +188,129 @@ async fn players_on_a_stream_that_is_not_there_fail_with_the_reason() {
         other => panic!("expected a reported browser failure, got {other:?}"),
     }
 }
+
+/// A static file server with CORS, for ffmpeg's HLS output: the reference packager the
+/// hls.js path of the browser runner is checked against until the origin serves HLS.
+async fn serve_dir(dir: std::path::PathBuf) -> (tokio::task::JoinHandle<()>, u16) {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let dir = dir.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                    let name = req.uri().path().trim_start_matches('/').to_string();
+                    let dir = dir.clone();
+                    async move {
+                        let ok = !name.contains("..") && !name.contains('/');
+                        let body = if ok {
+                            tokio::fs::read(dir.join(&name)).await.ok()
+                        } else {
+                            None
+                        };
+                        let kind = if name.ends_with(".m3u8") {
+                            "application/vnd.apple.mpegurl"
+                        } else {
+                            "video/mp2t"
+                        };
+                        let resp = hyper::Response::builder()
+                            .header("access-control-allow-origin", "*")
+                            .header("cache-control", "no-cache");
+                        Ok::<_, std::convert::Infallible>(match body {
+                            Some(b) => resp
+                                .status(200)
+                                .header("content-type", kind)
+                                .body(Full::new(Bytes::from(b)))
+                                .unwrap(),
+                            None => resp.status(404).body(Full::new(Bytes::new())).unwrap(),
+                        })
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(sock), svc)
+                    .await;
+            });
+        }
+    });
+    (task, port)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chromium_with_hls_js_plays_live_hls_and_measures_the_live_edge_latency() {
+    require_browser();
+    require_ffmpeg();
+    let dir = std::env::temp_dir().join(format!("players-hls-{}", free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // ffmpeg's live HLS: 1 s segments, each with its program date-time (wall clock).
+    let ff = Ffmpeg(
+        std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=480x270:rate=25"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+            ])
+            .args([
+                "-pix_fmt",
+                "yuv420p",
+                "-g",
+                "25",
+                "-f",
+                "hls",
+                "-hls_time",
+                "1",
+            ])
+            .args(["-hls_list_size", "6"])
+            .args([
+                "-hls_flags",
+                "program_date_time+delete_segments",
+                "-t",
+                "60",
+            ])
+            .arg(dir.join("s.m3u8"))
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn ffmpeg"),
+    );
+    let playlist = dir.join("s.m3u8");
+    let ready = wait_for(Duration::from_secs(15), || {
+        std::fs::read_to_string(&playlist)
+            .ok()
+            .filter(|p| p.matches("#EXTINF").count() >= 2)
+    });
+    assert!(ready.is_some(), "ffmpeg wrote no live playlist");
+    let (server, port) = serve_dir(dir.clone()).await;
+
+    let url = format!("http://127.0.0.1:{port}/s.m3u8");
+    let r = tokio::task::spawn_blocking(move || browser_play(WebPlayer::Hls, &url))
+        .await
+        .unwrap();
+    server.abort();
+    drop(ff);
+    let _ = std::fs::remove_dir_all(&dir);
+    let r = r.unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "chromium/hls.js: advanced {:.2} s from {:.2}, {}x{}, latency {:?} ms ({:?})",
+        r.advanced, r.start_time, r.video_width, r.video_height, r.latency_ms, r.latency_source
+    );
+    assert!(r.advanced > 1.0, "{r:?}");
+    assert_eq!((r.video_width, r.video_height), (480, 270), "{r:?}");
+    // Live edge: hls.js holds about 3 segments back; measured against the wall clock.
+    assert_eq!(
+        r.latency_source.as_deref(),
+        Some("program-date-time"),
+        "{r:?}"
+    );
+    let l = r.latency_ms.expect("latency measured");
+    assert!(
+        l > 0.0 && l < 15_000.0,
+        "implausible live-edge latency {l} ms"
+    );
+}
