@@ -182,7 +182,12 @@ impl<T: Send + 'static> Spawned<T> {
     fn kill_all(&mut self) -> Option<ExitStatus> {
         let browser = self.stderr.lock().ok().and_then(|t| t.browser_pid);
         if let (false, Some(b)) = (self.browser_killed, browser) {
-            signal_group(b, "KILL");
+            // Once our child is gone the browser normally is too (playwright closes it);
+            // kill its group only while that pid still leads a Chromium group, never a
+            // process that got the pid since.
+            if !self.reaped || is_chromium_group_leader(b) {
+                signal_group(b, "KILL");
+            }
             self.browser_killed = true;
         }
         if self.reaped {
@@ -217,6 +222,22 @@ impl<T: Send + 'static> Drop for Spawned<T> {
     fn drop(&mut self) {
         self.kill_all();
     }
+}
+
+/// `pid` is alive, leads its own process group, and is Chromium.
+fn is_chromium_group_leader(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // pid (comm) state ppid pgrp ...
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        return false;
+    };
+    let comm = &stat[open + 1..close];
+    let mut rest = stat[close + 1..].split_whitespace();
+    let state = rest.next();
+    let pgrp = rest.nth(1).and_then(|g| g.parse::<u32>().ok());
+    comm.contains("chrom") && state != Some("Z") && pgrp == Some(pid)
 }
 
 fn signal_process(pid: u32, signal: &str) {
@@ -946,6 +967,41 @@ mod tests {
         assert_eq!((r.video_width, r.video_height), (640, 360));
         assert_eq!(r.latency_ms, Some(1234.0));
         assert_eq!(r.events, vec!["playing t=0.00".to_string()]);
+    }
+
+    fn alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| !r.starts_with(" Z"))
+        })
+    }
+
+    #[test]
+    fn dropping_a_tool_kills_its_whole_process_group() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "sleep 30 & echo $!; wait"]);
+        let p = Spawned::spawn("sh", cmd, |out| {
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line);
+            line.trim().parse::<u32>().ok()
+        })
+        .unwrap();
+        let (sh, mut p) = (p.pid(), p);
+        let grandchild = p.stdout_reader.take().unwrap().join().unwrap().unwrap();
+        assert!(alive(sh) && alive(grandchild));
+        drop(p);
+        assert!(!alive(sh), "the tool survived its guard");
+        let gone = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            !alive(grandchild)
+        });
+        assert!(gone, "the tool's child survived its guard");
+    }
+
+    #[test]
+    fn only_a_live_chromium_group_leader_is_taken_for_the_browser() {
+        assert!(!is_chromium_group_leader(std::process::id()));
+        assert!(!is_chromium_group_leader(u32::MAX));
     }
 
     proptest! {
