@@ -243,6 +243,7 @@ async function main() {
 }
 
 function finish(result, code) {
+  if (code !== 0) process.stderr.write(`play.mjs: FAILED: ${result.error}\n`);
   process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(code));
 }
 
