@@ -197,14 +197,15 @@ impl Origin {
 
     /// Finds a player's stream: here, on a coworker (all asked concurrently), or, while
     /// `wait_for_publisher` lasts, wherever it shows up first. `ip` is the host the client
-    /// addressed (echoed in ownership queries). Dropping the future at any point releases
-    /// everything it held.
-    pub async fn locate(&self, key: &StreamKey, ip: &str) -> Located {
+    /// addressed (echoed in ownership queries). With `owned_only` (a client that is to
+    /// be redirected), a stream this origin only relays does not count as here.
+    /// Dropping the future at any point releases everything it held.
+    pub async fn locate(&self, key: &StreamKey, ip: &str, owned_only: bool) -> Located {
         // Join first, so a publish that lands while we look elsewhere is not missed.
         let mut player = self.registry.play(key, self.play_config());
         let deadline = tokio::time::Instant::now() + self.config.wait_for_publisher;
         loop {
-            if player.publishing() {
+            if player.publishing() && (!owned_only || player.stream().is_owned()) {
                 return Located::Local(player);
             }
             let peers = self.coworkers.peers();

@@ -67,14 +67,15 @@ async fn play(
     };
     let key = play.key;
     let ip = request_host(&headers);
-    let relayed = match origin.locate(&key, &ip).await {
+    let opted_in = play
+        .query
+        .as_deref()
+        .is_some_and(|q| crate::rtmp::url::query_param(q, "redirect") == Some("302"));
+    let redirect = origin.redirects(false, opted_in);
+    let relayed = match origin.locate(&key, &ip, redirect).await {
         Located::Local(player) => Some(player),
         Located::Remote { found, player } => {
-            let opted_in = play
-                .query
-                .as_deref()
-                .is_some_and(|q| crate::rtmp::url::query_param(q, "redirect") == Some("302"));
-            if !origin.redirects(false, opted_in) {
+            if !redirect {
                 origin.relay(&key, found, player, &ip).await
             } else {
                 drop(player);

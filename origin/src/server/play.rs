@@ -64,19 +64,20 @@ impl Connection {
         self.flush().await?;
 
         let ip = self.tc_host();
+        let opted_in = [self.session.tc.query.as_deref(), query.as_deref()]
+            .into_iter()
+            .flatten()
+            .any(|q| url::query_param(q, "redirect") == Some("302"));
+        let redirect = self.origin.redirects(self.session.srs_edge, opted_in);
         let located = if self.session.relay {
             self.origin.locate_owned(&key).await
         } else {
-            self.origin.locate(&key, &ip).await
+            self.origin.locate(&key, &ip, redirect).await
         };
         let relayed = match located {
             Located::Local(player) => Some(player),
             Located::Remote { found, player } => {
-                let opted_in = [self.session.tc.query.as_deref(), query.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .any(|q| url::query_param(q, "redirect") == Some("302"));
-                if self.origin.redirects(self.session.srs_edge, opted_in) {
+                if redirect {
                     drop(player);
                     return self.redirect(&found.owner, &key, query.as_deref()).await;
                 }
