@@ -51,7 +51,7 @@ pub struct Hls {
     options: HlsOptions,
     packagers: Arc<Packagers>,
     /// One `locate` per stream however many first requests arrive together.
-    starting: Mutex<HashMap<StreamKey, Starting>>,
+    starting: Mutex<HashMap<(StreamKey, bool), Starting>>,
     waiting: AtomicUsize,
 }
 
@@ -255,16 +255,19 @@ impl Hls {
         if let Some(l) = self.packagers.get(key) {
             return Outcome::Live(l);
         }
+        let opted_in = crate::rtmp::url::query_param(raw, "redirect") == Some("302");
+        let redirect = self.origin.redirects(false, opted_in);
+        let slot = (key.clone(), redirect);
         let fut = {
             let mut starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
             starting
-                .entry(key.clone())
+                .entry(slot.clone())
                 .or_insert_with(|| {
                     let me = self.clone();
                     let key = key.clone();
                     let raw = raw.to_string();
                     let host = host.to_string();
-                    async move { me.start(key, raw, host).await }
+                    async move { me.start(key, raw, host, redirect).await }
                         .boxed()
                         .shared()
                 })
@@ -272,17 +275,23 @@ impl Hls {
         };
         let out = fut.clone().await;
         let mut starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
-        if starting.get(key).is_some_and(|f| f.ptr_eq(&fut)) {
-            starting.remove(key);
+        if starting.get(&slot).is_some_and(|f| f.ptr_eq(&fut)) {
+            starting.remove(&slot);
         }
         out
     }
 
-    async fn start(self: Arc<Self>, key: StreamKey, raw: String, host: String) -> Outcome {
+    async fn start(
+        self: Arc<Self>,
+        key: StreamKey,
+        raw: String,
+        host: String,
+        redirect: bool,
+    ) -> Outcome {
         if let Some(l) = self.packagers.get(&key) {
             return Outcome::Live(l);
         }
-        match self.origin.locate(&key, &host).await {
+        match self.origin.locate(&key, &host, redirect).await {
             Located::Local(player) => Outcome::Live(self.packagers.start(
                 &key,
                 player,
@@ -290,8 +299,7 @@ impl Hls {
                 self.options.idle_timeout,
             )),
             Located::Remote { found, player } => {
-                let opted_in = crate::rtmp::url::query_param(&raw, "redirect") == Some("302");
-                if !self.origin.redirects(false, opted_in) {
+                if !redirect {
                     // A relay brings the stream here; the local packager plays it.
                     return match self.origin.relay(&key, found, player, &host).await {
                         Some(player) => Outcome::Live(self.packagers.start(
