@@ -268,3 +268,81 @@ async fn feed(guard: ActiveGuard, mut player: Player, idle: Duration) {
     drop(player);
     drop(guard);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{MediaConfig, PlayConfig, PublisherInfo, Registry};
+    use crate::rtmp::message::kind;
+    use std::time::Duration;
+
+    fn frames() -> Vec<(u8, u32, bytes::Bytes)> {
+        let header = crate::hls::packager::tests::avc_header();
+        let mut v = vec![(kind::VIDEO, 0, header.payload.clone())];
+        for i in 0..200u32 {
+            let f = crate::hls::packager::tests::video(i * 40, i % 25 == 0);
+            v.push((kind::VIDEO, i * 40, f.payload.clone()));
+        }
+        v
+    }
+
+    #[tokio::test]
+    async fn waits_resolve_on_change_and_the_packager_stops_when_idle() {
+        let registry = Registry::new(MediaConfig::default());
+        let key = StreamKey::new("v", "live", "s");
+        let publisher = registry
+            .publish(
+                &key,
+                PublisherInfo {
+                    id: 1,
+                    addr: None,
+                    since: std::time::Instant::now(),
+                    upstream: None,
+                },
+            )
+            .unwrap();
+        let packagers = Arc::new(Packagers::default());
+        let player = registry.play(&key, PlayConfig::default());
+        let config = HlsConfig {
+            target_duration: Duration::from_secs(1),
+            ..HlsConfig::default()
+        };
+        let idle = Duration::from_millis(300);
+        let live = packagers.start(&key, player, config, idle);
+        assert!(Arc::ptr_eq(&live, &packagers.get(&key).unwrap()));
+        assert_eq!(packagers.active(), 1);
+
+        // Nothing yet: a wait for a segment times out at its deadline.
+        let none = live
+            .wait_for(Instant::now() + Duration::from_millis(50), |p| {
+                p.segments().front().map(|s| s.msn)
+            })
+            .await;
+        assert_eq!(none, None);
+
+        // A waiter wakes when the feeding task completes a segment.
+        let waiter = {
+            let live = live.clone();
+            tokio::spawn(async move {
+                let _req = live.request();
+                live.wait_for(Instant::now() + Duration::from_secs(10), |p| {
+                    p.segments().front().map(|s| s.msn)
+                })
+                .await
+            })
+        };
+        for (t, ts, p) in frames() {
+            publisher.push(t, ts, p);
+        }
+        assert_eq!(waiter.await.unwrap(), Some(0));
+
+        // No requests: the task ends, the guard removes the packager, the player lets go.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while packagers.active() > 0 {
+            assert!(Instant::now() < deadline, "packager did not stop");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(packagers.get(&key).is_none());
+        assert_eq!(registry.stats()[0].players, 0);
+    }
+}
