@@ -263,22 +263,25 @@ impl Hls {
             starting
                 .entry(slot.clone())
                 .or_insert_with(|| {
+                    // A task, so the start completes (and leaves the map) even when every
+                    // client that asked has gone.
                     let me = self.clone();
-                    let key = key.clone();
-                    let raw = raw.to_string();
-                    let host = host.to_string();
-                    async move { me.start(key, raw, host, redirect).await }
+                    let (key, raw, host) = (key.clone(), raw.to_string(), host.to_string());
+                    let task = tokio::spawn(async move {
+                        let out = me.clone().start(key.clone(), raw, host, redirect).await;
+                        me.starting
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&(key, redirect));
+                        out
+                    });
+                    async move { task.await.unwrap_or(Outcome::NotFound) }
                         .boxed()
                         .shared()
                 })
                 .clone()
         };
-        let out = fut.clone().await;
-        let mut starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
-        if starting.get(&slot).is_some_and(|f| f.ptr_eq(&fut)) {
-            starting.remove(&slot);
-        }
-        out
+        fut.await
     }
 
     async fn start(
