@@ -66,6 +66,7 @@ fn check_rules(p: &str) {
     ];
     let header_tags = [
         "#EXT-X-VERSION",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
         "#EXT-X-TARGETDURATION",
         "#EXT-X-MEDIA-SEQUENCE",
         "#EXT-X-SERVER-CONTROL",
@@ -552,8 +553,16 @@ async fn chromium_with_hls_js_plays_a_non_owners_playlist() {
     );
     assert!(r.ok && r.advanced > 2.0, "{r:?}");
     assert_eq!((r.video_width, r.video_height), (640, 360), "{r:?}");
-    assert_eq!(r.latency_source.as_deref(), Some("program-date-time"), "{r:?}");
-    assert_eq!(metric(a, "origin_hls_packagers").await, Some(1.0), "the non-owner packages");
+    assert_eq!(
+        r.latency_source.as_deref(),
+        Some("program-date-time"),
+        "{r:?}"
+    );
+    assert_eq!(
+        metric(a, "origin_hls_packagers").await,
+        Some(1.0),
+        "the non-owner packages"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -561,10 +570,16 @@ async fn chromium_with_hls_js_plays_low_latency_hls_and_reports_the_live_edge() 
     let c = start_cluster(
         2,
         &OriginOpts {
-            extra: ["--hls-low-latency", "--hls-part", "1s", "--hls-segment", "2"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            extra: [
+                "--hls-low-latency",
+                "--hls-part",
+                "1s",
+                "--hls-segment",
+                "2",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
             ..OriginOpts::default()
         },
     );
@@ -590,7 +605,14 @@ async fn chromium_with_hls_js_plays_low_latency_hls_and_reports_the_live_edge() 
     );
     assert!(r.ok && r.advanced > 2.0, "{r:?}");
     assert_eq!((r.video_width, r.video_height), (640, 360), "{r:?}");
-    assert_eq!(r.latency_source.as_deref(), Some("program-date-time"), "{r:?}");
+    assert_eq!(
+        r.latency_source.as_deref(),
+        Some("program-date-time"),
+        "{r:?}"
+    );
     let l = r.latency_ms.expect("latency measured");
-    assert!(l > 0.0 && l < 15_000.0, "implausible live-edge latency {l} ms");
+    assert!(
+        l > 0.0 && l < 15_000.0,
+        "implausible live-edge latency {l} ms"
+    );
 }

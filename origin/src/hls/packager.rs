@@ -80,6 +80,8 @@ pub struct Packager {
     audio: Option<AudioConfig>,
     init: Option<Bytes>,
     init_gen: u32,
+    /// Init segments of earlier generations still named by segments in memory.
+    old_inits: VecDeque<(u32, Bytes)>,
     init_used: bool,
     ts: TsWriter,
     segments: VecDeque<Segment>,
@@ -109,6 +111,7 @@ impl Packager {
             audio: None,
             init: None,
             init_gen: 0,
+            old_inits: VecDeque::new(),
             init_used: false,
             ts: TsWriter::new(None, false),
             segments: VecDeque::new(),
@@ -193,6 +196,18 @@ impl Packager {
     /// The current init segment and its generation (low-latency mode).
     pub fn init(&self) -> Option<(u32, &Bytes)> {
         self.init.as_ref().map(|b| (self.init_gen, b))
+    }
+
+    /// The init segment of `generation`, current or one still named by a held segment.
+    pub fn init_of(&self, generation: u32) -> Option<&Bytes> {
+        if generation == self.init_gen {
+            return self.init.as_ref();
+        }
+        let oldest = self.segments.front()?.init;
+        self.old_inits
+            .iter()
+            .find(|(g, _)| *g == generation && *g >= oldest)
+            .map(|(_, b)| b)
     }
 
     /// Bytes of media held (complete segments and the one building).
@@ -288,11 +303,19 @@ impl Packager {
     fn rebuild_writers(&mut self) {
         self.ts = TsWriter::new(self.video.as_ref().map(|v| v.codec), self.audio.is_some());
         if self.config.low_latency {
-            self.init = Some(fmp4::init_segment(self.video.as_ref(), self.audio.as_ref()));
+            let init = fmp4::init_segment(self.video.as_ref(), self.audio.as_ref());
             // A new generation only once media used the previous one.
             if self.init_gen == 0 || std::mem::take(&mut self.init_used) {
+                if let Some(old) = self.init.take() {
+                    self.old_inits.push_back((self.init_gen, old));
+                    // Codec changes are rare; a publisher flapping codecs keeps a few.
+                    while self.old_inits.len() > 4 {
+                        self.old_inits.pop_front();
+                    }
+                }
                 self.init_gen += 1;
             }
+            self.init = Some(init);
         }
     }
 
@@ -826,6 +849,27 @@ pub(crate) mod tests {
             assert!(p.bytes() <= 1 << 20);
         }
         assert!(p.dropped_segments() >= 1);
+    }
+
+    #[test]
+    fn a_codec_change_starts_a_new_init_generation_and_keeps_the_old_one() {
+        let mut p = started(true);
+        feed(&mut p, 0, 150, 25);
+        assert_eq!(p.init().map(|(g, _)| g), Some(1));
+        // Same SPS, different PPS: a new configuration record.
+        let mut rec = avc_header().payload.to_vec();
+        let n = rec.len();
+        rec[n - 1] ^= 0x01;
+        p.push(&Frame::new(kind::VIDEO, 6000, Bytes::from(rec)), 0)
+            .unwrap();
+        feed(&mut p, 150, 150, 25);
+        assert_eq!(p.init().map(|(g, _)| g), Some(2));
+        let gens: Vec<u32> = p.segments().iter().map(|s| s.init).collect();
+        assert!(gens.contains(&1) && gens.contains(&2), "{gens:?}");
+        assert!(p.init_of(1).is_some() && p.init_of(2).is_some());
+        assert!(p.init_of(3).is_none());
+        let first_new = p.segments().iter().find(|s| s.init == 2).unwrap();
+        assert!(first_new.discontinuity);
     }
 
     #[test]

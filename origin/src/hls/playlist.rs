@@ -83,6 +83,8 @@ pub fn render(p: &Packager, uris: &Uris) -> Option<String> {
     let mut o = String::with_capacity(256 + 160 * cfg.window * if ll { 4 } else { 1 });
     o.push_str("#EXTM3U\n");
     let _ = writeln!(o, "#EXT-X-VERSION:{}", if ll { 6 } else { 3 });
+    // Every segment starts with a keyframe (or carries only audio).
+    o.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
     let _ = writeln!(o, "#EXT-X-TARGETDURATION:{}", p.target_secs());
     let _ = writeln!(o, "#EXT-X-MEDIA-SEQUENCE:{}", first.msn);
     let dseq = p.discontinuity_sequence();
@@ -209,9 +211,10 @@ mod tests {
         let text = render(&p, &Uris::for_stream("s t", "vhost=v")).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "#EXTM3U");
-        assert_eq!(lines[2], "#EXT-X-TARGETDURATION:2");
+        assert_eq!(lines[2], "#EXT-X-INDEPENDENT-SEGMENTS");
+        assert_eq!(lines[3], "#EXT-X-TARGETDURATION:2");
         let first = p.window().next().unwrap().msn;
-        assert_eq!(lines[3], format!("#EXT-X-MEDIA-SEQUENCE:{first}"));
+        assert_eq!(lines[4], format!("#EXT-X-MEDIA-SEQUENCE:{first}"));
         assert!(first > 0, "the window slid");
         assert_eq!(text.matches("#EXTINF:2.000,").count(), 4);
         assert!(text.contains(&format!("s%20t/seg{first}.ts?vhost=v\n")));

@@ -462,9 +462,9 @@ impl Hls {
         let lookup = |p: &crate::hls::Packager| match resource {
             Resource::Segment(msn) => reload::segment(p, msn),
             Resource::Part(msn, i) => reload::part(p, msn, u64::from(i)),
-            Resource::Init(generation) => match p.init() {
-                Some((g, b)) if g == generation => Lookup::Found(vec![b.clone()]),
-                _ => Lookup::Gone,
+            Resource::Init(generation) => match p.init_of(generation) {
+                Some(b) => Lookup::Found(vec![b.clone()]),
+                None => Lookup::Gone,
             },
         };
         let found = match live.with(lookup) {
