@@ -432,3 +432,68 @@ async fn the_coworker_parameter_is_sent_as_srs_sends_it() {
         )
     );
 }
+
+mod real_players {
+    //! The players that ignore RTMP 302 play from a non-owner: rtmpdump (librtmp),
+    //! GStreamer's rtmp2src, and Chromium with mpegts.js, the latter also through a
+    //! `--route redirect` 302 (CORS on the redirect).
+
+    use super::*;
+    use origin_cluster_tests::players::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn rtmpdump_and_gstreamer_receive_media_from_a_non_owner() {
+        require_rtmpdump();
+        require_gstreamer();
+        let c = cluster(3, &[]);
+        let _pub = c[0]
+            .publish_test_pattern("live/lib", "424x240", 25, 60)
+            .await;
+        let url = c[2].rtmp_url("live/lib");
+        let (dump, gst) = tokio::task::spawn_blocking(move || {
+            (
+                rtmpdump_receive(&url, 4),
+                gst_rtmp2src_video_frames(&url, 4),
+            )
+        })
+        .await
+        .unwrap();
+        let dump = dump.unwrap_or_else(|e| panic!("rtmpdump via the relay: {e}"));
+        assert!(dump.flv.pictures().count() >= 40, "{}", dump.stderr_tail);
+        assert!(dump.flv.first_picture_is_keyframe());
+        assert!(dump.flv.timestamps_non_decreasing(TagKind::Video));
+        let gst = gst.unwrap_or_else(|e| panic!("GStreamer via the relay: {e}"));
+        assert!(
+            gst.frames >= 25,
+            "{} frames: {}",
+            gst.frames,
+            gst.stderr_tail
+        );
+        assert_eq!((gst.width, gst.height), (Some(424), Some(240)));
+    }
+
+    async fn browser_plays_from_non_owner(route: &str) {
+        require_browser();
+        let c = cluster(2, &["--route", route]);
+        let _pub = c[0]
+            .publish_test_pattern("live/web", "640x360", 25, 60)
+            .await;
+        let url = c[1].flv_url("live/web.flv");
+        let r = tokio::task::spawn_blocking(move || browser_play(WebPlayer::Mpegts, &url))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("Chromium/mpegts.js via {route}: {e}"));
+        assert!(r.ok && r.advanced > 1.0, "{r:?}");
+        assert_eq!((r.video_width, r.video_height), (640, 360), "{r:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn chromium_plays_http_flv_from_a_non_owner_relayed() {
+        browser_plays_from_non_owner("auto").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn chromium_plays_http_flv_from_a_non_owner_through_a_302() {
+        browser_plays_from_non_owner("redirect").await;
+    }
+}
