@@ -204,13 +204,18 @@ impl VideoConfig {
         }
         // VPS (32), SPS (33), PPS (34) in that order whatever the record's order.
         sets.sort_by_key(|s| s.first().map(|b| (b >> 1) & 0x3f).unwrap_or(63));
+        let (width, height) = sets
+            .iter()
+            .find(|s| s.first().map(|b| (b >> 1) & 0x3f) == Some(33))
+            .and_then(|sps| hevc_dimensions(sps))
+            .unwrap_or((0, 0));
         Ok(Self {
             codec: VideoCodec::Hevc,
             record,
             nal_length_size,
             parameter_sets: sets,
-            width: 0,
-            height: 0,
+            width,
+            height,
         })
     }
 
@@ -409,10 +414,68 @@ pub fn h264_dimensions(sps: &[u8]) -> Option<(u16, u16)> {
         2 => (2, 1),
         _ => (2, 2),
     };
-    let crop_x = sub_w * (cl + cr);
-    let crop_y = sub_h * (2 - frame_mbs_only) * (ct + cb);
-    let w = (w_mbs * 16).checked_sub(crop_x)?;
-    let h = ((2 - frame_mbs_only) * h_map * 16).checked_sub(crop_y)?;
+    // u64: every factor is below 2^33, so no product overflows.
+    let field = u64::from(2 - frame_mbs_only);
+    let crop_x = sub_w * (u64::from(cl) + u64::from(cr));
+    let crop_y = sub_h * field * (u64::from(ct) + u64::from(cb));
+    let w = (u64::from(w_mbs) * 16).checked_sub(crop_x)?;
+    let h = (field * u64::from(h_map) * 16).checked_sub(crop_y)?;
+    Some((u16::try_from(w).ok()?, u16::try_from(h).ok()?))
+}
+
+/// Width and height from an HEVC SPS NAL unit (with its two header bytes).
+pub fn hevc_dimensions(sps: &[u8]) -> Option<(u16, u16)> {
+    let mut b = Bits::new(sps.get(2..)?);
+    b.bits(4)?; // sps_video_parameter_set_id
+    let max_sub_layers_minus1 = b.bits(3)?;
+    b.bit()?; // temporal_id_nesting
+    // profile_tier_level(1, max_sub_layers_minus1)
+    b.bits(8)?; // profile space, tier, profile idc
+    b.bits(32)?; // compatibility flags
+    b.bits(24)?;
+    b.bits(24)?; // 48 bits of constraint flags
+    b.bits(8)?; // general_level_idc
+    let mut present = Vec::new();
+    for _ in 0..max_sub_layers_minus1 {
+        present.push((b.bit()?, b.bit()?));
+    }
+    if max_sub_layers_minus1 > 0 {
+        for _ in max_sub_layers_minus1..8 {
+            b.bits(2)?;
+        }
+    }
+    for (profile, level) in present {
+        if profile == 1 {
+            b.bits(32)?;
+            b.bits(32)?;
+            b.bits(24)?; // 88 bits
+        }
+        if level == 1 {
+            b.bits(8)?;
+        }
+    }
+    b.ue()?; // sps_seq_parameter_set_id
+    let chroma_format = b.ue()?;
+    if chroma_format == 3 {
+        b.bit()?;
+    }
+    let w = b.ue()?;
+    let h = b.ue()?;
+    let (mut cl, mut cr, mut ct, mut cb) = (0, 0, 0, 0);
+    if b.bit()? == 1 {
+        cl = b.ue()?;
+        cr = b.ue()?;
+        ct = b.ue()?;
+        cb = b.ue()?;
+    }
+    let (sub_w, sub_h) = match chroma_format {
+        1 => (2, 2),
+        2 => (2, 1),
+        _ => (1, 1),
+    };
+    let (w, h) = (u64::from(w), u64::from(h));
+    let w = w.checked_sub(sub_w * (u64::from(cl) + u64::from(cr)))?;
+    let h = h.checked_sub(sub_h * (u64::from(ct) + u64::from(cb)))?;
     Some((u16::try_from(w).ok()?, u16::try_from(h).ok()?))
 }
 
@@ -621,6 +684,7 @@ mod tests {
             let _ = VideoConfig::parse(VideoCodec::Hevc, b.clone());
             let _ = AudioConfig::parse(b);
             let _ = h264_dimensions(&data);
+            let _ = hevc_dimensions(&data);
             let mut out = BytesMut::new();
             for n in [1, 2, 4] {
                 let _ = to_annex_b(&mut out, VideoCodec::H264, &data, n);

@@ -298,6 +298,11 @@ fn hevc_enhanced_rtmp_probes_in_ts_and_fmp4() {
                 ..ts_config()
             },
         );
+        assert_eq!(
+            p.video_config().map(|v| (v.width, v.height)),
+            Some((320, 240)),
+            "dimensions from the HEVC SPS"
+        );
         let s = p.segments().get(1).expect("segments");
         assert_eq!(s.duration_ms, 1000);
         let path = dir.join(format!("seg-{low_latency}"));
