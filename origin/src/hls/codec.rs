@@ -575,6 +575,62 @@ mod tests {
 
     use super::test_data::SPS;
 
+    /// Exp-Golomb writer for hand-made parameter sets.
+    fn ue_bits(bits: &mut Vec<bool>, v: u32) {
+        let x = u64::from(v) + 1;
+        let n = 64 - x.leading_zeros();
+        bits.extend(std::iter::repeat_n(false, n as usize - 1));
+        bits.extend((0..n).rev().map(|i| (x >> i) & 1 == 1));
+    }
+
+    fn pack(bits: &[bool]) -> Vec<u8> {
+        bits.chunks(8)
+            .map(|c| {
+                c.iter()
+                    .enumerate()
+                    .fold(0u8, |a, (i, b)| a | (u8::from(*b) << (7 - i)))
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn prop_extreme_sps_values_never_panic(w in any::<u32>(), h in any::<u32>(), crop in prop::collection::vec(any::<u32>(), 4)) {
+            let (w, h) = (w.min(u32::MAX - 1), h.min(u32::MAX - 1));
+            let crop: Vec<u32> = crop.iter().map(|c| (*c).min(u32::MAX - 1)).collect();
+            // H.264 baseline SPS: header, profile 66, flags, level, ids, then the sizes.
+            let mut b: Vec<bool> = Vec::new();
+            for byte in [0x67u8, 66, 0, 30] {
+                b.extend((0..8).rev().map(|i| (byte >> i) & 1 == 1));
+            }
+            for v in [0, 0, 0, 0, 1] {
+                ue_bits(&mut b, v);
+            }
+            b.push(false);
+            ue_bits(&mut b, w);
+            ue_bits(&mut b, h);
+            b.extend([true, true, true]);
+            for c in &crop {
+                ue_bits(&mut b, *c);
+            }
+            let _ = h264_dimensions(&pack(&b));
+            // HEVC SPS: header, ids, PTL (96 bits), id, chroma, sizes, window.
+            let mut b: Vec<bool> = vec![false, true, false, false, false, false, true, false];
+            b.extend([false; 8]);
+            b.extend([false; 8]);
+            b.extend([false; 96]);
+            ue_bits(&mut b, 0);
+            ue_bits(&mut b, 1);
+            ue_bits(&mut b, w);
+            ue_bits(&mut b, h);
+            b.push(true);
+            for c in &crop {
+                ue_bits(&mut b, *c);
+            }
+            let _ = hevc_dimensions(&pack(&b));
+        }
+    }
+
     #[test]
     fn sps_dimensions() {
         assert_eq!(h264_dimensions(SPS), Some((640, 360)));
