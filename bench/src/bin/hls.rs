@@ -54,6 +54,7 @@ enum Mode {
     Flv,
     Hls,
     LlHls,
+    LlBlocking,
 }
 
 impl Mode {
@@ -61,7 +62,8 @@ impl Mode {
         match self {
             Mode::Flv => "HTTP-FLV",
             Mode::Hls => "HLS (TS)",
-            Mode::LlHls => "LL-HLS (fMP4)",
+            Mode::LlHls => "LL-HLS polled",
+            Mode::LlBlocking => "LL-HLS blocking",
         }
     }
 }
@@ -214,6 +216,82 @@ async fn run_hls_client(port: u16, start_in: Duration, every: Duration, st: Arc<
     }
 }
 
+/// A client that behaves like hls.js in low-latency mode: a blocking playlist reload for
+/// the part the last playlist hinted, then every part it has not fetched yet.
+async fn run_ll_client(port: u16, start_in: Duration, st: Arc<HlsStats>) {
+    sleep(start_in).await;
+    let Some(mut conn) = Conn::open("127.0.0.1", port).await else {
+        st.errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let mut query = String::new();
+    let mut last_part: Option<String> = None;
+    loop {
+        let t0 = Instant::now();
+        let Some((status, body)) = conn.get(&format!("/live/bench.m3u8{query}"), true).await else {
+            st.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        st.playlists.fetch_add(1, Ordering::Relaxed);
+        if st.recording.load(Ordering::Relaxed) {
+            st.latencies.lock().unwrap().push(ms);
+        }
+        if status != 200 {
+            st.errors.fetch_add(1, Ordering::Relaxed);
+            sleep(Duration::from_millis(500)).await;
+            query.clear();
+            continue;
+        }
+        let text = String::from_utf8_lossy(&body);
+        let uri = |l: &str| {
+            l.split("URI=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .map(str::to_string)
+        };
+        let parts: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("#EXT-X-PART:"))
+            .filter_map(uri)
+            .collect();
+        let start = match &last_part {
+            Some(u) => parts.iter().position(|x| x == u).map_or(0, |i| i + 1),
+            None => parts.len().saturating_sub(1),
+        };
+        for u in &parts[start..] {
+            match conn.get(&format!("/live/{u}"), false).await {
+                Some((200, _)) => {
+                    st.segments.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(_) => {
+                    st.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {
+                    st.errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+            last_part = Some(u.clone());
+        }
+        // Next: block until the hinted part exists.
+        let hint = text
+            .lines()
+            .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))
+            .and_then(uri);
+        query = hint
+            .as_deref()
+            .and_then(|h| h.rsplit('/').next())
+            .and_then(|n| {
+                n.strip_prefix("part")?
+                    .strip_suffix(".m4s")?
+                    .split_once('.')
+            })
+            .map(|(m, p)| format!("?_HLS_msn={m}&_HLS_part={p}"))
+            .unwrap_or_default();
+    }
+}
+
 struct Row {
     mode: Mode,
     n: usize,
@@ -231,8 +309,8 @@ struct Row {
 async fn run_point(mode: Mode, n: usize, a: &Args, clip: &Arc<Clip>) -> Result<Row> {
     let bin = origin_bin()?;
     let mut extra = vec!["--hls-segment".to_string(), a.segment.to_string()];
-    if mode == Mode::LlHls {
-        extra.push("--hls-low-latency".into());
+    if matches!(mode, Mode::LlHls | Mode::LlBlocking) {
+        extra.extend(["--hls-low-latency".into(), "--hls-part".into(), "1s".into()]);
     }
     let cpu = (!a.no_pin).then_some(a.server_cpu);
     let mut server: ServerProc = start_origin(&bin, cpu, Some(1), &extra)?;
@@ -260,7 +338,7 @@ async fn run_point(mode: Mode, n: usize, a: &Args, clip: &Arc<Clip>) -> Result<R
                 }));
             }
         }
-        Mode::Hls | Mode::LlHls => {
+        Mode::Hls | Mode::LlHls | Mode::LlBlocking => {
             // The first request starts the packager; let it make a segment first.
             let mut probe = Conn::open("127.0.0.1", port).await.context("connect")?;
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -276,12 +354,16 @@ async fn run_point(mode: Mode, n: usize, a: &Args, clip: &Arc<Clip>) -> Result<R
             for i in 0..n {
                 // Spread over one target duration, as independent players would be.
                 let start_in = every.mul_f64(i as f64 / n as f64);
-                handles.push(tokio::spawn(run_hls_client(
-                    port,
-                    start_in,
-                    every,
-                    hls.clone(),
-                )));
+                if mode == Mode::LlBlocking {
+                    handles.push(tokio::spawn(run_ll_client(port, start_in, hls.clone())));
+                } else {
+                    handles.push(tokio::spawn(run_hls_client(
+                        port,
+                        start_in,
+                        every,
+                        hls.clone(),
+                    )));
+                }
             }
         }
     }
@@ -354,7 +436,7 @@ fn main() -> Result<()> {
     );
     let mut modes = vec![Mode::Flv, Mode::Hls];
     if a.low_latency {
-        modes.push(Mode::LlHls);
+        modes.extend([Mode::LlHls, Mode::LlBlocking]);
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -392,7 +474,7 @@ fn main() -> Result<()> {
                 r.bench_cpu_pct
             );
         }
-        println!("(cpu = origin utime+stime over the window, one tokio worker, pinned; pl = playlist request latency in ms, HLS only; bench% near 100 means the client side was the limit)");
+        println!("(cpu = origin utime+stime over the window, one tokio worker, pinned; pl = playlist request latency in ms, HLS only (for LL-HLS blocking it includes the wait for the next part); segments = segments or parts fetched; bench% near 100 means the client side was the limit)");
         Ok(())
     })
 }
