@@ -236,6 +236,51 @@ pub struct HlsOptions {
     pub idle_timeout: Duration,
 }
 
+#[cfg(test)]
+mod hls_settings_tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        s: Settings,
+    }
+
+    #[test]
+    fn flags_toml_and_defaults() {
+        let d = Config::default().hls;
+        assert!(!d.packager.low_latency);
+        assert_eq!(d.packager.window, 6);
+        let cli = Cli::try_parse_from([
+            "origin",
+            "--hls-low-latency",
+            "--hls-part",
+            "500ms",
+            "--hls-window",
+            "4",
+        ])
+        .unwrap()
+        .s;
+        let file =
+            Settings::from_toml("[hls]\nsegment = \"4s\"\nwindow = 9\nidle_timeout = 5\n").unwrap();
+        let c = Config::from_settings(cli.or(file), None).hls;
+        assert!(c.packager.low_latency);
+        assert_eq!(c.packager.part_target, Duration::from_millis(500));
+        assert_eq!(c.packager.window, 4, "flags win over the file");
+        assert_eq!(c.packager.target_duration, Duration::from_secs(4));
+        assert_eq!(c.idle_timeout, Duration::from_secs(5));
+        assert!(Settings::from_toml("[hls]\nbogus = 1\n").is_err());
+        // Out-of-range values are clamped, not trusted.
+        let wild = Cli::try_parse_from(["origin", "--hls-window", "100000", "--hls-part", "0"])
+            .unwrap()
+            .s;
+        let c = Config::from_settings(wild, None).hls;
+        assert_eq!(c.packager.window, 100);
+        assert_eq!(c.packager.part_target, Duration::from_millis(100));
+    }
+}
+
 // --- end of HLS settings ---
 
 impl Settings {
