@@ -4,6 +4,7 @@
 //! `server` the tokio edges (listener, connections), `http` the API and HTTP-FLV, `cluster`
 //! coworkers and discovery, `client` an RTMP client used by tests, benchmarks and relays.
 
+pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod config;
