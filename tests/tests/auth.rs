@@ -130,6 +130,20 @@ async fn ffmpeg_fails(url: &str) -> bool {
     .unwrap()
 }
 
+/// Publishes a test pattern to `path` (which may carry a query) and waits for `app/stream`.
+async fn publish_and_wait(origin: &OriginProc, path: &str, app: &str, stream: &str) -> Ffmpeg {
+    let ff = ffmpeg_publish(&origin.rtmp_url(path), "320x240", 25, 30);
+    let ok = wait_published(
+        &origin.api_url("/api/v1/streams"),
+        app,
+        stream,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(ok, "{path} was not published");
+    ff
+}
+
 async fn metric(origin: &OriginProc, line_start: &str) -> f64 {
     let text = http("GET", &origin.api_url("/metrics"), &[], "")
         .await
@@ -167,9 +181,7 @@ async fn hooks_allow_and_deny_publish_and_play_with_srs_bodies() {
     }
 
     // The allowed stream publishes.
-    let mut ff = origin
-        .publish_test_pattern("live/allowed?token=abc", "320x240", 25, 30)
-        .await;
+    let mut ff = publish_and_wait(&origin, "live/allowed?token=abc", "live", "allowed").await;
 
     // Play: allowed with the token over RTMP and HTTP-FLV, refused without.
     let v = probe(origin.rtmp_url("live/allowed?token=abc"))
@@ -345,9 +357,7 @@ async fn auth_file_keys_and_reload_without_restart() {
 
     assert!(ffmpeg_fails(&origin.rtmp_url("live/a?key=wrong")).await);
     assert!(ffmpeg_fails(&origin.rtmp_url("live/a")).await);
-    let ff = origin
-        .publish_test_pattern("live/a?key=k1", "320x240", 25, 30)
-        .await;
+    let ff = publish_and_wait(&origin, "live/a?key=k1", "live", "a").await;
     let v = probe(origin.rtmp_url("live/a")).await.unwrap();
     assert!(v.iter().any(|s| s.codec_name == "h264"));
     drop(ff);

@@ -7,6 +7,7 @@
 //! `on_unpublish`, `on_stop` and `on_close` are notifications: spawned, retried once, never
 //! waited for.
 
+pub mod accept;
 pub mod hooks;
 pub mod limits;
 pub mod rules;
@@ -23,6 +24,11 @@ pub use limits::{IpGuard, IpLimits, LimitExceeded, LimitsConfig};
 pub use rules::{Rules, RulesFile, Verdict};
 
 use crate::metrics::{self, AuthRefusalLabel, ReasonLabel};
+
+/// The connect-command property (RTMP) in which an origin of this cluster presents the
+/// admin token (a relay pulling from the owner). Not a URL parameter, so it never reaches
+/// a log line or a hook body.
+pub const CLUSTER_TOKEN_FIELD: &str = "originClusterToken";
 
 /// The action a rule names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -242,6 +248,17 @@ impl Auth {
         tokio::spawn(async move { hooks.notify(event, &req).await });
     }
 
+    /// A notification sent when the returned guard drops: `on_unpublish` held by a
+    /// publisher, `on_stop` by a player, `on_close` by a connection. `None` when there is
+    /// nothing to send.
+    pub fn notice(self: &Arc<Self>, event: Event, req: Request) -> Option<Notice> {
+        (self.hooks.has(event) && !req.cluster_member).then(|| Notice {
+            auth: self.clone(),
+            event,
+            req,
+        })
+    }
+
     /// Admits a new connection from `ip` under the per-IP limits; a refusal is counted
     /// (`connections_rejected`) and logged here.
     pub fn admit(&self, ip: IpAddr, listener: &'static str) -> Option<IpGuard> {
@@ -257,6 +274,38 @@ impl Auth {
             }
         }
     }
+}
+
+/// Sends its notification on drop (see [`Auth::notice`]).
+pub struct Notice {
+    auth: Arc<Auth>,
+    event: Event,
+    req: Request,
+}
+
+impl Notice {
+    /// The request sent, to update before the drop (e.g. `on_close`'s byte counts).
+    pub fn request_mut(&mut self) -> &mut Request {
+        &mut self.req
+    }
+}
+
+impl Drop for Notice {
+    fn drop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.auth.notify(self.event, std::mem::take(&mut self.req));
+        }
+    }
+}
+
+/// SRS's `server_id`: the host name (a pod's name in Kubernetes), else a random id.
+pub fn server_id() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(random_id)
 }
 
 fn refuse(event: Event, reason: &'static str, description: String) -> Refusal {

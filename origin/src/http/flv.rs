@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::time::Instant;
 
 use super::api::parse_query;
+use crate::auth::accept::PeerAddr;
+use crate::auth::{Event as AuthEvent, Notice, Request as AuthRequest};
 use crate::cluster::ownership::flv_redirect;
 use crate::media::flv::file_header;
 use crate::media::{Next, StreamKey, Subscriber};
@@ -39,6 +41,7 @@ fn text(status: StatusCode, msg: String) -> Response {
 
 async fn play(
     State(origin): State<Arc<Origin>>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     Path(path): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
@@ -81,15 +84,52 @@ async fn play(
         .get_or_create(&KindLabel { kind: "http-flv" })
         .inc();
 
-    let ip = headers
+    let host_header = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(|h| {
-            origin_wire::addr::HostPort::parse(h)
-                .map(|hp| hp.host)
-                .unwrap_or_else(|_| h.to_string())
-        })
         .unwrap_or_default();
+    let ip = origin_wire::addr::HostPort::parse(host_header)
+        .map(|hp| hp.host)
+        .unwrap_or_else(|_| host_header.to_string());
+    let request = AuthRequest {
+        client_id: origin.next_id().to_string(),
+        ip: Some(peer.ip()),
+        vhost: key.vhost.clone(),
+        app: key.app.clone(),
+        stream: key.stream.clone(),
+        param: raw
+            .as_deref()
+            .filter(|q| !q.is_empty())
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default(),
+        tc_url: format!("http://{host_header}/{}", key.app),
+        page_url: headers
+            .get(header::REFERER)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        stream_id: origin
+            .registry
+            .get(&key)
+            .and_then(|s| s.publisher())
+            .map(|p| p.id.to_string())
+            .unwrap_or_default(),
+        ..AuthRequest::default()
+    };
+    if let Err(refusal) = origin.auth.check(AuthEvent::Play, &request).await {
+        tracing::info!(stream = %key, %peer, reason = refusal.reason, "HTTP-FLV play refused");
+        return (
+            StatusCode::FORBIDDEN,
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            ],
+            format!("{refusal}\n"),
+        )
+            .into_response();
+    }
+    // on_stop goes out when this play ends, whichever way.
+    let stop = origin.auth.notice(AuthEvent::Stop, request);
     let sub = match origin.locate(&key, &ip).await {
         Located::Local(sub) => sub,
         Located::Remote(found) => {
@@ -111,7 +151,7 @@ async fn play(
     };
     origin.update_gauges();
     tracing::info!(stream = %key, "HTTP-FLV playing");
-    let body = Body::from_stream(flv_body(origin.clone(), sub, guard));
+    let body = Body::from_stream(flv_body(origin.clone(), sub, guard, stop));
     (
         StatusCode::OK,
         [
@@ -129,6 +169,8 @@ struct BodyState {
     sub: Subscriber,
     /// Counts this player as an open connection until the body ends.
     _guard: ConnectionGuard,
+    /// Sends on_stop when the player goes.
+    _stop: Option<Notice>,
     header_sent: bool,
     unpublished_at: Option<Instant>,
     /// Live media went out since the last rest: rest `merge_writes` before waiting again.
@@ -153,11 +195,13 @@ fn flv_body(
     origin: Arc<Origin>,
     sub: Subscriber,
     guard: ConnectionGuard,
+    stop: Option<Notice>,
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
     let state = BodyState {
         origin,
         sub,
         _guard: guard,
+        _stop: stop,
         header_sent: false,
         unpublished_at: None,
         rest_due: false,

@@ -16,7 +16,11 @@ pub async fn serve_api(origin: Arc<Origin>, listener: TcpListener) {
 }
 
 pub async fn serve_flv(origin: Arc<Origin>, listener: TcpListener) {
-    if let Err(e) = axum::serve(listener, flv::router(origin)).await {
+    let listener =
+        crate::auth::accept::LimitedListener::new(listener, origin.auth.clone(), "http-flv");
+    let app =
+        flv::router(origin).into_make_service_with_connect_info::<crate::auth::accept::PeerAddr>();
+    if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "HTTP-FLV server failed");
     }
 }

@@ -13,6 +13,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::{Instant, timeout};
 
 use super::{Located, Origin};
+use crate::auth::{self, Event as AuthEvent, Notice, Request as AuthRequest};
 use crate::cluster::ownership::rtmp_redirect;
 use crate::config::PublishConflict;
 use crate::media::{Frame, Next, PublisherInfo, Stream, StreamKey, Subscriber};
@@ -25,6 +26,8 @@ use crate::rtmp::message::{Control, UserControl, csid, kind, split_aggregate};
 use crate::rtmp::url::{self, TcUrl};
 
 const WINDOW_ACK_SIZE: u32 = 2_500_000;
+/// onStatus code of a refused play (librtmp and ffmpeg stop on it).
+const PLAY_FAILED: &str = "NetStream.Play.Failed";
 /// Most frames or bytes written to a player in one vectored write.
 const BATCH_FRAMES: usize = 128;
 const BATCH_BYTES: usize = 1 << 20;
@@ -51,6 +54,8 @@ enum ConnError {
 struct Publishing {
     stream: Arc<Stream>,
     id: u64,
+    /// Sends on_unpublish when the publish ends.
+    _unpublish: Option<Notice>,
 }
 
 struct Playing {
@@ -59,6 +64,8 @@ struct Playing {
     unpublished_at: Option<Instant>,
     /// Set after the first write: the join burst (metadata, headers, GOP) is never merged.
     started: bool,
+    /// Sends on_stop when the play ends.
+    _stop: Option<Notice>,
 }
 
 enum Role {
@@ -84,6 +91,12 @@ pub struct Connection {
     app: String,
     tc_url: String,
     tc: TcUrl,
+    page_url: String,
+    /// Presented the admin token at connect (another origin of this cluster).
+    cluster_member: bool,
+    /// Sends on_close when the connection ends.
+    close: Option<Notice>,
+    bytes_out: u64,
     next_stream_id: u32,
     role: Role,
 }
@@ -114,6 +127,10 @@ impl Connection {
             app: String::new(),
             tc_url: String::new(),
             tc: TcUrl::default(),
+            page_url: String::new(),
+            cluster_member: false,
+            close: None,
+            bytes_out: 0,
             next_stream_id: 1,
             role: Role::Idle,
         }
@@ -140,6 +157,11 @@ impl Connection {
         }
         self.stop_role();
         let _ = self.writer.shutdown().await;
+        if let Some(mut close) = self.close.take() {
+            let r = close.request_mut();
+            r.send_bytes = self.bytes_out;
+            r.recv_bytes = self.bytes_in;
+        }
     }
 
     fn stop_role(&mut self) {
@@ -258,6 +280,7 @@ impl Connection {
             Err(_) => return Err(ConnError::Timeout),
         }
         metrics::global().bytes_out.inc_by(buf.len() as u64);
+        self.bytes_out += buf.len() as u64;
         Ok(())
     }
 
@@ -327,7 +350,7 @@ impl Connection {
     async fn on_command(&mut self, cmd: Command, stream_id: u32) -> Result<(), ConnError> {
         let txn = cmd.transaction;
         match cmd.name.as_str() {
-            "connect" => self.on_connect(&cmd),
+            "connect" => self.on_connect(&cmd).await,
             "createStream" => {
                 let id = self.next_stream_id;
                 self.next_stream_id = self.next_stream_id.saturating_add(1).min(1024);
@@ -369,7 +392,7 @@ impl Connection {
         }
     }
 
-    fn on_connect(&mut self, cmd: &Command) -> Result<(), ConnError> {
+    async fn on_connect(&mut self, cmd: &Command) -> Result<(), ConnError> {
         let app_raw = cmd
             .object
             .get("app")
@@ -397,6 +420,30 @@ impl Connection {
         }
         self.tc_url = tc_url.to_string();
         self.app = app;
+        self.page_url = cmd
+            .object
+            .get("pageUrl")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        self.cluster_member = self.origin.auth.is_cluster_member(
+            cmd.object
+                .get(auth::CLUSTER_TOKEN_FIELD)
+                .and_then(Value::as_str),
+        );
+        let req = self.auth_request(None);
+        if let Err(refusal) = self.origin.auth.check(AuthEvent::Connect, &req).await {
+            tracing::info!(conn = self.id, peer = %self.peer, app = %self.app, reason = refusal.reason, "connect refused");
+            let body = command::error(
+                cmd.transaction,
+                "NetConnection.Connect.Rejected",
+                &refusal.description,
+            );
+            self.send(csid::COMMAND, kind::COMMAND_AMF0, 0, &body);
+            self.flush().await?;
+            return Err(ConnError::Closed);
+        }
+        self.close = self.origin.auth.notice(AuthEvent::Close, req);
         self.connected = true;
         let encoding = cmd
             .object
@@ -415,7 +462,9 @@ impl Connection {
             .set_chunk_size(crate::media::frame::OUT_CHUNK_SIZE);
         let body = command::connect_result(cmd.transaction, encoding);
         self.send(csid::COMMAND, kind::COMMAND_AMF0, 0, &body);
-        tracing::debug!(conn = self.id, app = %self.app, tc_url = %self.tc_url, "connected");
+        // The tcUrl's query may carry a client's token: never logged.
+        let tc_url = self.tc_url.split('?').next().unwrap_or_default();
+        tracing::debug!(conn = self.id, app = %self.app, tc_url, cluster_member = self.cluster_member, "connected");
         Ok(())
     }
 
@@ -433,6 +482,49 @@ impl Connection {
             StreamKey::new(vhost, self.app.clone(), stream),
             query.map(str::to_string),
         ))
+    }
+
+    /// What the auth rules and hooks see of this client; `stream` is a stream key and the
+    /// stream name's query.
+    fn auth_request(&self, stream: Option<(&StreamKey, Option<&str>)>) -> AuthRequest {
+        let (vhost, name, param, stream_id) = match stream {
+            Some((key, query)) => (
+                key.vhost.clone(),
+                key.stream.clone(),
+                query.map(|q| format!("?{q}")).unwrap_or_default(),
+                self.origin
+                    .registry
+                    .get(key)
+                    .and_then(|s| s.publisher())
+                    .map(|p| p.id.to_string())
+                    .unwrap_or_default(),
+            ),
+            None => (
+                url::resolve_vhost(&[self.tc.query.as_deref()]),
+                String::new(),
+                String::new(),
+                String::new(),
+            ),
+        };
+        AuthRequest {
+            client_id: self.id.to_string(),
+            ip: Some(self.peer.ip()),
+            vhost,
+            app: self.app.clone(),
+            stream: name,
+            param,
+            tc_url: self
+                .tc_url
+                .split('?')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            page_url: self.page_url.clone(),
+            stream_id,
+            send_bytes: 0,
+            recv_bytes: 0,
+            cluster_member: self.cluster_member,
+        }
     }
 
     /// Host of the client's tcUrl, echoed in ownership queries.
@@ -463,7 +555,7 @@ impl Connection {
 
     async fn on_publish(&mut self, cmd: &Command, stream_id: u32) -> Result<(), ConnError> {
         let name = cmd.arg_str(0).unwrap_or_default().to_string();
-        let (key, _) = match self.stream_key(&name) {
+        let (key, query) = match self.stream_key(&name) {
             Ok(k) => k,
             Err(e) => {
                 return self
@@ -478,6 +570,18 @@ impl Connection {
                     status::PUBLISH_BAD_NAME,
                     "busy",
                     "connection already publishes or plays",
+                )
+                .await;
+        }
+        // Authorization first: an unauthorized client learns nothing about the stream.
+        let mut req = self.auth_request(Some((&key, query.as_deref())));
+        if let Err(refusal) = self.origin.auth.check(AuthEvent::Publish, &req).await {
+            return self
+                .refuse_publish(
+                    stream_id,
+                    status::PUBLISH_DENIED,
+                    refusal.reason,
+                    &refusal.description,
                 )
                 .await;
         }
@@ -538,7 +642,13 @@ impl Connection {
                 .await;
         }
         tracing::info!(conn = self.id, peer = %self.peer, stream = %key, "publishing");
-        self.role = Role::Publishing(Publishing { stream, id });
+        req.stream_id = id.to_string();
+        let unpublish = self.origin.auth.notice(AuthEvent::Unpublish, req);
+        self.role = Role::Publishing(Publishing {
+            stream,
+            id,
+            _unpublish: unpublish,
+        });
         self.origin.update_gauges();
         self.send_control(Control::UserControl(UserControl::StreamBegin(stream_id)));
         self.send_status(
@@ -563,6 +673,15 @@ impl Connection {
         if !matches!(self.role, Role::Idle) {
             self.stop_role();
         }
+        let req = self.auth_request(Some((&key, query.as_deref())));
+        if let Err(refusal) = self.origin.auth.check(AuthEvent::Play, &req).await {
+            tracing::info!(conn = self.id, peer = %self.peer, stream = %key, reason = refusal.reason, "play refused");
+            self.send_status(stream_id, "error", PLAY_FAILED, &refusal.description);
+            self.flush().await?;
+            return Err(ConnError::Closed);
+        }
+        // on_stop goes out when this play ends, whichever way (redirect included).
+        let stop = self.origin.auth.notice(AuthEvent::Stop, req);
         // The normal play reply comes first, as SRS sends it even before a redirect.
         self.send_control(Control::UserControl(UserControl::StreamBegin(stream_id)));
         self.send_status(
@@ -613,6 +732,7 @@ impl Connection {
             stream_id,
             unpublished_at: None,
             started: false,
+            _stop: stop,
         });
         Ok(())
     }
@@ -748,6 +868,7 @@ impl Connection {
                 }
             }
             metrics::global().bytes_out.inc_by(total as u64);
+            self.bytes_out += total as u64;
         }
         if end {
             return Err(ConnError::Closed);

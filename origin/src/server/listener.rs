@@ -42,6 +42,11 @@ pub async fn serve_rtmp(origin: Arc<Origin>, listener: TcpListener) {
                 continue;
             }
         };
+        // Per-address limits first: a flood from one address never takes global slots.
+        let Some(ip_guard) = origin.auth.admit(peer.ip(), "rtmp") else {
+            drop(socket);
+            continue;
+        };
         let Some(guard) = origin.admit(&peer) else {
             drop(socket);
             continue;
@@ -56,6 +61,7 @@ pub async fn serve_rtmp(origin: Arc<Origin>, listener: TcpListener) {
             let conn = Connection::new(origin, socket, peer);
             conn.run().await;
             drop(guard);
+            drop(ip_guard);
         });
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::auth::Auth;
 use crate::cluster::{Coworkers, Discovery, DiscoveryConfig, Found, Identity};
 use crate::config::Config;
 use crate::media::{Next, Registry, StreamKey, Subscriber};
@@ -22,6 +23,7 @@ pub struct Origin {
     pub coworkers: Arc<Coworkers>,
     pub discovery: Arc<Discovery>,
     pub identity: Identity,
+    pub auth: Arc<Auth>,
     draining: AtomicBool,
     listening: AtomicBool,
     next_id: AtomicU64,
@@ -33,7 +35,7 @@ pub struct Origin {
 }
 
 impl Origin {
-    pub fn new(config: Config, identity: Identity) -> Arc<Self> {
+    pub fn new(config: Config, identity: Identity, auth: Arc<Auth>) -> Arc<Self> {
         let mut myself: Vec<_> = config.self_api.iter().cloned().collect();
         // A concrete API listen address is also "me" (local clusters list every origin).
         if !config.api_listen.ip().is_unspecified() {
@@ -52,6 +54,7 @@ impl Origin {
             coworkers,
             discovery,
             identity,
+            auth,
             config,
             draining: AtomicBool::new(false),
             listening: AtomicBool::new(false),
@@ -254,7 +257,13 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let identity = listeners.identity(&config)?;
     let (rtmp_addr, api_addr, flv_addr) = listeners.addrs()?;
-    let origin = Origin::new(config, identity);
+    let auth = Auth::new(
+        &config.auth,
+        config.admin_token.clone(),
+        crate::auth::server_id(),
+    )
+    .map_err(std::io::Error::other)?;
+    let origin = Origin::new(config, identity, auth);
     if let Some(path) = origin.config.coworker_file.clone() {
         tokio::spawn(crate::cluster::coworkers::watch_file(
             origin.coworkers.clone(),
