@@ -7,7 +7,6 @@
 //! `on_unpublish`, `on_stop` and `on_close` are notifications: spawned, retried once, never
 //! waited for.
 
-pub mod accept;
 pub mod hooks;
 pub mod limits;
 pub mod rules;
@@ -252,10 +251,12 @@ impl Auth {
     /// publisher, `on_stop` by a player, `on_close` by a connection. `None` when there is
     /// nothing to send.
     pub fn notice(self: &Arc<Self>, event: Event, req: Request) -> Option<Notice> {
-        (self.hooks.has(event) && !req.cluster_member).then(|| Notice {
-            auth: self.clone(),
-            event,
-            req,
+        (self.hooks.has(event) && !req.cluster_member).then(|| {
+            Notice(Box::new(Pending {
+                auth: self.clone(),
+                event,
+                req,
+            }))
         })
     }
 
@@ -276,8 +277,11 @@ impl Auth {
     }
 }
 
-/// Sends its notification on drop (see [`Auth::notice`]).
-pub struct Notice {
+/// Sends its notification on drop (see [`Auth::notice`]). One pointer wide, so holding
+/// one costs a connection little.
+pub struct Notice(Box<Pending>);
+
+struct Pending {
     auth: Arc<Auth>,
     event: Event,
     req: Request,
@@ -286,14 +290,15 @@ pub struct Notice {
 impl Notice {
     /// The request sent, to update before the drop (e.g. `on_close`'s byte counts).
     pub fn request_mut(&mut self) -> &mut Request {
-        &mut self.req
+        &mut self.0.req
     }
 }
 
 impl Drop for Notice {
     fn drop(&mut self) {
         if tokio::runtime::Handle::try_current().is_ok() {
-            self.auth.notify(self.event, std::mem::take(&mut self.req));
+            let p = &mut *self.0;
+            p.auth.notify(p.event, std::mem::take(&mut p.req));
         }
     }
 }
