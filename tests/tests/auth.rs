@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A hook backend with SRS's answer format:
 /// - `/hook`: denies the publish of stream `denied` and every play whose `param` lacks
-///   `token=abc`; allows the rest;
+///   `token=abc`; answers `slowpoke` after 10 s; allows the rest;
 /// - `/notify`: allows (records notifications);
 /// - `/slow`: answers `0` after 10 s.
 struct HookServer {
@@ -35,6 +35,10 @@ impl HookServer {
             seen.lock().unwrap().push((route.clone(), v.clone()));
             match route.as_str() {
                 "slow" => {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    "0"
+                }
+                "hook" if v["stream"] == "slowpoke" => {
                     tokio::time::sleep(Duration::from_secs(10)).await;
                     "0"
                 }
@@ -333,6 +337,54 @@ async fn hook_down_or_slow_follows_the_failure_mode_and_never_hangs() {
         } else {
             assert!(ffmpeg_fails(&origin.rtmp_url("live/ff")).await);
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_hook_delays_only_its_own_publish_and_play() {
+    let hooks = HookServer::start().await;
+    let origin = OriginProc::start(&opts(&args(&[
+        ("--on-publish", hooks.url("hook")),
+        ("--on-play", hooks.url("hook")),
+        ("--hook-timeout", "8s".into()),
+    ])));
+    // Ten clients whose hook answer hangs.
+    let mut stuck = Vec::new();
+    for i in 0..10 {
+        let url = origin.rtmp_url("live/slowpoke");
+        stuck.push(tokio::spawn(async move {
+            let mut c = Client::connect(&url).await.unwrap();
+            if i % 2 == 0 {
+                c.publish(None).await
+            } else {
+                c.play(None).await
+            }
+        }));
+    }
+    hooks.wait_body("on_publish", "slowpoke").await;
+    // Meanwhile other clients publish and play at once.
+    for i in 0..5 {
+        let started = Instant::now();
+        let mut p = Client::connect(&origin.rtmp_url(&format!("live/quick{i}")))
+            .await
+            .unwrap();
+        p.publish(None).await.unwrap();
+        let mut q = Client::connect(&origin.rtmp_url(&format!("live/quick{i}?token=abc")))
+            .await
+            .unwrap();
+        q.play(None).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a publish+play waited {:?} behind other clients' hooks",
+            started.elapsed()
+        );
+    }
+    assert!(
+        stuck.iter().all(|t| !t.is_finished()),
+        "the slow hooks answered early"
+    );
+    for t in stuck {
+        t.abort();
     }
 }
 
