@@ -77,6 +77,13 @@ async fn backend() -> (SocketAddr, Shared) {
                 }
             }),
         )
+        .route(
+            "/huge",
+            post(|| async {
+                // A valid allow, padded past the answer size limit.
+                format!(r#"{{"code":0,"pad":"{}"}}"#, "x".repeat(100 * 1024))
+            }),
+        )
         .with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -256,6 +263,19 @@ async fn rules_come_first_and_cluster_members_skip_everything() {
     auth.check(Event::Publish, &relay).await.unwrap();
     assert_eq!(seen.lock().unwrap().bodies.len(), 1);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn oversized_answers_are_failures() {
+    let (addr, _) = backend().await;
+    for (failure, admitted) in [(HookFailure::Deny, false), (HookFailure::Allow, true)] {
+        let auth = Auth::new(&config(addr, &["/huge"], failure), None, "s".into()).unwrap();
+        let r = auth.check(Event::Publish, &request("s")).await;
+        assert_eq!(r.is_ok(), admitted, "{r:?}");
+        if let Err(r) = r {
+            assert_eq!(r.reason, "hook_failure");
+        }
+    }
 }
 
 #[tokio::test]
