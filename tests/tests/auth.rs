@@ -510,3 +510,109 @@ async fn connection_flood_from_one_address_is_refused_while_others_connect() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_and_params_never_reach_the_logs() {
+    let hooks = HookServer::start().await;
+    let dir = std::env::temp_dir().join(format!(
+        "origin-auth-logs-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("auth.toml");
+    std::fs::write(
+        &file,
+        "[[rule]]\naction = \"publish\"\nstream = \"live/*\"\nsecret = \"FILESECRET\"\n",
+    )
+    .unwrap();
+    let log = dir.join("origin.log");
+    let hook = format!("{}?secret=URLSECRET", hooks.url("hook"));
+    let (rtmp, api, flv) = (free_port(), free_port(), free_port());
+    let out = std::fs::File::create(&log).unwrap();
+    let mut child = std::process::Command::new(bin_path("origin"))
+        .arg("serve")
+        .args(["--rtmp-listen", &format!("127.0.0.1:{rtmp}")])
+        .args(["--api-listen", &format!("127.0.0.1:{api}")])
+        .args(["--flv-listen", &format!("127.0.0.1:{flv}")])
+        .args(["--auth-file", &file.display().to_string()])
+        .args(["--hook-timeout", "500ms"])
+        .args([
+            "--on-connect",
+            &hook,
+            "--on-publish",
+            &hook,
+            "--on-play",
+            &hook,
+        ])
+        .args([
+            "--on-unpublish",
+            &hook,
+            "--on-stop",
+            &hook,
+            "--on-close",
+            &hook,
+        ])
+        .args(["--on-play", "http://127.0.0.1:9/dead?secret=URLSECRET2"])
+        .env("RUST_LOG", "trace")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let up = wait_for(Duration::from_secs(10), || {
+        [rtmp, api, flv]
+            .iter()
+            .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
+            .then_some(())
+    });
+    assert!(up.is_some(), "origin did not start");
+    let url = |path: &str| format!("rtmp://127.0.0.1:{rtmp}/{path}");
+    // Refused by the rules, refused by the hook, allowed.
+    let mut c = Client::connect(&url("live/s?key=WRONGSECRET"))
+        .await
+        .unwrap();
+    assert!(c.publish(None).await.is_err());
+    let mut c = Client::connect(&url("live/denied?key=FILESECRET&token=TOKENSECRET"))
+        .await
+        .unwrap();
+    assert!(c.publish(None).await.is_err());
+    let mut publisher = Client::connect(&url("live/s?key=FILESECRET&token=TOKENSECRET"))
+        .await
+        .unwrap();
+    publisher.publish(None).await.unwrap();
+    // Plays that fail at the dead second on_play URL (failure = deny), over both protocols.
+    let mut p = Client::connect(&url("live/s?token=abc&x=PLAYSECRET"))
+        .await
+        .unwrap();
+    assert!(p.play(None).await.is_err());
+    let r = http(
+        "GET",
+        &format!("http://127.0.0.1:{flv}/live/s.flv?token=abc&x=FLVSECRET"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    drop(publisher);
+    hooks.wait_body("on_unpublish", "s").await;
+    hooks.wait_body("on_close", "").await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("hook denied") && text.contains("refused by the auth rules"),
+        "{text}"
+    );
+    for secret in [
+        "FILESECRET",
+        "WRONGSECRET",
+        "TOKENSECRET",
+        "PLAYSECRET",
+        "FLVSECRET",
+        "URLSECRET",
+        "token=abc",
+    ] {
+        assert!(!text.contains(secret), "{secret} in the log:\n{text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -116,7 +116,9 @@ async fn play(
                 .redirects
                 .get_or_create(&KindLabel { kind: "http" })
                 .inc();
-            tracing::info!(stream = %key, to = %location, "HTTP-FLV 302 redirect");
+            // The target's query is the client's (it may hold a token): not logged.
+            let to = location.split('?').next().unwrap_or_default();
+            tracing::info!(stream = %key, to, "HTTP-FLV 302 redirect");
             return (StatusCode::FOUND, [(header::LOCATION, location)], "").into_response();
         }
         Located::NotFound => {

@@ -112,7 +112,9 @@ impl Connection {
             .redirects
             .get_or_create(&KindLabel { kind: "rtmp" })
             .inc();
-        tracing::info!(conn = self.id, peer = %self.peer, stream = %key, to = %full, "RTMP 302 redirect");
+        // The target's query is the client's (it may hold a token): not logged.
+        let to = full.split('?').next().unwrap_or_default();
+        tracing::info!(conn = self.id, peer = %self.peer, stream = %key, to, "RTMP 302 redirect");
         let body = command::redirect_302(&tc_url, &full);
         // SRS sends it on chunk stream 5 with message stream id 0.
         self.send(csid::STATUS, kind::COMMAND_AMF0, 0, &body);
