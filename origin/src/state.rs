@@ -6,12 +6,15 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use std::time::Duration;
+
 use tokio::sync::watch;
 
 use crate::auth::Auth;
 use crate::cluster::{Coworkers, Discovery, DiscoveryConfig, Found, Identity};
-use crate::config::Config;
+use crate::config::{Config, Route};
 use crate::media::{PlayConfig, Player, Registry, StreamKey};
+use crate::relay::{RelayContext, Relays};
 
 /// State shared by every connection and API handler of one origin.
 pub struct Origin {
@@ -19,6 +22,7 @@ pub struct Origin {
     pub registry: Registry,
     pub coworkers: Arc<Coworkers>,
     pub discovery: Arc<Discovery>,
+    pub relays: Relays,
     pub identity: Identity,
     /// Publish/play authorization and per-address limits (DESIGN §9).
     pub auth: Arc<Auth>,
@@ -26,6 +30,7 @@ pub struct Origin {
     listening: AtomicBool,
     next_id: AtomicU64,
     open_connections: AtomicUsize,
+    open_api_connections: Arc<AtomicUsize>,
     /// Flips to true when publishers must end (drain grace over, or shutdown).
     end_publishers: watch::Sender<bool>,
     /// Flips to true when the process shuts down.
@@ -47,10 +52,23 @@ impl Origin {
             timeout: config.discovery_timeout,
             cache_ttl: config.discovery_cache,
         });
+        let registry = Registry::new(config.media);
+        let relays = Relays::new(RelayContext {
+            registry: registry.clone(),
+            discovery: discovery.clone(),
+            coworkers: coworkers.clone(),
+            linger: config.relay_linger,
+            republish_timeout: config.republish_timeout,
+            first_media_timeout: config.wait_for_publisher + Duration::from_secs(5),
+            reask_interval: config.reask_interval,
+            connect_timeout: Duration::from_secs(5),
+            admin_token: config.admin_token.clone(),
+        });
         Arc::new(Self {
-            registry: Registry::new(config.media),
+            registry,
             coworkers,
             discovery,
+            relays,
             identity,
             auth,
             config,
@@ -58,6 +76,7 @@ impl Origin {
             listening: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             open_connections: AtomicUsize::new(0),
+            open_api_connections: Arc::new(AtomicUsize::new(0)),
             end_publishers: watch::channel(false).0,
             shutdown: watch::channel(false).0,
         })
@@ -139,6 +158,25 @@ impl Origin {
         Some(ConnectionGuard(self.clone()))
     }
 
+    /// Counts an API connection (port 1985) for its lifetime against its own limit, so
+    /// that players filling `--max-connections` never lock out ownership queries, the
+    /// operator or health checks. `None` (counted and logged) when over the limit.
+    pub fn admit_api(&self, peer: &dyn std::fmt::Display) -> Option<ApiConnectionGuard> {
+        let n = self.open_api_connections.fetch_add(1, Ordering::SeqCst);
+        if n >= self.config.max_api_connections {
+            self.open_api_connections.fetch_sub(1, Ordering::SeqCst);
+            crate::metrics::global()
+                .connections_rejected
+                .get_or_create(&crate::metrics::ReasonLabel {
+                    reason: "max_api_connections",
+                })
+                .inc();
+            tracing::warn!(%peer, limit = self.config.max_api_connections, "API connection limit reached; closing");
+            return None;
+        }
+        Some(ApiConnectionGuard(self.open_api_connections.clone()))
+    }
+
     /// How players of this origin are paced.
     pub fn play_config(&self) -> PlayConfig {
         PlayConfig {
@@ -148,21 +186,35 @@ impl Origin {
         }
     }
 
+    /// Whether `given` is the admin token (constant time); false when none is set.
+    pub fn is_admin_token(&self, given: &str) -> bool {
+        let Some(expected) = self.config.admin_token.as_deref() else {
+            return false;
+        };
+        given.len() == expected.len()
+            && given
+                .bytes()
+                .zip(expected.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+
     /// Finds a player's stream: here, on a coworker (all asked concurrently), or, while
     /// `wait_for_publisher` lasts, wherever it shows up first. `ip` is the host the client
-    /// addressed (echoed in ownership queries). Dropping the future at any point releases
-    /// everything it held.
-    pub async fn locate(&self, key: &StreamKey, ip: &str) -> Located {
+    /// addressed (echoed in ownership queries). With `owned_only` (a client that is to
+    /// be redirected), a stream this origin only relays does not count as here.
+    /// Dropping the future at any point releases everything it held.
+    pub async fn locate(&self, key: &StreamKey, ip: &str, owned_only: bool) -> Located {
         // Join first, so a publish that lands while we look elsewhere is not missed.
         let mut player = self.registry.play(key, self.play_config());
         let deadline = tokio::time::Instant::now() + self.config.wait_for_publisher;
         loop {
-            if player.publishing() {
+            if player.publishing() && (!owned_only || player.stream().is_owned()) {
                 return Located::Local(player);
             }
             let peers = self.coworkers.peers();
             if let Some(found) = self.discovery.find_owner(&peers, key, ip).await {
-                return Located::Remote(found);
+                return Located::Remote { found, player };
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
@@ -178,14 +230,66 @@ impl Origin {
             }
         }
     }
+
+    /// For a relay from another origin: only a real publisher here will do. Never asks
+    /// coworkers, never relays or redirects onward (no loops, no chains); waits up to
+    /// `wait_for_publisher` for the publisher.
+    pub async fn locate_owned(&self, key: &StreamKey) -> Located {
+        let mut player = self.registry.play(key, self.play_config());
+        let deadline = tokio::time::Instant::now() + self.config.wait_for_publisher;
+        loop {
+            if player.stream().is_owned() {
+                return Located::Local(player);
+            }
+            let wake = tokio::time::Instant::now() + Duration::from_millis(100);
+            if wake > deadline {
+                return Located::NotFound;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = player.wait_published() => {}
+            }
+            if player.publishing() && !player.stream().is_owned() {
+                // Published by a relay: wait for a change rather than spin.
+                tokio::time::sleep_until(wake).await;
+            }
+        }
+    }
+
+    /// Whether a player of a stream a coworker owns is redirected (else relayed):
+    /// `--route redirect` always, `auto` for SRS edges and `redirect=302` opt-ins.
+    pub fn redirects(&self, srs_edge: bool, opted_in: bool) -> bool {
+        match self.config.route {
+            Route::Redirect => true,
+            Route::Relay => false,
+            Route::Auto => srs_edge || opted_in,
+        }
+    }
+
+    /// Serves `player` from a relay of the stream `found` owns: starts the relay (one per
+    /// stream) or joins the running one, and waits for it to publish here.
+    pub async fn relay(
+        &self,
+        key: &StreamKey,
+        found: Found,
+        mut player: Player,
+        ip: &str,
+    ) -> Option<Player> {
+        self.relays.ensure(key, found, ip);
+        let wait = self.config.wait_for_publisher.max(Duration::from_secs(5));
+        match tokio::time::timeout(wait, player.wait_published()).await {
+            Ok(true) => Some(player),
+            _ => None,
+        }
+    }
 }
 
 /// Where a player's stream is.
 pub enum Located {
     /// Published here (now or while we waited): play from it.
     Local(Player),
-    /// Another origin owns it.
-    Remote(Found),
+    /// Another origin owns it; `player` is already in place for a relay.
+    Remote { found: Found, player: Player },
     /// Nowhere within `wait_for_publisher`.
     NotFound,
 }
@@ -197,5 +301,14 @@ impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.0.open_connections.fetch_sub(1, Ordering::SeqCst);
         crate::metrics::global().connections.dec();
+    }
+}
+
+/// One open API connection, counted until dropped.
+pub struct ApiConnectionGuard(Arc<AtomicUsize>);
+
+impl Drop for ApiConnectionGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -33,6 +33,12 @@ impl HookServer {
         ) -> &'static str {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             seen.lock().unwrap().push((route.clone(), v.clone()));
+
+            // `hook-<origin>` routes behave as `hook`, so each origin's calls are told apart.
+            let route = match route.split_once('-') {
+                Some(("hook", _)) => "hook".to_string(),
+                _ => route,
+            };
             match route.as_str() {
                 "slow" => {
                     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -442,35 +448,38 @@ async fn auth_file_keys_and_reload_without_restart() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Connects from `source` and completes the RTMP handshake: true if the server answered.
-async fn rtmp_handshake_from(source: &str, port: u16) -> bool {
+/// Connects from `source` and completes the RTMP handshake; the stream if the server
+/// answered.
+async fn rtmp_handshake_stream(source: &str, port: u16) -> Option<tokio::net::TcpStream> {
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.bind(format!("{source}:0").parse().unwrap()).unwrap();
-    let Ok(mut s) = sock.connect(([127, 0, 0, 1], port).into()).await else {
-        return false;
-    };
+    let mut s = sock.connect(([127, 0, 0, 1], port).into()).await.ok()?;
     let mut c0c1 = vec![0u8; 1537];
     c0c1[0] = 3;
-    if s.write_all(&c0c1).await.is_err() {
-        return false;
-    }
+    s.write_all(&c0c1).await.ok()?;
     let mut s0s1s2 = vec![0u8; 1 + 2 * 1536];
-    matches!(
-        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut s0s1s2)).await,
-        Ok(Ok(_))
-    )
+    match tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut s0s1s2)).await {
+        Ok(Ok(_)) => Some(s),
+        _ => None,
+    }
+}
+
+async fn rtmp_handshake_from(source: &str, port: u16) -> bool {
+    rtmp_handshake_stream(source, port).await.is_some()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connection_flood_from_one_address_is_refused_while_others_connect() {
     let origin = OriginProc::start(&opts(&["--max-connections-per-ip".into(), "5".into()]));
-    // Five idle connections from 127.0.0.1 hold its whole allowance.
+    // Five served connections from 127.0.0.1 hold its whole allowance (retrying while the
+    // readiness probe's connection is still being counted).
     let mut held = Vec::new();
-    for _ in 0..5 {
-        let s = tokio::net::TcpStream::connect(("127.0.0.1", origin.rtmp))
-            .await
-            .unwrap();
-        held.push(s);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while held.len() < 5 {
+        match rtmp_handshake_stream("127.0.0.1", origin.rtmp).await {
+            Some(s) => held.push(s),
+            None => assert!(Instant::now() < deadline, "only {} admitted", held.len()),
+        }
     }
     let before = metric(
         &origin,
@@ -615,4 +624,86 @@ async fn secrets_and_params_never_reach_the_logs() {
         assert!(!text.contains(secret), "{secret} in the log:\n{text}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn relayed_play_calls_only_the_non_owners_on_play() {
+    require_ffmpeg();
+    let hooks = HookServer::start().await;
+    let token = token_file("cluster-secret-token");
+    let ports: Vec<(u16, u16, u16)> = (0..2)
+        .map(|_| (free_port(), free_port(), free_port()))
+        .collect();
+    let all: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{}", p.1)).collect();
+    let origins: Vec<OriginProc> = ports
+        .iter()
+        .zip(["a", "b"])
+        .map(|(&(r, a, f), name)| {
+            let url = hooks.url(&format!("hook-{name}"));
+            let mut extra = args(&[
+                ("--on-publish", url.clone()),
+                ("--on-play", url.clone()),
+                ("--on-stop", url.clone()),
+                ("--on-connect", url.clone()),
+                ("--self-api", format!("127.0.0.1:{a}")),
+                ("--route", "relay".into()),
+            ]);
+            extra.extend(
+                all.iter()
+                    .flat_map(|c| ["--coworker".to_string(), c.clone()]),
+            );
+            OriginProc::start_on(
+                r,
+                a,
+                f,
+                &OriginOpts {
+                    token_file: Some(token.clone()),
+                    extra,
+                    ..OriginOpts::default()
+                },
+            )
+        })
+        .collect();
+    let (owner, edge) = (&origins[0], &origins[1]);
+    let _ff = publish_and_wait(owner, "live/r?token=abc", "live", "r").await;
+    // A player on the non-owner, over RTMP and over HTTP-FLV: relayed from the owner.
+    let v = probe(edge.rtmp_url("live/r?token=abc")).await.unwrap();
+    assert!(v.iter().any(|s| s.codec_name == "h264"), "{v:?}");
+    let v = probe(edge.flv_url("live/r.flv?token=abc")).await.unwrap();
+    assert!(v.iter().any(|s| s.codec_name == "h264"), "{v:?}");
+    // A player without the token is refused by the non-owner's own on_play.
+    assert!(probe(edge.rtmp_url("live/r")).await.is_err());
+    let calls = |route: &str, action: &str| -> Vec<serde_json::Value> {
+        hooks
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(r, v)| r == route && v["action"] == action)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let edge_plays = calls("hook-b", "on_play");
+    assert!(
+        edge_plays.len() >= 3,
+        "non-owner on_play calls: {edge_plays:?}"
+    );
+    assert!(
+        edge_plays
+            .iter()
+            .all(|b| b["ip"] == "127.0.0.1" && b["stream"] == "r")
+    );
+    assert_eq!(calls("hook-a", "on_publish").len(), 1);
+    let owner_plays = calls("hook-a", "on_play");
+    assert!(
+        owner_plays.is_empty(),
+        "the owner ran on_play for the relay: {owner_plays:?}"
+    );
+    // The relay's connection to the owner ran none of the owner's hooks.
+    assert_eq!(
+        calls("hook-a", "on_connect").len(),
+        1,
+        "only the publisher's connect"
+    );
+    assert!(calls("hook-a", "on_stop").is_empty());
 }

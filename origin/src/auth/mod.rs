@@ -24,11 +24,6 @@ pub use rules::{Rules, RulesFile, Verdict};
 
 use crate::metrics::{self, AuthRefusalLabel, ReasonLabel};
 
-/// The connect-command property (RTMP) in which an origin of this cluster presents the
-/// admin token (a relay pulling from the owner). Not a URL parameter, so it never reaches
-/// a log line or a hook body.
-pub const CLUSTER_TOKEN_FIELD: &str = "originClusterToken";
-
 /// The action a rule names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -93,22 +93,28 @@ impl Connection {
         s.tc_url = tc_url.to_string();
         s.app = app;
         s.srs_edge = is_srs_edge(&cmd.object);
-        s.relay = cmd
+        // A relay of another origin: its flashVer, and the admin token when one is set.
+        let claims_relay = cmd
             .object
             .get("flashVer")
             .and_then(Value::as_str)
             .is_some_and(|v| v.starts_with(RELAY_FLASH_VER_PREFIX));
+        let token = cmd
+            .object
+            .get(crate::relay::TOKEN_PROPERTY)
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        s.relay = claims_relay
+            && (self.origin.config.admin_token.is_none() || self.origin.is_admin_token(token));
         s.page_url = cmd
             .object
             .get("pageUrl")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        s.cluster_member = self.origin.auth.is_cluster_member(
-            cmd.object
-                .get(crate::auth::CLUSTER_TOKEN_FIELD)
-                .and_then(Value::as_str),
-        );
+        // Only the admin token makes a cluster member (a flashVer alone is no proof): it
+        // skips the rules and hooks (DESIGN §9: the relaying origin ran them for its player).
+        s.cluster_member = self.origin.auth.is_cluster_member(Some(token));
         self.authorize_connect(cmd.transaction).await?;
         self.session.connected = true;
         let encoding = cmd

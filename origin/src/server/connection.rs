@@ -49,6 +49,9 @@ pub(super) struct Playing {
     pub _stop: Option<AuthNotice>,
 }
 
+// A connection has one role at a time; boxing the player would cost an allocation per
+// play for no gain.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Role {
     Idle,
     /// The publish, and the on_unpublish sent when it ends.
