@@ -707,3 +707,35 @@ async fn relayed_play_calls_only_the_non_owners_on_play() {
     );
     assert!(calls("hook-a", "on_stop").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_rate_per_address_is_limited() {
+    let origin = OriginProc::start(&opts(&["--max-connection-rate-per-ip".into(), "5".into()]));
+    // The readiness probe may have used a token; a burst of 30 gets at most the bucket.
+    let mut served = 0;
+    let started = Instant::now();
+    for _ in 0..30 {
+        if rtmp_handshake_from("127.0.0.1", origin.rtmp).await {
+            served += 1;
+        }
+    }
+    // A bucket of 5, refilled at 5/s while the burst ran.
+    let allowed = 5 + (started.elapsed().as_secs_f64() * 5.0).ceil() as usize;
+    assert!(
+        served >= 1 && served <= allowed,
+        "{served} of 30 served at 5/s (at most {allowed})"
+    );
+    let refused = metric(
+        &origin,
+        "origin_connections_rejected_total{reason=\"connection_rate_per_ip\"}",
+    )
+    .await;
+    assert_eq!(refused as usize, 30 - served, "refusals counted");
+    // Another address has its own bucket; the first one refills.
+    assert!(rtmp_handshake_from("127.0.0.2", origin.rtmp).await);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !rtmp_handshake_from("127.0.0.1", origin.rtmp).await {
+        assert!(Instant::now() < deadline, "bucket never refilled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
