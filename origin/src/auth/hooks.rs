@@ -13,6 +13,8 @@
 //! `--hook-timeout` bounds one event's whole check, all of its URLs together.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,12 +24,18 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
+use tokio::sync::Semaphore;
 
 use super::Event;
 use crate::metrics::{self, HookLabel};
 
 /// Largest hook answer read.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// Notifications being sent at once at most; the others wait for a slot.
+pub const NOTIFY_CONCURRENCY: usize = 64;
+/// Notifications waiting or being sent at most; beyond that they are dropped (counted as
+/// outcome `dropped`), so a backend that is down cannot make memory grow without bound.
+pub const NOTIFY_BACKLOG: usize = 10_000;
 
 /// What `--hook-failure` does with a failed hook call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
@@ -273,6 +281,17 @@ pub struct HooksConfig {
 pub struct Hooks {
     client: Client<HttpConnector, Full<Bytes>>,
     config: HooksConfig,
+    notify_slots: Arc<Semaphore>,
+    notify_queued: Arc<AtomicUsize>,
+}
+
+/// One queued notification's place in the backlog; released on drop.
+struct Queued(Arc<AtomicUsize>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The result of one event's hooks.
@@ -295,7 +314,37 @@ impl Hooks {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(32)
             .build(connector);
-        Self { client, config }
+        Self {
+            client,
+            config,
+            notify_slots: Arc::new(Semaphore::new(NOTIFY_CONCURRENCY)),
+            notify_queued: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Sends a notification in the background (bounded: see [`NOTIFY_BACKLOG`]).
+    pub fn spawn_notify(self: &Arc<Self>, event: Event, req: Request) {
+        if self.notify_queued.fetch_add(1, Ordering::Relaxed) >= NOTIFY_BACKLOG {
+            self.notify_queued.fetch_sub(1, Ordering::Relaxed);
+            metrics::global()
+                .hook_calls
+                .get_or_create(&HookLabel {
+                    event: event.action(),
+                    outcome: "dropped",
+                })
+                .inc();
+            tracing::debug!(event = event.action(), "notification backlog full; dropped");
+            return;
+        }
+        let queued = Queued(self.notify_queued.clone());
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _queued = queued;
+            let Ok(_slot) = this.notify_slots.clone().acquire_owned().await else {
+                return;
+            };
+            this.notify(event, &req).await;
+        });
     }
 
     pub fn config(&self) -> &HooksConfig {

@@ -238,8 +238,7 @@ impl Auth {
         if req.cluster_member || !self.hooks.has(event) {
             return;
         }
-        let hooks = self.hooks.clone();
-        tokio::spawn(async move { hooks.notify(event, &req).await });
+        self.hooks.spawn_notify(event, req);
     }
 
     /// A notification sent when the returned guard drops: `on_unpublish` held by a

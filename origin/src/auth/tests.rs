@@ -231,6 +231,34 @@ async fn notifications_are_retried_once_and_never_waited_for() {
 }
 
 #[tokio::test]
+async fn notification_backlog_is_bounded() {
+    let (addr, _) = backend().await;
+    let mut cfg = config(addr, &[], HookFailure::Deny);
+    cfg.on_stop = vec![format!("http://{addr}/slow")];
+    let auth = Auth::new(&cfg, None, "srv".into()).unwrap();
+    let dropped = || {
+        crate::metrics::global()
+            .hook_calls
+            .get_or_create(&crate::metrics::HookLabel {
+                event: "on_stop",
+                outcome: "dropped",
+            })
+            .get()
+    };
+    let before = dropped();
+    let started = Instant::now();
+    for _ in 0..hooks::NOTIFY_BACKLOG + 100 {
+        auth.notify(Event::Stop, request("s"));
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "notify waited");
+    assert_eq!(
+        dropped() - before,
+        100,
+        "beyond the backlog, dropped and counted"
+    );
+}
+
+#[tokio::test]
 async fn rules_come_first_and_cluster_members_skip_everything() {
     let (addr, seen) = backend().await;
     let dir = std::env::temp_dir().join(format!("auth-facade-{}", std::process::id()));
