@@ -468,6 +468,8 @@ mod tests {
             hook_timeout = "500ms"
             hook_failure = "allow"
             max_connections_per_ip = 3
+            max_connection_rate_per_ip = 5
+            auth_file = "/etc/origin/auth/auth.toml"
             "#,
         )
         .unwrap();
@@ -481,6 +483,11 @@ mod tests {
         assert_eq!(a.hook_timeout, Duration::from_millis(500));
         assert_eq!(a.hook_failure, HookFailure::Allow);
         assert_eq!(a.limits.max_per_ip, 3);
+        assert_eq!(a.limits.rate_per_ip, 5.0);
+        assert_eq!(
+            a.auth_file.as_deref(),
+            Some(std::path::Path::new("/etc/origin/auth/auth.toml"))
+        );
         assert_eq!(Config::default().auth.hook_timeout, Duration::from_secs(3));
         assert_eq!(Config::default().auth.hook_failure, HookFailure::Deny);
         assert!(Settings::from_toml("coworkers = [\"nope\"]").is_err());

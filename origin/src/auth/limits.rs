@@ -133,8 +133,9 @@ impl IpLimits {
         })
     }
 
-    /// Addresses tracked right now (for tests and metrics).
-    pub fn tracked(&self) -> usize {
+    /// Addresses tracked right now.
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
         self.table
             .lock()
             .unwrap_or_else(|e| e.into_inner())

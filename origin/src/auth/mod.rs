@@ -193,11 +193,6 @@ impl Auth {
         }
     }
 
-    /// Whether a check of `event` would do anything (lets callers skip building a request).
-    pub fn checks(&self, event: Event) -> bool {
-        self.hooks.has(event) || (self.rules.is_some() && event.rule_action().is_some())
-    }
-
     /// Decides a connect, publish or play. Cluster members are always admitted.
     pub async fn check(&self, event: Event, req: &Request) -> Result<(), Refusal> {
         if req.cluster_member {
