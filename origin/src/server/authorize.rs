@@ -42,7 +42,8 @@ impl Connection {
             app: s.app.clone(),
             stream: name,
             param,
-            // SRS sends the tcUrl without its query (which may carry a token).
+            // The tcUrl goes without its query (it may carry a token; `param` is the
+            // stream name's query).
             tc_url: s.tc_url.split('?').next().unwrap_or_default().to_string(),
             page_url: s.page_url.clone(),
             stream_id,
