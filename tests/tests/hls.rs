@@ -616,3 +616,46 @@ async fn chromium_with_hls_js_plays_low_latency_hls_and_reports_the_live_edge() 
         "implausible live-edge latency {l} ms"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn play_rules_apply_to_playlists_and_every_uri_carries_the_key() {
+    let rules = std::env::temp_dir().join(format!("hls-auth-{}.toml", free_port()));
+    std::fs::write(
+        &rules,
+        "[[rule]]\naction = \"play\"\nstream = \"live/*\"\nsecret = \"p1ay\"\n",
+    )
+    .unwrap();
+    let o = origin(&["--auth-file", rules.to_str().unwrap()]);
+    let _pub = o.publish_test_pattern("live/k", "320x240", 25, 60).await;
+    let url = o.flv_url("live/k.m3u8");
+    let r = http("GET", &url, &[], "").await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.headers["access-control-allow-origin"], "*");
+    assert_eq!(
+        http("GET", &format!("{url}?key=wrong"), &[], "")
+            .await
+            .status,
+        403
+    );
+    let p = playlist_with(&format!("{url}?key=p1ay"), 1).await;
+    // Segment URIs carry the client's key; without it a segment is refused too.
+    let seg = uris(&p)[0].clone();
+    assert!(seg.ends_with("?key=p1ay"), "{seg}");
+    assert_eq!(
+        get_ok(&format!("{}{seg}", base(&url))).await.headers["content-type"],
+        "video/mp2t"
+    );
+    let bare = seg.split('?').next().unwrap();
+    assert_eq!(
+        http("GET", &format!("{}{bare}", base(&url)), &[], "")
+            .await
+            .status,
+        403
+    );
+    let m = http("GET", &o.api_url("/metrics"), &[], "").await.text();
+    assert!(
+        m.contains("origin_hls_requests_total{kind=\"refused\"}"),
+        "{m}"
+    );
+    let _ = std::fs::remove_file(&rules);
+}

@@ -4,12 +4,13 @@
 //! same `locate` HTTP-FLV uses) and stops after `--hls-idle-timeout` without requests.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next as MiddlewareNext;
 use axum::response::{IntoResponse, Response};
@@ -20,6 +21,7 @@ use tokio::time::Instant;
 use super::api::parse_query;
 use super::cors;
 use super::flv::request_host;
+use crate::auth::{self, Event as AuthEvent};
 use crate::cluster::ownership::flv_redirect;
 use crate::config::HlsOptions;
 use crate::hls::live::{Live, Packagers};
@@ -36,6 +38,9 @@ const MAX_PATH: usize = 1024;
 const MAX_QUERY: usize = 1024;
 /// Most HLS requests waiting at once (blocking reloads, first playlists, hinted parts).
 const MAX_WAITING: usize = 20_000;
+/// How long an authorized client is not asked again, and how many are remembered.
+const AUTH_TTL: Duration = Duration::from_secs(30);
+const MAX_ALLOWED: usize = 50_000;
 
 #[derive(Clone)]
 enum Outcome {
@@ -53,7 +58,11 @@ pub struct Hls {
     /// One `locate` per stream however many first requests arrive together.
     starting: Mutex<HashMap<(StreamKey, bool), Starting>>,
     waiting: AtomicUsize,
+    /// Clients allowed to play recently: (address, stream, query) until when.
+    allowed: Mutex<HashMap<AllowedSlot, Instant>>,
 }
+
+type AllowedSlot = (Option<IpAddr>, StreamKey, String);
 
 impl Hls {
     pub fn new(origin: Arc<Origin>, options: HlsOptions) -> Arc<Self> {
@@ -66,6 +75,7 @@ impl Hls {
             packagers: Arc::default(),
             starting: Mutex::default(),
             waiting: AtomicUsize::new(0),
+            allowed: Mutex::default(),
         })
     }
 
@@ -241,14 +251,102 @@ impl Hls {
                 return text(StatusCode::BAD_REQUEST, format!("{e}\n"));
             }
         };
+        // The client's own query (tokens, vhost) without the blocking-reload parameters:
+        // authorized once per client and carried by every URI of its playlist.
+        let client_query = raw
+            .split('&')
+            .filter(|kv| !kv.is_empty() && !kv.starts_with("_HLS_"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let (host_header, referer, host) = {
+            let header = |name| {
+                req.headers()
+                    .get(name)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            (
+                header(header::HOST),
+                header(header::REFERER),
+                request_host(req.headers()),
+            )
+        };
+        drop(req);
+        if let Err(refused) = self
+            .authorize(peer, &host_header, &referer, &key, &client_query)
+            .await
+        {
+            return refused;
+        }
         match target {
             Target::Playlist { .. } => {
                 count("playlist");
-                let host = request_host(req.headers());
-                self.playlist(key, &params, &raw, &host).await
+                self.playlist(key, &params, &client_query, &host).await
             }
             Target::Resource { session, name, .. } => self.resource(&key, &session, &name).await,
         }
+    }
+
+    /// Play authorization (DESIGN §9), as for an HTTP-FLV player: rules and on_play hooks
+    /// decide; an allowed (address, stream, query) is remembered for `AUTH_TTL`, so a
+    /// polling client is not re-checked on every playlist and segment.
+    async fn authorize(
+        &self,
+        ip: Option<IpAddr>,
+        host_header: &str,
+        referer: &str,
+        key: &StreamKey,
+        client_query: &str,
+    ) -> Result<(), Response> {
+        let slot = (ip, key.clone(), client_query.to_string());
+        let now = Instant::now();
+        {
+            let cache = self.allowed.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.get(&slot).is_some_and(|until| *until > now) {
+                return Ok(());
+            }
+        }
+        let request = auth::Request {
+            client_id: self.origin.next_id().to_string(),
+            ip,
+            vhost: key.vhost.clone(),
+            app: key.app.clone(),
+            stream: key.stream.clone(),
+            param: if client_query.is_empty() {
+                String::new()
+            } else {
+                format!("?{client_query}")
+            },
+            tc_url: format!("http://{host_header}/{}", key.app),
+            page_url: referer.to_string(),
+            stream_id: self
+                .origin
+                .registry
+                .get(key)
+                .and_then(|s| s.publisher())
+                .map(|p| p.id.to_string())
+                .unwrap_or_default(),
+            ..auth::Request::default()
+        };
+        if let Err(refusal) = self.origin.auth.check(AuthEvent::Play, &request).await {
+            count("refused");
+            tracing::info!(stream = %key, ip = ?ip, reason = refusal.reason, "HLS play refused");
+            return Err(text(StatusCode::FORBIDDEN, format!("{refusal}\n")));
+        }
+        let mut cache = self.allowed.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_ALLOWED {
+            cache.retain(|_, until| *until > now);
+            if cache.len() >= MAX_ALLOWED {
+                cache.clear();
+            }
+        }
+        cache.insert(slot, now + AUTH_TTL);
+        Ok(())
     }
 
     async fn live(self: &Arc<Self>, key: &StreamKey, raw: &str, host: &str) -> Outcome {
@@ -382,13 +480,8 @@ impl Hls {
             }
         };
         let _request = live.request();
-        // Resources carry the vhost (when not the default) and the packager's session.
-        let vhost_q = if key.vhost == origin_wire::DEFAULT_VHOST {
-            String::new()
-        } else {
-            format!("vhost={}", key.vhost)
-        };
-        let mut uris = Uris::for_stream(&key.stream, &vhost_q);
+        // Resources carry the client's query (vhost, tokens) and the packager's session.
+        let mut uris = Uris::for_stream(&key.stream, raw);
         uris.prefix.push_str(&format!("{}/", live.session));
         let limit = self.block_limit(&live);
         let deadline = Instant::now()
