@@ -514,6 +514,28 @@ async fn packaging_stops_after_the_idle_timeout_and_restarts_on_demand() {
         v["streams"][0]["players"].as_u64()
     };
     assert_eq!(players().await, Some(1), "the packager plays the stream");
+    // Three viewers polling once a target duration show in the streams API.
+    let viewers = || async {
+        let v = http("GET", &o.api_url("/api/v1/streams"), &[], "")
+            .await
+            .json();
+        v["streams"][0]["hls_viewers"].as_u64()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for _ in 0..3 {
+            assert_eq!(http("GET", &url, &[], "").await.status, 200);
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        if viewers().await == Some(3) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hls_viewers: {:?}",
+            viewers().await
+        );
+    }
     // Nobody asks: the packager stops and lets go of the stream.
     let deadline = Instant::now() + Duration::from_secs(15);
     while metric(&o, "origin_hls_packagers").await != Some(0.0) {
@@ -521,6 +543,7 @@ async fn packaging_stops_after_the_idle_timeout_and_restarts_on_demand() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(players().await, Some(0));
+    assert_eq!(viewers().await, Some(0));
     // Segments of the old session are gone; a new playlist starts a new session.
     let old = format!("{}{}", base(&url), uris(&first)[0]);
     assert_eq!(http("GET", &old, &[], "").await.status, 404);

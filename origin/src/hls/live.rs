@@ -35,6 +35,11 @@ pub struct Live {
     born: Instant,
     /// The last playlist rendered: (change count, URI style, body).
     rendered: Mutex<Option<(u64, String, bytes::Bytes)>>,
+    /// Playlist requests per target-duration window: (window start, this window's
+    /// count, the last full window's count). A player polls once per target duration,
+    /// so the last full window's count is the number of viewers.
+    polls: Mutex<(Instant, u64, u64)>,
+    window: Duration,
 }
 
 /// One HLS request of a packager, from arrival to answer.
@@ -57,8 +62,38 @@ impl Live {
             last_request: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             rendered: Mutex::new(None),
+            polls: Mutex::new((Instant::now(), 0, 0)),
+            window: config.target_duration.max(Duration::from_millis(100)),
             born: Instant::now(),
         }
+    }
+
+    fn rotate(&self, polls: &mut (Instant, u64, u64)) {
+        let elapsed = polls.0.elapsed();
+        if elapsed >= self.window {
+            // A whole window without polls in between means nobody watched in it.
+            polls.2 = if elapsed >= 2 * self.window {
+                0
+            } else {
+                polls.1
+            };
+            polls.1 = 0;
+            polls.0 = Instant::now();
+        }
+    }
+
+    /// Counts a playlist request (a viewer's poll).
+    pub fn count_poll(&self) {
+        let mut polls = self.polls.lock().unwrap_or_else(|e| e.into_inner());
+        self.rotate(&mut polls);
+        polls.1 += 1;
+    }
+
+    /// HLS viewers: playlist requests in the last full target-duration window.
+    pub fn viewers(&self) -> u64 {
+        let mut polls = self.polls.lock().unwrap_or_else(|e| e.into_inner());
+        self.rotate(&mut polls);
+        polls.2.max(polls.1)
     }
 
     fn lock(&self) -> MutexGuard<'_, Packager> {
@@ -227,6 +262,7 @@ async fn feed(guard: ActiveGuard, mut player: Player, idle: Duration) {
                 continue;
             }
         };
+        player.stream().set_hls_viewers(live.viewers());
         let now = unix_ms();
         let mut changed = false;
         {
@@ -264,6 +300,7 @@ async fn feed(guard: ActiveGuard, mut player: Player, idle: Duration) {
         }
     }
     tracing::info!(stream = %live.key, "HLS packaging stopped");
+    player.stream().set_hls_viewers(0);
     // The player releases the stream, the guard the packager.
     drop(player);
     drop(guard);

@@ -480,6 +480,7 @@ impl Hls {
             }
         };
         let _request = live.request();
+        live.count_poll();
         // Resources carry the client's query (vhost, tokens) and the packager's session.
         let mut uris = Uris::for_stream(&key.stream, raw);
         uris.prefix.push_str(&format!("{}/", live.session));
