@@ -23,6 +23,9 @@ use crate::lock;
 /// Body type of the fake API server's responses (watch responses stream).
 pub type ApiBody = UnsyncBoxBody<Bytes, Infallible>;
 
+/// The in-process transport a `kube::Client` of this fake is built on.
+pub type MockService = tower_test::mock::Mock<Request<kube::client::Body>, Response<ApiBody>>;
+
 /// One request the operator sent.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -216,6 +219,15 @@ impl FakeApiServer {
 
     /// A `kube::Client` served by this fake, and the task answering it.
     pub fn client(&self) -> (kube::Client, tokio::task::JoinHandle<()>) {
+        self.client_with(|svc| kube::Client::new(svc, "default"))
+    }
+
+    /// Like [`Self::client`], with the client built by `make` from the mock service (e.g.
+    /// with the operator's timeout layer around it).
+    pub fn client_with(
+        &self,
+        make: impl FnOnce(MockService) -> kube::Client,
+    ) -> (kube::Client, tokio::task::JoinHandle<()>) {
         let (svc, mut handle) =
             tower_test::mock::pair::<Request<kube::client::Body>, Response<ApiBody>>();
         let this = self.clone();
@@ -229,7 +241,7 @@ impl FakeApiServer {
                 });
             }
         });
-        (kube::Client::new(svc, "default"), task)
+        (make(svc), task)
     }
 
     /// Serves this fake over HTTP/1.1 on `127.0.0.1:0` (for a kubeconfig); the task stops
