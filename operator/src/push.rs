@@ -258,7 +258,7 @@ fn revision_of(body: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::FakeOrigin;
+    use origin_test_support::FakeOrigin;
 
     fn doc(rev: u64) -> CoworkerDocument {
         CoworkerDocument::new(rev, ["10.0.0.1:1985".to_string()], None)
