@@ -179,8 +179,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::Api;
     use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::Api;
     use origin_test_support::FakeApiServer;
 
     #[tokio::test]
@@ -208,13 +208,19 @@ mod tests {
         holder.abort();
 
         // Through the fake: only the hung path times out.
-        let (client, _t) = fake.client_with(|svc| client_over(svc, "default", Duration::from_millis(200)));
+        let (client, _t) =
+            fake.client_with(|svc| client_over(svc, "default", Duration::from_millis(200)));
         fake.hang("GET", "/configmaps/slow");
         let api: Api<ConfigMap> = Api::namespaced(client, "ns");
         assert!(is_kube_timeout(&api.get("slow").await.expect_err("hung")));
         let nf = api.get_opt("fast").await.expect("answered");
         assert!(nf.is_none());
         fake.unhang();
-        assert!(api.get_opt("slow").await.expect("answered after unhang").is_none());
+        assert!(
+            api.get_opt("slow")
+                .await
+                .expect("answered after unhang")
+                .is_none()
+        );
     }
 }

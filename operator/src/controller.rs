@@ -189,7 +189,12 @@ impl Context {
             .map(Delivery::progress)
     }
 
-    fn delivery_submit(&self, oc: &OriginCluster, key: &str, plan: Plan) -> crate::delivery::Progress {
+    fn delivery_submit(
+        &self,
+        oc: &OriginCluster,
+        key: &str,
+        plan: Plan,
+    ) -> crate::delivery::Progress {
         let mut map = lock(&self.deliveries);
         let d = map.entry(key.to_string()).or_insert_with(|| {
             let tx = self.trigger_tx.clone();
@@ -262,6 +267,93 @@ pub fn validate(spec: &OriginClusterSpec) -> Result<(), Error> {
     }
     if spec.image.trim().is_empty() {
         return Err(Error::InvalidSpec("spec.image is empty".into()));
+    }
+    if let Some(auth) = &spec.auth {
+        validate_auth(auth)?;
+    }
+    Ok(())
+}
+
+/// One hook URL: `http://` or `https://`, a host, no whitespace or control characters.
+fn validate_hook_url(field: &str, i: usize, url: &str) -> Result<(), Error> {
+    let bad = |why: &str| {
+        Error::InvalidSpec(format!(
+            "spec.auth.hooks.{field}[{i}] `{}`: {why}",
+            url.chars().take(80).collect::<String>()
+        ))
+    };
+    if url.len() > crate::crd::MAX_HOOK_URL_LEN {
+        return Err(bad(&format!(
+            "longer than {} characters",
+            crate::crd::MAX_HOOK_URL_LEN
+        )));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("contains whitespace or control characters"));
+    }
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| bad("must be an http:// or https:// URL"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.is_empty() || host.starts_with(':') {
+        return Err(bad("has no host"));
+    }
+    if let Some((h, port)) = host.rsplit_once(':')
+        && !h.ends_with(']')
+        && !h.contains(':')
+        && port.parse::<u16>().map_or(true, |p| p == 0)
+    {
+        return Err(bad("has an invalid port"));
+    }
+    Ok(())
+}
+
+/// `spec.auth`: bounded URL lists, sane timeout, a valid Secret name.
+pub fn validate_auth(auth: &crate::crd::AuthSpec) -> Result<(), Error> {
+    if let Some(h) = &auth.hooks {
+        for (_, field, urls) in h.events() {
+            if urls.len() > crate::crd::MAX_HOOK_URLS {
+                return Err(Error::InvalidSpec(format!(
+                    "spec.auth.hooks.{field} has {} URLs, at most {}",
+                    urls.len(),
+                    crate::crd::MAX_HOOK_URLS
+                )));
+            }
+            for (i, u) in urls.iter().enumerate() {
+                validate_hook_url(field, i, u)?;
+            }
+        }
+        let t = humantime::parse_duration(&h.timeout).map_err(|e| {
+            Error::InvalidSpec(format!("spec.auth.hooks.timeout `{}`: {e}", h.timeout))
+        })?;
+        if t.is_zero() || t > crate::crd::MAX_HOOK_TIMEOUT {
+            return Err(Error::InvalidSpec(format!(
+                "spec.auth.hooks.timeout `{}` must be above 0 and at most 60s",
+                h.timeout
+            )));
+        }
+    }
+    if let Some(s) = &auth.secret_ref {
+        let n = &s.name;
+        let dns1123 = !n.is_empty()
+            && n.len() <= 253
+            && n.split('.').all(|part| {
+                !part.is_empty()
+                    && part.len() <= 63
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !part.starts_with('-')
+                    && !part.ends_with('-')
+            });
+        if !dns1123 {
+            return Err(Error::InvalidSpec(format!(
+                "spec.auth.secretRef.name `{}` is not a valid Secret name",
+                n.chars().take(80).collect::<String>()
+            )));
+        }
     }
     Ok(())
 }
@@ -524,9 +616,8 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
         .delivery_progress(&ns, &cluster)
         .map_or(0, |p| p.seen_newer);
     let (revision, bumped) = ctx.with_state(key, |s| {
-        let changed = s.list.as_ref() != Some(&addrs)
-            || s.advertise != advertise
-            || seen_newer >= s.revision;
+        let changed =
+            s.list.as_ref() != Some(&addrs) || s.advertise != advertise || seen_newer >= s.revision;
         if changed {
             s.revision = s.revision.max(seen_newer) + 1;
             s.list = Some(addrs.clone());
@@ -743,7 +834,6 @@ where
     }
 }
 
-
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let client = ctx.client.clone();
@@ -758,7 +848,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let sweep_store = clusters.clone();
     let cluster_events = reflector::reflector(
         cluster_writer,
-        watcher(api_all::<OriginCluster>(&client, &ns), watcher::Config::default()),
+        watcher(
+            api_all::<OriginCluster>(&client, &ns),
+            watcher::Config::default(),
+        ),
     )
     .default_backoff()
     .inspect(move |ev| match ev {

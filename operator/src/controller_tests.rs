@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::build::fixtures;
-use crate::push::{PushOutcome, PushTarget};
 use crate::push::PushConfig;
+use crate::push::{PushOutcome, PushTarget};
 use origin_test_support::{FakeApiServer, FakeOrigin, Recorded, endpoint_slice};
 use serde_json::Value;
 
@@ -489,10 +489,17 @@ async fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
 
 fn cm_doc(fake: &FakeApiServer, cluster: &str) -> CoworkerDocument {
     let cm = fake
-        .get(&format!("/api/v1/namespaces/media/configmaps/{cluster}-coworkers"))
+        .get(&format!(
+            "/api/v1/namespaces/media/configmaps/{cluster}-coworkers"
+        ))
         .expect("configmap");
-    CoworkerDocument::from_slice(cm["data"]["coworkers.json"].as_str().unwrap_or("").as_bytes())
-        .expect("document")
+    CoworkerDocument::from_slice(
+        cm["data"]["coworkers.json"]
+            .as_str()
+            .unwrap_or("")
+            .as_bytes(),
+    )
+    .expect("document")
 }
 
 #[tokio::test]
@@ -549,11 +556,18 @@ async fn coworkers_are_pushed_and_acknowledged() {
         "the pass does not wait for pods: {:?}",
         t0.elapsed()
     );
-    until(Duration::from_secs(1), "origin 0 at revision 2", || os[0].revision() == 2).await;
-    until(Duration::from_secs(2), "origin 1's failure recorded", || {
-        ctx.delivery_progress(NS, "live")
-            .is_some_and(|p| p.failed.contains_key("live-1"))
+    until(Duration::from_secs(1), "origin 0 at revision 2", || {
+        os[0].revision() == 2
     })
+    .await;
+    until(
+        Duration::from_secs(2),
+        "origin 1's failure recorded",
+        || {
+            ctx.delivery_progress(NS, "live")
+                .is_some_and(|p| p.failed.contains_key("live-1"))
+        },
+    )
     .await;
     assert_eq!(os[1].revision(), 1);
     assert_eq!(os[2].revision(), 1, "removed origins are not pushed to");
@@ -576,9 +590,11 @@ async fn coworkers_are_pushed_and_acknowledged() {
     // It comes back: the background retry delivers to it, and only to it.
     let puts0 = os[0].puts();
     os[1].fail_next(0);
-    until(Duration::from_secs(5), "origin 1 retried in the background", || {
-        os[1].revision() == 2
-    })
+    until(
+        Duration::from_secs(5),
+        "origin 1 retried in the background",
+        || os[1].revision() == 2,
+    )
     .await;
     assert_eq!(
         os[0].puts(),
@@ -603,7 +619,10 @@ async fn restarted_operator_continues_above_the_durable_revision() {
     reconcile(Arc::new(oc.clone()), ctx.clone())
         .await
         .expect("first");
-    until(Duration::from_secs(2), "revision 1 delivered", || os[0].revision() == 1).await;
+    until(Duration::from_secs(2), "revision 1 delivered", || {
+        os[0].revision() == 1
+    })
+    .await;
     let oc = current(&fake, &oc);
 
     // A new operator process with empty memory, and one origin that is ahead (pushed by a
@@ -656,7 +675,12 @@ async fn restarted_operator_continues_above_the_durable_revision() {
 }
 
 /// Runs the controller loop; the sender stops it.
-fn run_loop(ctx: &Arc<Context>) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+fn run_loop(
+    ctx: &Arc<Context>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let runner = tokio::spawn(run(ctx.clone(), async move {
         let _ = rx.await;
@@ -670,28 +694,39 @@ async fn controller_loop_delivers_slice_changes_fast() {
     let (tx, runner) = run_loop(&ctx);
     let oc = store(&fake, &fixtures::minimal());
     // The controller creates the children (and the token) on its own.
-    until(Duration::from_secs(5), "StatefulSet created by the controller", || {
-        fake.get("/apis/apps/v1/namespaces/media/statefulsets/live").is_some()
-    })
+    until(
+        Duration::from_secs(5),
+        "StatefulSet created by the controller",
+        || {
+            fake.get("/apis/apps/v1/namespaces/media/statefulsets/live")
+                .is_some()
+        },
+    )
     .await;
     let token = token_of(&fake, "live");
     let os = origins(5, &token).await;
     let refs: Vec<&FakeOrigin> = os.iter().collect();
     let t0 = Instant::now();
     put_slices(&fake, "live", &refs);
-    until(Duration::from_secs(5), "slice change reached every origin", || {
-        os.iter().all(|o| o.document().coworkers.len() == 5)
-    })
+    until(
+        Duration::from_secs(5),
+        "slice change reached every origin",
+        || os.iter().all(|o| o.document().coworkers.len() == 5),
+    )
     .await;
     let took = t0.elapsed();
     assert!(took < Duration::from_secs(1), "convergence took {took:?}");
     // Status follows without another watch event: the delivery task asks for a pass.
-    until(Duration::from_secs(3), "status shows every pod acknowledged", || {
-        let oc = current(&fake, &oc);
-        oc.status
-            .and_then(|s| s.coworkers)
-            .is_some_and(|c| c.acknowledged.len() == 5 && c.pending.is_empty())
-    })
+    until(
+        Duration::from_secs(3),
+        "status shows every pod acknowledged",
+        || {
+            let oc = current(&fake, &oc);
+            oc.status
+                .and_then(|s| s.coworkers)
+                .is_some_and(|c| c.acknowledged.len() == 5 && c.pending.is_empty())
+        },
+    )
     .await;
     let _ = tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), runner).await;
@@ -706,7 +741,10 @@ async fn deleting_a_cluster_drops_its_task_state_and_metrics() {
     store_token(&fake, &oc, "tok");
     let os = origins(2, "tok").await;
     put_slices(&fake, "live", &[&os[0], &os[1]]);
-    until(Duration::from_secs(5), "delivered", || os.iter().all(|o| o.revision() >= 1)).await;
+    until(Duration::from_secs(5), "delivered", || {
+        os.iter().all(|o| o.revision() >= 1)
+    })
+    .await;
     assert!(ctx.has_delivery(NS, "live"));
     assert!(ctx.revision(NS, "live").is_some());
     assert!(ctx.metrics.encode().contains(r#"cluster="live""#));
@@ -758,15 +796,23 @@ async fn per_pod_service_advertise_agrees_in_file_and_push_at_every_revision() {
             .await
             .expect("pass");
         let rev = ctx.revision(NS, "live").expect("revision");
-        assert!(rev > last_rev, "step {step}: a new address is a new revision");
+        assert!(
+            rev > last_rev,
+            "step {step}: a new address is a new revision"
+        );
         last_rev = rev;
-        until(Duration::from_secs(2), "both origins at the revision", || {
-            os.iter().all(|o| o.revision() == rev)
-        })
+        until(
+            Duration::from_secs(2),
+            "both origins at the revision",
+            || os.iter().all(|o| o.revision() == rev),
+        )
         .await;
         let file = cm_doc(&fake, "live");
         assert_eq!(file.revision, rev);
-        assert_eq!(file.advertise, None, "the shared file has no pod-specific advertise");
+        assert_eq!(
+            file.advertise, None,
+            "the shared file has no pod-specific advertise"
+        );
         for (i, pod) in pods.iter().enumerate() {
             let pushed = os[i].document();
             let want = addrs[i].map(|ip| Advertise {
@@ -779,7 +825,11 @@ async fn per_pod_service_advertise_agrees_in_file_and_push_at_every_revision() {
                 pushed.advertise_for(pod),
                 "step {step}: file and PUT disagree for {pod}"
             );
-            assert_eq!(file.advertise_for(pod), want.as_ref(), "step {step}: file for {pod}");
+            assert_eq!(
+                file.advertise_for(pod),
+                want.as_ref(),
+                "step {step}: file for {pod}"
+            );
             assert_eq!(pushed.pod_advertise, file.pod_advertise);
         }
     }
@@ -824,12 +874,19 @@ async fn drifted_children_are_restored_on_the_next_pass() {
         .await
         .expect("next pass");
     let restored = fake.get(svc_path).expect("service");
-    assert_eq!(restored["metadata"]["annotations"], annotations, "annotations restored");
+    assert_eq!(
+        restored["metadata"]["annotations"], annotations,
+        "annotations restored"
+    );
     assert_eq!(
         restored["spec"]["externalTrafficPolicy"],
         original["spec"]["externalTrafficPolicy"]
     );
-    assert_eq!(fake.get(cm_path).expect("configmap")["data"], cm_data, "ConfigMap restored");
+    assert_eq!(
+        fake.get(cm_path).expect("configmap")["data"],
+        cm_data,
+        "ConfigMap restored"
+    );
 }
 
 #[test]
@@ -845,6 +902,70 @@ fn slices_map_back_to_their_cluster() {
         l.insert(labels::MANAGED_BY.into(), "someone-else".into());
     }
     assert!(slice_to_cluster(foreign).is_none());
+}
+
+#[test]
+fn auth_validation_names_the_bad_field() {
+    use crate::crd::{AuthSpec, HookSpec, SecretRef};
+    let hooks = |urls: Vec<&str>| AuthSpec {
+        hooks: Some(HookSpec {
+            on_play: urls.into_iter().map(str::to_string).collect(),
+            ..HookSpec::default()
+        }),
+        secret_ref: None,
+    };
+    assert!(validate_auth(&hooks(vec!["http://a:8085/x", "https://b.example"])).is_ok());
+    for (url, why) in [
+        ("ftp://a/x", "http:// or https://"),
+        ("http:///x", "no host"),
+        ("http://a b/x", "whitespace"),
+        ("http://a:99999/x", "invalid port"),
+        ("file:///etc/passwd", "http:// or https://"),
+    ] {
+        let e = validate_auth(&hooks(vec![url])).expect_err(url).to_string();
+        assert!(
+            e.contains("spec.auth.hooks.onPlay[0]") && e.contains(why),
+            "{url}: {e}"
+        );
+    }
+    let long = format!("http://a/{}", "x".repeat(3000));
+    assert!(
+        validate_auth(&hooks(vec![&long]))
+            .expect_err("long")
+            .to_string()
+            .contains("longer than")
+    );
+    let many = vec!["http://a/x"; crate::crd::MAX_HOOK_URLS + 1];
+    let e = validate_auth(&hooks(many))
+        .expect_err("too many")
+        .to_string();
+    assert!(e.contains("onPlay has 9 URLs, at most 8"), "{e}");
+    let mut bad_t = hooks(vec![]);
+    if let Some(h) = bad_t.hooks.as_mut() {
+        h.timeout = "10m".into();
+    }
+    assert!(
+        validate_auth(&bad_t)
+            .expect_err("timeout")
+            .to_string()
+            .contains("at most 60s")
+    );
+    let bad_secret = AuthSpec {
+        hooks: None,
+        secret_ref: Some(SecretRef {
+            name: "Not_A_Name".into(),
+        }),
+    };
+    assert!(
+        validate_auth(&bad_secret)
+            .expect_err("name")
+            .to_string()
+            .contains("secretRef.name")
+    );
+    // Through validate(): an invalid spec, reported and not retried.
+    let mut spec = fixtures::minimal().spec;
+    spec.auth = Some(hooks(vec!["gopher://x"]));
+    assert!(matches!(validate(&spec), Err(Error::InvalidSpec(_))));
 }
 
 #[test]

@@ -46,7 +46,10 @@ async fn one_holder_and_takeover_after_it_stops_renewing() {
     // a stops: b takes over only after a full lease duration without a change.
     let stopped = Instant::now();
     while !b.try_acquire_or_renew().await.expect("b") {
-        assert!(stopped.elapsed() < Duration::from_secs(5), "b never took over");
+        assert!(
+            stopped.elapsed() < Duration::from_secs(5),
+            "b never took over"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
@@ -54,7 +57,12 @@ async fn one_holder_and_takeover_after_it_stops_renewing() {
         "took over after {:?}, before the lease expired",
         stopped.elapsed()
     );
-    let spec = api.get("origin-operator").await.expect("lease").spec.expect("spec");
+    let spec = api
+        .get("origin-operator")
+        .await
+        .expect("lease")
+        .spec
+        .expect("spec");
     assert_eq!(spec.holder_identity.as_deref(), Some("b"));
     assert_eq!(spec.lease_transitions, Some(1));
     assert!(!a.try_acquire_or_renew().await.expect("a"), "a lost it");
@@ -99,7 +107,11 @@ async fn a_holders_wall_clock_does_not_matter() {
         assert!(stopped.elapsed() < Duration::from_secs(5));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(stopped.elapsed() >= Duration::from_millis(900), "{:?}", stopped.elapsed());
+    assert!(
+        stopped.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        stopped.elapsed()
+    );
 }
 
 /// A transport that can be cut: requests then hang (and time out in the client).
@@ -148,7 +160,10 @@ async fn racing_candidates_never_both_lead() {
         let c2 = cut.clone();
         let (client, _task) = fake.client_with(move |svc| {
             crate::apiclient::client_over(
-                Cut { inner: svc, cut: c2 },
+                Cut {
+                    inner: svc,
+                    cut: c2,
+                },
                 "default",
                 Duration::from_millis(100),
             )
@@ -205,20 +220,32 @@ async fn racing_candidates_never_both_lead() {
     let mut current = wait_leader(None).await;
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(leader(&flags), Some(current), "the leader stays while it renews");
+        assert_eq!(
+            leader(&flags),
+            Some(current),
+            "the leader stays while it renews"
+        );
         cuts[current].store(true, Ordering::SeqCst);
         let next = wait_leader(Some(current)).await;
         cuts[current].store(false, Ordering::SeqCst);
         current = next;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(leader(&flags), Some(current), "the reconnected one does not take it back");
+    assert_eq!(
+        leader(&flags),
+        Some(current),
+        "the reconnected one does not take it back"
+    );
     monitor.abort();
     for t in tasks {
         t.abort();
     }
     assert_eq!(both.load(Ordering::SeqCst), 0, "two leaders at once");
-    assert!(terms.load(Ordering::SeqCst) >= 4, "{} terms", terms.load(Ordering::SeqCst));
+    assert!(
+        terms.load(Ordering::SeqCst) >= 4,
+        "{} terms",
+        terms.load(Ordering::SeqCst)
+    );
     // Only one write can win each round: the fake refused stale replaces with 409.
     let stale = fake
         .requests()

@@ -123,7 +123,9 @@ fn not_installed() -> Startup {
 
 fn transient(what: &str, e: &kube::Error) -> Startup {
     if origin_operator::apiclient::is_kube_timeout(e) {
-        Startup::Retry(format!("{what}: Kubernetes API server did not answer in time ({e})"))
+        Startup::Retry(format!(
+            "{what}: Kubernetes API server did not answer in time ({e})"
+        ))
     } else {
         Startup::Retry(format!("{what}: {e}"))
     }

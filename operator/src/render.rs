@@ -10,7 +10,10 @@ use origin_wire::coworkers::CoworkerDocument;
 
 /// The children of `oc`, in apply order: Secret, per-pod Services, ConfigMap (with an
 /// empty first revision), StatefulSet, peer Service, RTMP Service, PodDisruptionBudget.
-pub fn objects(oc: &OriginCluster, token: &Token) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+pub fn objects(
+    oc: &OriginCluster,
+    token: &Token,
+) -> Result<Vec<serde_json::Value>, serde_json::Error> {
     let mut out = vec![serde_json::to_value(build::secret::build(oc, token))?];
     if oc.spec.advertise == AdvertiseMode::PerPodService {
         for i in 0..oc.spec.replicas {
@@ -45,7 +48,10 @@ pub fn clusters_from_yaml(text: &str) -> Result<Vec<OriginCluster>, String> {
         }
         if oc.metadata.uid.is_none() {
             let (name, ns) = labels::name_ns(&oc);
-            oc.metadata.uid = Some(format!("00000000-0000-0000-0000-{:012x}", fnv(&format!("{ns}/{name}"))));
+            oc.metadata.uid = Some(format!(
+                "00000000-0000-0000-0000-{:012x}",
+                fnv(&format!("{ns}/{name}"))
+            ));
         }
         out.push(oc);
     }
@@ -78,11 +84,20 @@ mod tests {
             for oc in clusters_from_yaml(&text).expect("parses") {
                 let objs = objects(&oc, &Token::new("t")).expect("objects");
                 let kinds: Vec<&str> = objs.iter().filter_map(|o| o["kind"].as_str()).collect();
-                for k in ["Secret", "ConfigMap", "StatefulSet", "Service", "PodDisruptionBudget"] {
+                for k in [
+                    "Secret",
+                    "ConfigMap",
+                    "StatefulSet",
+                    "Service",
+                    "PodDisruptionBudget",
+                ] {
                     assert!(kinds.contains(&k), "{}: no {k}", path.display());
                 }
                 for o in &objs {
-                    assert!(o["metadata"]["ownerReferences"][0]["uid"].is_string(), "{o}");
+                    assert!(
+                        o["metadata"]["ownerReferences"][0]["uid"].is_string(),
+                        "{o}"
+                    );
                 }
                 seen += 1;
             }

@@ -257,14 +257,21 @@ impl FakeApiServer {
                 };
                 let this = this.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let this = this.clone();
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            Ok::<_, Infallible>(this.answer(parts.method.as_str(), &parts.uri, bytes).await)
-                        }
-                    });
+                    let svc =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let this = this.clone();
+                            async move {
+                                let (parts, body) = req.into_parts();
+                                let bytes = body
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                Ok::<_, Infallible>(
+                                    this.answer(parts.method.as_str(), &parts.uri, bytes).await,
+                                )
+                            }
+                        });
                     let io = hyper_util::rt::TokioIo::new(stream);
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(io, svc)
@@ -525,7 +532,10 @@ impl FakeApiServer {
                     // Replace: the object must exist, and a resourceVersion in the body must
                     // be the current one (optimistic concurrency).
                     if !existed {
-                        return full(404, status_body(404, "NotFound", &format!("{name} not found")));
+                        return full(
+                            404,
+                            status_body(404, "NotFound", &format!("{name} not found")),
+                        );
                     }
                     let want = patch["metadata"]["resourceVersion"].as_str();
                     let have = obj["metadata"]["resourceVersion"].as_str();
@@ -535,7 +545,9 @@ impl FakeApiServer {
                             status_body(
                                 409,
                                 "Conflict",
-                                &format!("Operation cannot be fulfilled on {name}: the object has been modified; please apply your changes to the latest version and try again"),
+                                &format!(
+                                    "Operation cannot be fulfilled on {name}: the object has been modified; please apply your changes to the latest version and try again"
+                                ),
                             ),
                         );
                     }
@@ -684,4 +696,3 @@ pub fn by_name(objs: &[Value]) -> HashMap<String, Value> {
         })
         .collect()
 }
-

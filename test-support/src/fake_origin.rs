@@ -138,4 +138,3 @@ impl FakeOrigin {
         lock(&self.state).last_auth.clone()
     }
 }
-

@@ -227,6 +227,9 @@ mod tests {
             advertise: Option<Advertise>,
         }
         let old: Old = serde_json::from_str(&json).unwrap();
-        assert_eq!((old.revision, old.coworkers.len(), old.advertise), (3, 1, None));
+        assert_eq!(
+            (old.revision, old.coworkers.len(), old.advertise),
+            (3, 1, None)
+        );
     }
 }
