@@ -187,6 +187,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.http_listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.http_listen))?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(addr = %addr, "serving /healthz, /readyz and /metrics");
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http = {
         let app = router(metrics.clone(), health.clone());
