@@ -20,7 +20,7 @@ use http_body_util::BodyExt;
 
 pub use fake_api::{ApiBody, FakeApiServer, Recorded, by_name, endpoint_slice};
 pub use fake_origin::FakeOrigin;
-pub use origin_proc::{OriginOpts, OriginProc, parse_listening};
+pub use origin_proc::{OriginOpts, OriginProc, get_blocking, parse_listening, start_cluster_at};
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

@@ -255,3 +255,65 @@ mod tests {
         assert!(parse_listening("origin listening rtmp=x api=y flv=z").is_none());
     }
 }
+
+/// `GET http://addr{path}` with HTTP/1.0 on a blocking socket: (status, body).
+pub fn get_blocking(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// Starts `n` origins on `ip` (kernel-assigned ports) that list each other (and themselves)
+/// as coworkers. The ports are only known once they listen, so the list reaches them through
+/// a coworker file (revision 0, like `--coworker` flags) written afterwards; this returns once
+/// every origin serves it. The file lives in the returned directory: keep it as long as the
+/// origins.
+pub fn start_cluster_at(
+    ip: &str,
+    n: usize,
+    opts: &OriginOpts,
+) -> std::io::Result<(Vec<OriginProc>, crate::TempDir)> {
+    let dir = crate::TempDir::new("origin-cluster")?;
+    let file = dir.path().join("coworkers.json");
+    let mut o = opts.clone();
+    o.extra
+        .extend(["--coworker-file".to_string(), file.display().to_string()]);
+    let bin = crate::bin_path("origin");
+    let procs = (0..n)
+        .map(|_| OriginProc::spawn(&bin, ip, (0, 0, 0), &o))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut all: Vec<String> = procs.iter().map(OriginProc::api_addr).collect();
+    all.extend(opts.coworkers.iter().cloned());
+    let doc = origin_wire::coworkers::CoworkerDocument::new(0, all, None);
+    let tmp = dir.path().join("coworkers.json.tmp");
+    std::fs::write(&tmp, doc.to_json())?;
+    std::fs::rename(&tmp, &file)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for p in &procs {
+        loop {
+            let loaded = get_blocking(&p.api_addr(), origin_wire::paths::COWORKERS)
+                .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+                .is_some_and(|v| {
+                    v["source"].as_str().is_some_and(|s| s.starts_with("file:"))
+                        && v["coworkers"].as_array().map(Vec::len) == Some(doc.coworkers.len())
+                });
+            if loaded {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other(format!(
+                    "origin {} did not load the coworker file",
+                    p.api_addr()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok((procs, dir))
+}
