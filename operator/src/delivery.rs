@@ -4,8 +4,9 @@
 //! [`Progress`]; it never waits for a push. Inside the task every pod is independent: pushes
 //! run concurrently, a pod that fails is retried with its own exponential backoff while the
 //! others are done, a newer revision cancels whatever is still in flight for an older one,
-//! and every `resync` every pod gets the document again (heals restarted pods). Each result
-//! calls `notify` so the controller records status soon after.
+//! and every `resync` every pod gets the document again (heals restarted pods). A result that
+//! changes the progress (a new acknowledgement, a pod's first failure, a pod ahead of us)
+//! calls `notify` so the controller records status soon after; repeated failures do not.
 //!
 //! The task lives as long as its [`Delivery`] handle: dropping the handle aborts it.
 
@@ -201,31 +202,38 @@ async fn run(
                 metrics.push(outcome.label());
                 let Some(st) = pods.get_mut(&t.pod) else { continue };
                 st.in_flight = false;
+                // Only news asks for a reconcile (a pod that fails again is not news).
+                let mut changed = false;
                 let mut p = lock(&progress);
                 match &outcome {
                     PushOutcome::AlreadyCurrent { current } if *current > t.doc.revision => {
                         // The pod is ahead of us: the reconcile goes above it.
+                        changed |= *current > p.seen_newer;
                         p.seen_newer = p.seen_newer.max(*current);
                         st.failures = st.failures.saturating_add(1);
                         st.due = Some(Instant::now() + backoff(&cfg, st.failures));
-                        p.failed.insert(t.pod.clone(), outcome.clone());
+                        changed |= p.failed.insert(t.pod.clone(), outcome.clone()).is_none();
                     }
                     o if o.acknowledged() => {
                         st.failures = 0;
                         st.due = None;
                         p.failed.remove(&t.pod);
-                        p.acked.insert(t.pod.clone(), (t.addr.clone(), t.doc.revision));
+                        let ack = (t.addr.clone(), t.doc.revision);
+                        changed |= p.acked.insert(t.pod.clone(), ack.clone()) != Some(ack);
                     }
                     _ => {
                         st.failures = st.failures.saturating_add(1);
                         let delay = backoff(&cfg, st.failures);
                         st.due = Some(Instant::now() + delay);
                         tracing::debug!(pod = %t.pod, addr = %t.addr, revision = t.doc.revision, outcome = outcome.label(), retry_in_ms = delay.as_millis() as u64, "coworker push not acknowledged");
-                        p.failed.insert(t.pod.clone(), outcome.clone());
+                        let prev = p.failed.insert(t.pod.clone(), outcome.clone());
+                        changed |= prev.is_none_or(|o| o.label() != outcome.label());
                     }
                 }
                 drop(p);
-                notify();
+                if changed {
+                    notify();
+                }
             }
             _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
                 let Some(plan) = plan.as_ref() else { continue };
