@@ -237,25 +237,6 @@ fn launch(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listening_line_is_parsed() {
-        let line = "2026-12-01T21:00:00.000Z  INFO origin listening rtmp=127.0.0.1:40001 api=127.0.0.1:40002 flv=127.0.0.1:40003";
-        let (r, a, f) = parse_listening(line).expect("parsed");
-        assert_eq!((r.port(), a.port(), f.port()), (40001, 40002, 40003));
-        let coloured = "\u{1b}[2m2026\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m origin listening \u{1b}[3mrtmp\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:1 api=127.0.0.1:2 flv=[::1]:3";
-        // Colour codes between key and value: stripped first.
-        let parsed = parse_listening(coloured).expect("coloured");
-        assert_eq!(parsed.0.port(), 1);
-        assert_eq!(parsed.2.to_string(), "[::1]:3");
-        assert!(parse_listening("origin stopped").is_none());
-        assert!(parse_listening("origin listening rtmp=x api=y flv=z").is_none());
-    }
-}
-
 /// `GET http://addr{path}` with HTTP/1.0 on a blocking socket: (status, body).
 pub fn get_blocking(addr: &str, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
@@ -316,4 +297,23 @@ pub fn start_cluster_at(
         }
     }
     Ok((procs, dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_line_is_parsed() {
+        let line = "2026-12-01T21:00:00.000Z  INFO origin listening rtmp=127.0.0.1:40001 api=127.0.0.1:40002 flv=127.0.0.1:40003";
+        let (r, a, f) = parse_listening(line).expect("parsed");
+        assert_eq!((r.port(), a.port(), f.port()), (40001, 40002, 40003));
+        let coloured = "\u{1b}[2m2026\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m origin listening \u{1b}[3mrtmp\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:1 api=127.0.0.1:2 flv=[::1]:3";
+        // Colour codes between key and value: stripped first.
+        let parsed = parse_listening(coloured).expect("coloured");
+        assert_eq!(parsed.0.port(), 1);
+        assert_eq!(parsed.2.to_string(), "[::1]:3");
+        assert!(parse_listening("origin stopped").is_none());
+        assert!(parse_listening("origin listening rtmp=x api=y flv=z").is_none());
+    }
 }
