@@ -3,8 +3,9 @@
 //! kube's default client has no read timeout, so one hung request (an overloaded API server,
 //! a broken proxy) stalls whoever awaits it forever. [`ApiTimeoutLayer`] bounds every request:
 //! the response headers must arrive within the timeout, and for everything but watches the
-//! whole body too. Watches only get the header deadline (they are long-lived by design and
-//! end on the server's `timeoutSeconds`).
+//! whole body too. Watches are long-lived by design (kube asks the server to end them after
+//! `timeoutSeconds=290`); their body gets [`WATCH_LIMIT`] plus the timeout, so a server that
+//! keeps a watch open and silent forever costs at most that, then the watcher re-lists.
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -22,6 +23,8 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// Default deadline of one API request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a watch response may last (kube's watcher asks for 290 s).
+pub const WATCH_LIMIT: Duration = Duration::from_secs(300);
 
 /// A request to the API server did not complete in time.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -107,11 +110,18 @@ where
             match tokio::time::timeout_at(deadline, fut).await {
                 Err(_) => Err(Box::new(TimedOut(timeout)) as BoxError),
                 Ok(Err(e)) => Err(e.into()),
-                Ok(Ok(resp)) => Ok(resp.map(|body| TimedBody {
-                    inner: Box::pin(body),
-                    deadline: (!watch).then(|| Box::pin(tokio::time::sleep_until(deadline))),
-                    timeout,
-                })),
+                Ok(Ok(resp)) => {
+                    let body_deadline = if watch {
+                        deadline + WATCH_LIMIT
+                    } else {
+                        deadline
+                    };
+                    Ok(resp.map(|body| TimedBody {
+                        inner: Box::pin(body),
+                        deadline: Box::pin(tokio::time::sleep_until(body_deadline)),
+                        timeout,
+                    }))
+                }
             }
         })
     }
@@ -120,7 +130,7 @@ where
 /// A response body that fails with [`TimedOut`] when its deadline passes.
 pub struct TimedBody<B> {
     inner: Pin<Box<B>>,
-    deadline: Option<Pin<Box<Sleep>>>,
+    deadline: Pin<Box<Sleep>>,
     timeout: Duration,
 }
 
@@ -137,9 +147,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let timeout = self.timeout;
-        if let Some(d) = self.deadline.as_mut()
-            && d.as_mut().poll(cx).is_ready()
-        {
+        if self.deadline.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Some(Err(Box::new(TimedOut(timeout)))));
         }
         self.inner
