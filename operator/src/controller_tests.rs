@@ -998,3 +998,46 @@ fn validation_messages() {
         Duration::from_secs(300)
     );
 }
+
+mod hook_url_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn hooks(url: String) -> crate::crd::AuthSpec {
+        crate::crd::AuthSpec {
+            hooks: Some(crate::crd::HookSpec {
+                on_publish: vec![url],
+                ..crate::crd::HookSpec::default()
+            }),
+            secret_ref: None,
+        }
+    }
+
+    proptest! {
+        /// Hostile input never panics; whatever is accepted is a bounded http(s) URL with a
+        /// host and no whitespace, so it is safe to pass as one `--on-publish=` argument.
+        #[test]
+        fn accepted_urls_are_bounded_http_urls(url in any::<String>()) {
+            if validate_auth(&hooks(url.clone())).is_ok() {
+                prop_assert!(url.starts_with("http://") || url.starts_with("https://"));
+                prop_assert!(url.len() <= crate::crd::MAX_HOOK_URL_LEN);
+                prop_assert!(!url.chars().any(|c| c.is_whitespace() || c.is_control()));
+            }
+        }
+
+        #[test]
+        fn well_formed_urls_are_accepted(
+            https in any::<bool>(),
+            host in "[a-z][a-z0-9-]{0,20}(\\.[a-z0-9]{1,10}){0,3}",
+            port in proptest::option::of(1u16..),
+            path in "(/[A-Za-z0-9._~%-]{0,12}){0,4}(\\?[a-z]=[0-9]{1,4})?",
+        ) {
+            let url = format!(
+                "{}://{host}{}{path}",
+                if https { "https" } else { "http" },
+                port.map(|p| format!(":{p}")).unwrap_or_default()
+            );
+            prop_assert!(validate_auth(&hooks(url.clone())).is_ok(), "{}", url);
+        }
+    }
+}

@@ -696,3 +696,60 @@ pub fn by_name(objs: &[Value]) -> HashMap<String, Value> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::Api;
+    use kube::api::PostParams;
+
+    #[tokio::test]
+    async fn replace_honours_resource_version() {
+        let fake = FakeApiServer::new();
+        let (client, _t) = fake.client();
+        let api: Api<Lease> = Api::namespaced(client, "ns");
+        let mut lease = Lease::default();
+        lease.metadata.name = Some("l".into());
+        let created = api
+            .create(&PostParams::default(), &lease)
+            .await
+            .expect("create");
+        let mut a = created.clone();
+        let mut b = created;
+        a.spec = Some(Default::default());
+        api.replace("l", &PostParams::default(), &a)
+            .await
+            .expect("first writer wins");
+        b.spec = Some(Default::default());
+        match api.replace("l", &PostParams::default(), &b).await {
+            Err(kube::Error::Api(s)) => assert_eq!(s.code, 409),
+            other => panic!("stale replace accepted: {other:?}"),
+        }
+        // Replacing what does not exist is 404 (no create-on-update).
+        let mut ghost = Lease::default();
+        ghost.metadata.name = Some("ghost".into());
+        match api.replace("ghost", &PostParams::default(), &ghost).await {
+            Err(kube::Error::Api(s)) => assert_eq!(s.code, 404),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn hung_requests_are_answered_after_unhang() {
+        let fake = FakeApiServer::new();
+        let (client, _t) = fake.client();
+        let api: Api<Lease> = Api::namespaced(client, "ns");
+        fake.hang_all();
+        let call = tokio::spawn(async move { api.get_opt("x").await });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!call.is_finished(), "answered while hung");
+        fake.unhang();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(2), call)
+            .await
+            .expect("answered after unhang")
+            .expect("join")
+            .expect("ok");
+        assert!(got.is_none());
+    }
+}
