@@ -75,6 +75,9 @@ impl Default for Settings {
     }
 }
 
+/// How long a pass waits for the EndpointSlice reflector's first list.
+const SLICES_READY_LIMIT: Duration = Duration::from_secs(30);
+
 /// Largest retry delay of one pod's delivery.
 const PUSH_RETRY_MAX: Duration = Duration::from_secs(10);
 
@@ -548,6 +551,16 @@ async fn peer_slices(ctx: &Context, ns: &str, cluster: &str) -> Result<Vec<Endpo
     let service = labels::peers_service(cluster);
     let store = lock(&ctx.slices).clone();
     if let Some(store) = store {
+        // Never compute a list from a reflector that has not listed yet: an empty list would
+        // become a new revision and overwrite the durable one in the ConfigMap.
+        match tokio::time::timeout(SLICES_READY_LIMIT, store.wait_until_ready()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => {
+                return Err(Error::NotReady(
+                    "the EndpointSlice watch has not listed yet".into(),
+                ));
+            }
+        }
         return Ok(store
             .state()
             .iter()

@@ -734,6 +734,45 @@ async fn controller_loop_delivers_slice_changes_fast() {
 }
 
 #[tokio::test]
+async fn restart_never_overwrites_the_durable_list_before_the_slices_are_listed() {
+    let (fake, ctx) = setup();
+    let oc = store(&fake, &fixtures::minimal());
+    store_token(&fake, &oc, "tok");
+    let os = origins(2, "tok").await;
+    put_slices(&fake, "live", &[&os[0], &os[1]]);
+    let mut addrs: Vec<String> = os.iter().map(|o| o.addr.clone()).collect();
+    addrs.sort();
+    // What a previous operator process left: revision 5 with the current list.
+    let durable = CoworkerDocument::new(5, addrs.clone(), None);
+    fake.put(
+        "/api/v1/namespaces/media/configmaps",
+        serde_json::to_value(build::configmap::build(&oc, &durable)).expect("cm"),
+    );
+    // The new process starts while the EndpointSlice list hangs.
+    fake.hang("GET", "/endpointslices");
+    let (tx, runner) = run_loop(&ctx);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        cm_doc(&fake, "live"),
+        durable,
+        "no list before the slices are known"
+    );
+    fake.unhang();
+    until(Duration::from_secs(5), "the origins get revision 5", || {
+        os.iter().all(|o| o.revision() == 5)
+    })
+    .await;
+    assert_eq!(
+        ctx.revision(NS, "live"),
+        Some(5),
+        "same list: no new revision"
+    );
+    assert_eq!(cm_doc(&fake, "live"), durable);
+    let _ = tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), runner).await;
+}
+
+#[tokio::test]
 async fn deleting_a_cluster_drops_its_task_state_and_metrics() {
     let (fake, ctx) = setup();
     let (tx, runner) = run_loop(&ctx);

@@ -8,6 +8,8 @@ pub enum Error {
     Kube(kube::Error),
     #[error("{0}")]
     Timeout(kube::Error),
+    #[error("not ready: {0}")]
+    NotReady(String),
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
     #[error("JSON: {0}")]
@@ -30,6 +32,7 @@ impl Error {
         match self {
             Error::Kube(_) => "ApiError",
             Error::Timeout(_) => "ApiTimeout",
+            Error::NotReady(_) => "NotReady",
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::Json(_) => "SerializationError",
         }
