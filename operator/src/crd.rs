@@ -160,21 +160,27 @@ impl HookFailure {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HookSpec {
+    /// Asked when a client connects (RTMP connect).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8), inner(length(min = 1, max = 2048), regex(pattern = HOOK_URL_PATTERN)))]
     pub on_connect: Vec<String>,
+    /// Asked before a publish is accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8), inner(length(min = 1, max = 2048), regex(pattern = HOOK_URL_PATTERN)))]
     pub on_publish: Vec<String>,
+    /// Told when a publisher stops.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8), inner(length(min = 1, max = 2048), regex(pattern = HOOK_URL_PATTERN)))]
     pub on_unpublish: Vec<String>,
+    /// Asked before a player is accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8), inner(length(min = 1, max = 2048), regex(pattern = HOOK_URL_PATTERN)))]
     pub on_play: Vec<String>,
+    /// Told when a player stops.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8), inner(length(min = 1, max = 2048), regex(pattern = HOOK_URL_PATTERN)))]
     pub on_stop: Vec<String>,
+    /// Told when a client connection closes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8), inner(length(min = 1, max = 2048), regex(pattern = HOOK_URL_PATTERN)))]
     pub on_close: Vec<String>,
