@@ -786,7 +786,17 @@ async fn deleting_a_cluster_drops_its_task_state_and_metrics() {
     .await;
     assert!(ctx.has_delivery(NS, "live"));
     assert!(ctx.revision(NS, "live").is_some());
-    assert!(ctx.metrics.encode().contains(r#"cluster="live""#));
+    let text = ctx.metrics.encode();
+    assert!(text.contains(r#"cluster="live""#));
+    let acks: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("origin_operator_coworker_delivery_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        acks >= 2,
+        "delivery latency observed per acknowledgement: {text}"
+    );
     // kubectl delete ocl/live (no finalizer: the API server removes it at once).
     fake.delete(&format!("{CR_COLL}/live"));
     until(Duration::from_secs(3), "cluster forgotten", || {

@@ -153,6 +153,8 @@ async fn run(
     notify: Box<dyn Fn() + Send + Sync>,
 ) {
     let mut plan: Option<Arc<Plan>> = None;
+    // When the current revision arrived (for the delivery latency metric).
+    let mut revision_since = Instant::now();
     let mut in_flight: FuturesUnordered<PushFuture> = FuturesUnordered::new();
     let mut pods: HashMap<String, PodState> = HashMap::new();
     let mut resync_at = Instant::now() + cfg.resync;
@@ -169,6 +171,9 @@ async fn run(
                 }
                 let Some(new) = rx.borrow_and_update().clone() else { continue };
                 let new_revision = plan.as_ref().is_none_or(|p| p.revision != new.revision);
+                if new_revision {
+                    revision_since = Instant::now();
+                }
                 // Whatever is in flight pushes an older plan: cancel it.
                 in_flight = FuturesUnordered::new();
                 let now = Instant::now();
@@ -219,7 +224,11 @@ async fn run(
                         st.due = None;
                         p.failed.remove(&t.pod);
                         let ack = (t.addr.clone(), t.doc.revision);
-                        changed |= p.acked.insert(t.pod.clone(), ack.clone()) != Some(ack);
+                        let news = p.acked.insert(t.pod.clone(), ack.clone()) != Some(ack);
+                        if news {
+                            metrics.delivery_latency.observe(revision_since.elapsed().as_secs_f64());
+                        }
+                        changed |= news;
                     }
                     _ => {
                         st.failures = st.failures.saturating_add(1);
