@@ -104,6 +104,8 @@ pub struct Context {
     deliveries: Mutex<HashMap<String, Delivery>>,
     /// The EndpointSlice reflector's store once [`run`] started it; listed per pass without.
     slices: Mutex<Option<Store<EndpointSlice>>>,
+    /// The OriginCluster reflector's store once [`run`] started it.
+    cluster_store: Mutex<Option<Store<OriginCluster>>>,
     /// Reconcile requests from the delivery tasks.
     trigger_tx: mpsc::UnboundedSender<ObjectRef<OriginCluster>>,
     trigger_rx: Mutex<Option<mpsc::UnboundedReceiver<ObjectRef<OriginCluster>>>>,
@@ -138,6 +140,7 @@ impl Context {
             clusters: Mutex::new(HashMap::new()),
             deliveries: Mutex::new(HashMap::new()),
             slices: Mutex::new(None),
+            cluster_store: Mutex::new(None),
             trigger_tx,
             trigger_rx: Mutex::new(Some(trigger_rx)),
         }
@@ -192,13 +195,21 @@ impl Context {
             .map(Delivery::progress)
     }
 
+    /// Hands `plan` to the cluster's delivery task (started on first use). `None` when the
+    /// cluster was deleted meanwhile: checked under the same lock [`Self::forget`] takes, so a
+    /// pass that was already running cannot start a task for a deleted cluster.
     fn delivery_submit(
         &self,
         oc: &OriginCluster,
         key: &str,
         plan: Plan,
-    ) -> crate::delivery::Progress {
+    ) -> Option<crate::delivery::Progress> {
         let mut map = lock(&self.deliveries);
+        if let Some(store) = lock(&self.cluster_store).as_ref()
+            && store.get(&ObjectRef::from_obj(oc)).is_none()
+        {
+            return None;
+        }
         let d = map.entry(key.to_string()).or_insert_with(|| {
             let tx = self.trigger_tx.clone();
             let obj = ObjectRef::from_obj(oc);
@@ -216,7 +227,7 @@ impl Context {
             )
         });
         d.submit(plan);
-        d.progress()
+        Some(d.progress())
     }
 
     async fn event(&self, oc: &OriginCluster, type_: EventType, reason: &str, note: String) {
@@ -665,7 +676,7 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
             }
         })
         .collect();
-    let progress = ctx.delivery_submit(
+    let Some(progress) = ctx.delivery_submit(
         oc,
         key,
         Plan {
@@ -673,7 +684,11 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
             targets: targets.clone(),
             token,
         },
-    );
+    ) else {
+        // Deleted while this pass ran: nothing more to do for it.
+        ctx.forget(key);
+        return Ok(Action::await_change());
+    };
     let mut acknowledged = Vec::new();
     let mut pending = Vec::new();
     let mut failures = Vec::new();
@@ -857,6 +872,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     // OriginClusters: our own reflector, so deletions (and objects gone while the watch was
     // down) drop their delivery task, state and metrics at once.
     let (clusters, cluster_writer) = reflector::store::<OriginCluster>();
+    *lock(&ctx.cluster_store) = Some(clusters.clone());
     let sweep_ctx = ctx.clone();
     let sweep_store = clusters.clone();
     let cluster_events = reflector::reflector(
@@ -927,6 +943,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         })
         .await;
     *lock(&ctx.slices) = None;
+    *lock(&ctx.cluster_store) = None;
 }
 
 /// An mpsc receiver as a stream.

@@ -487,6 +487,15 @@ async fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until the delivery task has recorded `n` acknowledgements of `rev`.
+async fn acked(ctx: &Context, n: usize, rev: u64) {
+    until(Duration::from_secs(5), "acknowledgements recorded", || {
+        ctx.delivery_progress(NS, "live")
+            .is_some_and(|p| p.acked.values().filter(|(_, r)| *r == rev).count() == n)
+    })
+    .await;
+}
+
 fn cm_doc(fake: &FakeApiServer, cluster: &str) -> CoworkerDocument {
     let cm = fake
         .get(&format!(
@@ -529,6 +538,7 @@ async fn coworkers_are_pushed_and_acknowledged() {
         assert_eq!(o.last_authorization().as_deref(), Some("Bearer t0ken"));
     }
     // The next pass records what the delivery task achieved.
+    acked(&ctx, 3, 1).await;
     reconcile(Arc::new(current(&fake, &oc)), ctx.clone())
         .await
         .expect("status pass");
@@ -601,6 +611,7 @@ async fn coworkers_are_pushed_and_acknowledged() {
         puts0,
         "acknowledged pods are not pushed again before the resync"
     );
+    acked(&ctx, 2, 2).await;
     reconcile(Arc::new(current(&fake, &oc)), ctx.clone())
         .await
         .expect("status pass");
@@ -780,8 +791,9 @@ async fn deleting_a_cluster_drops_its_task_state_and_metrics() {
     store_token(&fake, &oc, "tok");
     let os = origins(2, "tok").await;
     put_slices(&fake, "live", &[&os[0], &os[1]]);
-    until(Duration::from_secs(5), "delivered", || {
-        os.iter().all(|o| o.revision() >= 1)
+    until(Duration::from_secs(5), "delivered and acknowledged", || {
+        ctx.delivery_progress(NS, "live")
+            .is_some_and(|p| p.acked.len() == 2)
     })
     .await;
     assert!(ctx.has_delivery(NS, "live"));
