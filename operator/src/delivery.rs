@@ -273,3 +273,131 @@ async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::push::PushConfig;
+    use origin_test_support::FakeOrigin;
+    use origin_wire::coworkers::CoworkerDocument;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn target(pod: &str, addr: &str, rev: u64) -> PushTarget {
+        PushTarget {
+            pod: pod.into(),
+            addr: addr.into(),
+            doc: CoworkerDocument::new(rev, vec![addr.to_string()], None),
+        }
+    }
+
+    async fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+        let t0 = std::time::Instant::now();
+        while !f() {
+            assert!(t0.elapsed() < limit, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn newer_revision_cancels_the_older_round_and_holes_do_not_block() {
+        // A pod that accepts and never answers, counting connections.
+        let hole = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let hole_addr = hole.local_addr().expect("addr").to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let n = accepted.clone();
+        let _hole = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = hole.accept().await {
+                n.fetch_add(1, Ordering::SeqCst);
+                held.push(s);
+            }
+        });
+        let good = FakeOrigin::start("tok").await.expect("origin");
+        let notified = Arc::new(AtomicUsize::new(0));
+        let nn = notified.clone();
+        let d = Delivery::spawn(
+            Pusher::new(PushConfig {
+                timeout: Duration::from_millis(500),
+                attempts: 3,
+                backoff: Duration::from_millis(50),
+                concurrency: 8,
+            }),
+            Arc::new(Metrics::new()),
+            DeliveryConfig {
+                retry_base: Duration::from_millis(100),
+                retry_max: Duration::from_secs(1),
+                resync: Duration::from_secs(60),
+            },
+            move || {
+                nn.fetch_add(1, Ordering::SeqCst);
+            },
+        );
+        let plan = |rev| Plan {
+            revision: rev,
+            targets: vec![
+                target("hole", &hole_addr, rev),
+                target("good", &good.addr, rev),
+            ],
+            token: Token::new("tok"),
+        };
+        d.submit(plan(1));
+        until(Duration::from_secs(1), "good pod at 1", || {
+            good.revision() == 1
+        })
+        .await;
+        until(Duration::from_secs(1), "hole connected", || {
+            accepted.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        // Revision 2 while the hole still holds revision 1's first attempt (1.6 s in all):
+        // the old push is dropped and revision 2 goes out to both at once.
+        let t0 = std::time::Instant::now();
+        d.submit(plan(2));
+        until(Duration::from_millis(400), "good pod at 2 at once", || {
+            good.revision() == 2
+        })
+        .await;
+        until(
+            Duration::from_millis(400),
+            "the hole gets revision 2 at once",
+            || accepted.load(Ordering::SeqCst) >= 2,
+        )
+        .await;
+        assert!(
+            t0.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            t0.elapsed()
+        );
+        until(Duration::from_secs(1), "ack recorded", || {
+            d.progress().acked.get("good") == Some(&(good.addr.clone(), 2))
+        })
+        .await;
+        // The same plan again is not news: nothing is re-pushed.
+        let puts = good.puts();
+        d.submit(plan(2));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(good.puts(), puts);
+        // The hole fails after its attempts and is retried in the background; its repeated
+        // failures do not ask for reconciles each time.
+        until(Duration::from_secs(4), "hole failure recorded", || {
+            d.progress().failed.contains_key("hole")
+        })
+        .await;
+        let after_first_failure = notified.load(Ordering::SeqCst);
+        let conns = accepted.load(Ordering::SeqCst);
+        until(Duration::from_secs(5), "hole retried", || {
+            accepted.load(Ordering::SeqCst) > conns + 2
+        })
+        .await;
+        assert_eq!(notified.load(Ordering::SeqCst), after_first_failure);
+        assert!(!d.progress().acked.contains_key("hole"));
+        // Dropping the handle stops the task: no more connections.
+        drop(d);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stopped = accepted.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), stopped);
+    }
+}
