@@ -319,8 +319,8 @@ mod tests {
         let nn = notified.clone();
         let d = Delivery::spawn(
             Pusher::new(PushConfig {
-                timeout: Duration::from_millis(500),
-                attempts: 3,
+                timeout: Duration::from_secs(1),
+                attempts: 2,
                 backoff: Duration::from_millis(50),
                 concurrency: 8,
             }),
@@ -351,7 +351,8 @@ mod tests {
             accepted.load(Ordering::SeqCst) == 1
         })
         .await;
-        // Revision 2 while the hole still holds revision 1's first attempt (1.6 s in all):
+        // Revision 2 while the hole still holds revision 1's first attempt (2 s in all, the
+        // second attempt's connection not before 1 s):
         // the old push is dropped and revision 2 goes out to both at once.
         let t0 = std::time::Instant::now();
         d.submit(plan(2));
@@ -381,13 +382,13 @@ mod tests {
         assert_eq!(good.puts(), puts);
         // The hole fails after its attempts and is retried in the background; its repeated
         // failures do not ask for reconciles each time.
-        until(Duration::from_secs(4), "hole failure recorded", || {
+        until(Duration::from_secs(6), "hole failure recorded", || {
             d.progress().failed.contains_key("hole")
         })
         .await;
         let after_first_failure = notified.load(Ordering::SeqCst);
         let conns = accepted.load(Ordering::SeqCst);
-        until(Duration::from_secs(5), "hole retried", || {
+        until(Duration::from_secs(10), "hole retried", || {
             accepted.load(Ordering::SeqCst) > conns + 2
         })
         .await;

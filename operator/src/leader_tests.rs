@@ -150,7 +150,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_candidates_never_both_lead() {
     let fake = FakeApiServer::new();
-    let t = timing(800);
+    let t = timing(1600);
     let mut tasks = Vec::new();
     let mut flags = Vec::new();
     let mut cuts = Vec::new();
@@ -165,7 +165,7 @@ async fn racing_candidates_never_both_lead() {
                     cut: c2,
                 },
                 "default",
-                Duration::from_millis(100),
+                Duration::from_millis(200),
             )
         });
         let e = Arc::new(LeaderElector::with_timing(
@@ -219,7 +219,7 @@ async fn racing_candidates_never_both_lead() {
     // Three rounds: cut the leader off the API server, the other one takes over.
     let mut current = wait_leader(None).await;
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(
             leader(&flags),
             Some(current),
