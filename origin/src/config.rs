@@ -127,6 +127,10 @@ pub struct Settings {
     /// How long a relay keeps its upstream after its last player left.
     #[arg(long, env = "ORIGIN_RELAY_LINGER")]
     pub relay_linger: Option<Dur>,
+    /// This origin's pod name (the operator sets `POD_NAME`): its advertise addresses
+    /// are the document's `pod_advertise` entry of that name.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
     /// How long an HTTP client may take to send a request header; also closes idle
     /// keep-alive connections.
     #[arg(long, env = "ORIGIN_HTTP_HEADER_TIMEOUT")]
@@ -345,6 +349,7 @@ impl Settings {
             route,
             relay_linger,
             http_header_timeout,
+            pod_name,
             max_api_connections,
             write_timeout,
             discovery_timeout,
@@ -445,6 +450,7 @@ pub struct Config {
     pub route: Route,
     pub relay_linger: Duration,
     pub http_header_timeout: Duration,
+    pub pod_name: Option<String>,
     pub max_api_connections: usize,
     pub discovery_timeout: Duration,
     pub discovery_cache: Duration,
@@ -500,6 +506,7 @@ impl Config {
             relay_linger: d(s.relay_linger, Duration::from_secs(5)),
             http_header_timeout: d(s.http_header_timeout, Duration::from_secs(10)),
             max_api_connections: s.max_api_connections.unwrap_or(1024),
+            pod_name: s.pod_name.filter(|p| !p.is_empty()),
             discovery_timeout: d(s.discovery_timeout, Duration::from_millis(500)),
             discovery_cache: d(s.discovery_cache, Duration::from_secs(2)),
             republish_timeout: d(s.republish_timeout, Duration::from_secs(30)),
