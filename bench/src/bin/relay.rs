@@ -13,6 +13,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -210,6 +211,9 @@ struct Measured {
     owner_cpu_s: Option<f64>,
     /// Players of the stream on the owner during the window (1 = the relay).
     owner_players: Option<u64>,
+    /// The publisher's worst wake-up lateness and worst write time over the point, ms.
+    pub_late_ms: f64,
+    pub_write_ms: f64,
 }
 
 async fn run_point(
@@ -249,6 +253,8 @@ async fn run_point(
     if !s.sut.alive() || s.owner.as_mut().is_some_and(|o| !o.alive()) {
         bail!("an origin died during the run:\n{}", s.sut.log_tail());
     }
+    let pub_late_ms = s.publisher.max_wake_late_us.load(Ordering::Relaxed) as f64 / 1000.0;
+    let pub_write_ms = s.publisher.max_write_us.load(Ordering::Relaxed) as f64 / 1000.0;
     players.stop().await;
     s.stop()?;
     // Let the sockets close before the next point.
@@ -267,6 +273,8 @@ async fn run_point(
         },
         owner_cpu_s,
         owner_players,
+        pub_late_ms,
+        pub_write_ms,
     })
 }
 
@@ -416,21 +424,33 @@ fn print_fanout(rows: &[Measured], a: &Args) {
         "(local: players on the owner; relay: players on a relaying origin, publisher and owner on the client core)"
     );
     println!();
-    println!("{} {:>9} {:>9}", Point::header(), "owner_cpu", "owner_pl");
+    println!(
+        "{} {:>9} {:>9} {:>8} {:>8}",
+        Point::header(),
+        "owner_cpu",
+        "owner_pl",
+        "publate",
+        "pubwrite"
+    );
     for r in rows {
         println!(
-            "{} {:>9} {:>9}",
+            "{} {:>9} {:>9} {:>8.0} {:>8.0}",
             r.point.line(),
             fmt_opt(r.owner_cpu_s, 2),
             r.owner_players
                 .map(|p| p.to_string())
-                .unwrap_or_else(|| "-".into())
+                .unwrap_or_else(|| "-".into()),
+            r.pub_late_ms,
+            r.pub_write_ms
         );
     }
     println!();
     println!("{}", Point::legend());
     println!(
-        "owner_cpu = the owner's utime+stime in the window (relay mode; it serves one player, the relay); owner_pl = players of the stream on the owner."
+        "owner_cpu = the owner's utime+stime in the window (relay mode; it serves one player, the relay); owner_pl = players of the stream on the owner;"
+    );
+    println!(
+        "publate / pubwrite = the publisher thread's worst wake-up lateness (not scheduled) / worst single write (the owner did not read), ms, over the point."
     );
     println!();
     println!("## Ratio relay / local (same N; target cpu/Gbit <= 1.1)");
