@@ -186,6 +186,16 @@ async fn stream_state(server: &ServerProc) -> Option<(u64, bool)> {
     ))
 }
 
+/// A counter of `server`'s Prometheus metrics.
+async fn metric(server: &ServerProc, name: &str) -> Option<u64> {
+    let url = format!("http://127.0.0.1:{}/metrics", server.api_port?);
+    let text = http("GET", &url, &[], "").await.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
 /// Waits (up to `limit`) until no relay of the bench stream is open: the owner shows 0
 /// players for it and the relaying origin neither lists it as published nor has players.
 async fn wait_relay_closed(s: &Setup, limit: Duration) -> bool {
@@ -214,6 +224,9 @@ struct Measured {
     /// The publisher's worst wake-up lateness and worst write time over the point, ms.
     pub_late_ms: f64,
     pub_write_ms: f64,
+    /// Players of the server under test cut back to a keyframe because they fell behind
+    /// (`origin_slow_player_skips_total`), over the point.
+    skips: Option<u64>,
 }
 
 async fn run_point(
@@ -253,6 +266,7 @@ async fn run_point(
     if !s.sut.alive() || s.owner.as_mut().is_some_and(|o| !o.alive()) {
         bail!("an origin died during the run:\n{}", s.sut.log_tail());
     }
+    let skips = metric(&s.sut, "origin_slow_player_skips_total").await;
     let pub_late_ms = s.publisher.max_wake_late_us.load(Ordering::Relaxed) as f64 / 1000.0;
     let pub_write_ms = s.publisher.max_write_us.load(Ordering::Relaxed) as f64 / 1000.0;
     players.stop().await;
@@ -275,6 +289,7 @@ async fn run_point(
         owner_players,
         pub_late_ms,
         pub_write_ms,
+        skips,
     })
 }
 
@@ -425,23 +440,25 @@ fn print_fanout(rows: &[Measured], a: &Args) {
     );
     println!();
     println!(
-        "{} {:>9} {:>9} {:>8} {:>8}",
+        "{} {:>9} {:>9} {:>8} {:>8} {:>6}",
         Point::header(),
         "owner_cpu",
         "owner_pl",
         "publate",
-        "pubwrite"
+        "pubwrite",
+        "skips"
     );
     for r in rows {
         println!(
-            "{} {:>9} {:>9} {:>8.0} {:>8.0}",
+            "{} {:>9} {:>9} {:>8.0} {:>8.0} {:>6}",
             r.point.line(),
             fmt_opt(r.owner_cpu_s, 2),
             r.owner_players
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "-".into()),
             r.pub_late_ms,
-            r.pub_write_ms
+            r.pub_write_ms,
+            r.skips.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
         );
     }
     println!();
@@ -450,7 +467,10 @@ fn print_fanout(rows: &[Measured], a: &Args) {
         "owner_cpu = the owner's utime+stime in the window (relay mode; it serves one player, the relay); owner_pl = players of the stream on the owner;"
     );
     println!(
-        "publate / pubwrite = the publisher thread's worst wake-up lateness (not scheduled) / worst single write (the owner did not read), ms, over the point."
+        "publate / pubwrite = the publisher thread's worst wake-up lateness (not scheduled) / worst single write (the owner did not read), ms, over the point;"
+    );
+    println!(
+        "skips = players of the server under test that fell behind and were cut back to the next keyframe (origin_slow_player_skips_total)."
     );
     println!();
     println!("## Ratio relay / local (same N; target cpu/Gbit <= 1.1)");
