@@ -86,6 +86,21 @@ impl Publisher {
         }
     }
 
+    /// Starts publishing to `url` and returns once the server accepted the publish and a
+    /// whole GOP (2 s) went by, so the server's cache holds a keyframe. The error is the
+    /// publisher's.
+    pub async fn start_primed(url: &str, clip: Arc<Clip>) -> Result<Self, String> {
+        let p = Self::start(url, clip);
+        if !p.wait_started(Duration::from_secs(10)) {
+            return Err(p
+                .stop()
+                .err()
+                .unwrap_or_else(|| "not started in 10 s".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        Ok(p)
+    }
+
     /// Waits until the server accepted the publish (or the thread failed).
     pub fn wait_started(&self, limit: Duration) -> bool {
         let deadline = std::time::Instant::now() + limit;

@@ -120,17 +120,15 @@ async fn start_with_publisher(
     clip: &Arc<Clip>,
 ) -> Result<(ServerProc, Publisher)> {
     let server = kind.start(a, &[])?;
-    let publisher = Publisher::start(&server.rtmp_url("live/bench"), clip.clone());
-    if !publisher.wait_started(Duration::from_secs(10)) {
-        let e = publisher.stop().err().unwrap_or_default();
-        bail!(
-            "{}: publish failed: {e}\n{}",
-            kind.label(),
-            server.log_tail()
-        );
-    }
-    // Let a whole GOP (2 s) go by so the cache holds a keyframe.
-    sleep(Duration::from_millis(2500)).await;
+    let publisher =
+        match Publisher::start_primed(&server.rtmp_url("live/bench"), clip.clone()).await {
+            Ok(p) => p,
+            Err(e) => bail!(
+                "{}: publish failed: {e}\n{}",
+                kind.label(),
+                server.log_tail()
+            ),
+        };
     Ok((server, publisher))
 }
 

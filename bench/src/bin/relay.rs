@@ -143,17 +143,18 @@ impl Setup {
             }
         };
         let publisher_url = owner.as_ref().unwrap_or(&sut).rtmp_url(PATH);
-        let publisher = Publisher::start(&publisher_url, clip.clone());
+        let publisher = match Publisher::start_primed(&publisher_url, clip.clone()).await {
+            Ok(p) => p,
+            Err(e) => bail!(
+                "publish failed: {e}\n{}",
+                owner.as_ref().unwrap_or(&sut).log_tail()
+            ),
+        };
         let s = Self {
             sut,
             owner,
             publisher,
         };
-        if !s.publisher.wait_started(Duration::from_secs(10)) {
-            bail!("publish failed:\n{}", s.owner().log_tail());
-        }
-        // Let a whole GOP (2 s) go by so the owner's cache holds a keyframe.
-        sleep(Duration::from_millis(2500)).await;
         Ok(s)
     }
 
