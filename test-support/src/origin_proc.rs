@@ -180,8 +180,8 @@ fn launch(
         .args(["--rtmp-listen", &format!("{ip}:{rtmp}")])
         .args(["--api-listen", &format!("{ip}:{api}")])
         .args(["--flv-listen", &format!("{ip}:{flv}")])
-        // The listening line (info, module origin::server) carries the bound ports.
-        .env("RUST_LOG", format!("{level},origin::server=info"))
+        // The listening line (info, module origin::run) carries the bound ports.
+        .env("RUST_LOG", format!("{level},origin::run=info"))
         .env("NO_COLOR", "1")
         .env_remove("ORIGIN_LOG_FORMAT")
         .env_remove("ORIGIN_COWORKER_FILE")
