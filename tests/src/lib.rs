@@ -1,6 +1,8 @@
 //! Support for the cross-component tests: locating and starting the workspace binaries,
 //! free ports, real ffmpeg/ffprobe, and a small HTTP client.
 
+pub mod hostile;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

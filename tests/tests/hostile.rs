@@ -1,0 +1,750 @@
+//! Hostile and careless clients against real origin processes (issue 10). Each test
+//! reproduces one defect and asserts the bound the issue sets. A test that checks several
+//! things collects every failure and reports them together, so one run says precisely
+//! what is wrong.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use origin::client::{self, Client};
+use origin_cluster_tests::hostile::*;
+use origin_cluster_tests::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+fn report(what: &str, failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{what}:\n  - {}",
+        failures.join("\n  - ")
+    );
+}
+
+/// Opens `n` HTTP-FLV requests for unpublished names `<prefix>-<i>`, waits (up to 5 s) until
+/// the origin lists them (it is waiting for a publisher), then hangs up on all of them.
+async fn hang_up_batch(o: &OriginProc, prefix: &str, n: usize) {
+    let mut socks = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut s = TcpStream::connect(("127.0.0.1", o.flv)).await.unwrap();
+        let req = format!(
+            "GET /live/{prefix}-{i}.flv HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+            o.flv
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        socks.push(s);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let waiting = stream_list(o)
+            .await
+            .iter()
+            .filter(|s| {
+                s["stream"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(&format!("{prefix}-")))
+            })
+            .count();
+        if waiting >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(socks);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_flv_hang_ups_leave_no_stream_entries_and_no_memory() {
+    let o = OriginProc::start(&OriginOpts {
+        extra: args(&["--wait-for-publisher", "60s"]),
+        ..OriginOpts::default()
+    });
+    let pid = pid(&o);
+    // Warm-up: the allocator and the runtime reach their working size for 100 waiting
+    // players at once.
+    for b in 0..2 {
+        hang_up_batch(&o, &format!("warm{b}"), 100).await;
+    }
+    let _ = wait_async(Duration::from_secs(10), || async {
+        stream_list(&o).await.is_empty().then_some(())
+    })
+    .await;
+    let start_kib = rss_kib(pid);
+    let start_entries = stream_list(&o).await.len();
+    for b in 0..10 {
+        hang_up_batch(&o, &format!("hang{b}"), 100).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (entries, rss) = loop {
+        let entries = stream_list(&o).await.len();
+        let rss = rss_kib(pid);
+        if (entries == 0 && rss <= start_kib + 2048) || Instant::now() >= deadline {
+            break (entries, rss);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut failures = Vec::new();
+    if start_entries != 0 {
+        failures.push(format!(
+            "{start_entries} stream entries were still listed after the 200 warm-up hang-ups"
+        ));
+    }
+    if entries != 0 {
+        failures.push(format!(
+            "{entries} of 1000 hung-up players' stream entries are still in /api/v1/streams after 15 s"
+        ));
+    }
+    if rss > start_kib + 2048 {
+        failures.push(format!(
+            "RSS grew by {} KiB over 1000 hang-ups (bound 2048 KiB): {start_kib} -> {rss} KiB",
+            rss - start_kib
+        ));
+    }
+    report("HTTP-FLV hang-ups leak", &failures);
+}
+
+/// Whether an RTMP connection to `port` is refused (closed without an S0/S1) within 3 s.
+async fn rtmp_refused(port: u16) -> Result<bool, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = s
+        .write_all(&origin::rtmp::handshake::client_c0c1(true))
+        .await;
+    let mut b = [0u8; 1];
+    match tokio::time::timeout(Duration::from_secs(3), s.read(&mut b)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => Ok(true),
+        Ok(Ok(_)) => Ok(false),
+        Err(_) => Err("neither served nor closed within 3 s".into()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_header_connections_are_counted_and_closed_by_the_header_timeout() {
+    let mut failures = Vec::new();
+    let mut extra = flag_if_supported("--http-header-timeout", "2s", &mut failures);
+    extra.extend(args(&["--max-connections", "500"]));
+    let o = OriginProc::start(&OriginOpts {
+        extra,
+        ..OriginOpts::default()
+    });
+    // 250 connections to each HTTP port, each with half a request header.
+    let mut socks = Vec::new();
+    for i in 0..500 {
+        let port = if i % 2 == 0 { o.flv } else { o.api };
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.write_all(b"GET /live/slow.flv HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slo")
+            .await
+            .unwrap();
+        socks.push((port, s));
+    }
+    let sent = Instant::now();
+    // While they are open, the origin is at --max-connections: a new RTMP connection is
+    // refused.
+    match rtmp_refused(o.rtmp).await {
+        Ok(true) => {}
+        Ok(false) => failures.push(
+            "500 open slow-header HTTP connections are not counted against --max-connections 500: \
+             a new RTMP connection was served"
+                .into(),
+        ),
+        Err(e) => failures.push(format!("RTMP probe at the limit: {e}")),
+    }
+    // Every one of them is closed by the header timeout (2 s), not before ~1 s.
+    let waits: Vec<_> = socks
+        .into_iter()
+        .map(|(port, mut s)| {
+            tokio::spawn(async move {
+                let closed = closed_within(&mut s, Duration::from_secs(8)).await;
+                (port, closed, sent.elapsed())
+            })
+        })
+        .collect();
+    let (mut open_flv, mut open_api, mut early) = (0, 0, 0);
+    for w in waits {
+        let (port, closed, at) = w.await.unwrap();
+        if !closed {
+            if port == o.flv {
+                open_flv += 1;
+            } else {
+                open_api += 1;
+            }
+        } else if at < Duration::from_millis(1000) {
+            early += 1;
+        }
+    }
+    if open_flv + open_api > 0 {
+        failures.push(format!(
+            "slow-header connections still open 8 s after their half header (header timeout 2 s): \
+             {open_flv}/250 on the HTTP-FLV port, {open_api}/250 on the API port"
+        ));
+    }
+    if early > 0 {
+        failures.push(format!(
+            "{early} slow-header connections were closed within 1 s, before the 2 s header timeout"
+        ));
+    }
+    // Closed connections no longer count.
+    match rtmp_refused(o.rtmp).await {
+        Ok(false) => {}
+        Ok(true) => failures.push("RTMP still refused after the slow connections closed".into()),
+        Err(e) => failures.push(format!("RTMP probe after the timeout: {e}")),
+    }
+    report("slow-header connections", &failures);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stalled_flv_reader_is_cut_after_the_send_deadline_while_others_keep_playing() {
+    let mut failures = Vec::new();
+    let mut extra = flag_if_supported("--write-timeout", "2s", &mut failures);
+    extra.extend(args(&["--player-queue", "64"]));
+    let o = OriginProc::start(&OriginOpts {
+        extra,
+        ..OriginOpts::default()
+    });
+    // 100 KB video frames at 25 fps: 2.5 MB/s, so the stalled socket's buffers fill fast.
+    let publisher = SynthPublisher::start(
+        &o.rtmp_url("live/big"),
+        Synth {
+            video_bytes: 100_000,
+            ..Synth::default()
+        },
+    )
+    .await
+    .unwrap();
+    let healthy = FlvReader::start(o.flv, "/live/big.flv").await.unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = sock
+        .connect(format!("127.0.0.1:{}", o.flv).parse().unwrap())
+        .await
+        .unwrap();
+    stalled
+        .write_all(
+            format!(
+                "GET /live/big.flv HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+                o.flv
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let head = read_head(&mut stalled, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(head.status, 200);
+    // From here on the stalled player reads nothing.
+    let two = wait_async(Duration::from_secs(10), || async {
+        (players_of(&o, "big").await == Some(2)).then_some(())
+    })
+    .await;
+    assert!(two.is_some(), "the two players never showed up");
+    let stalled_at = Instant::now();
+    let cut = wait_async(Duration::from_secs(25), || async {
+        (players_of(&o, "big").await == Some(1)).then_some(stalled_at.elapsed())
+    })
+    .await;
+    match cut {
+        Some(after) => eprintln!("stalled reader cut {after:?} after it stopped reading"),
+        None => failures.push(
+            "a reader that stopped reading is still a player of the stream 25 s later \
+             (send deadline 2 s)"
+                .into(),
+        ),
+    }
+    // The other player keeps receiving.
+    let before = healthy.received();
+    let more = wait_async(Duration::from_secs(5), || async {
+        (healthy.received() > before + 1_000_000).then_some(())
+    })
+    .await;
+    if more.is_none() || healthy.finished() {
+        failures.push(format!(
+            "the healthy player got only {} bytes in 5 s after the stalled one (publisher running: {})",
+            healthy.received() - before,
+            publisher.is_running()
+        ));
+    }
+    if cut.is_some() && !closed_within(&mut stalled, Duration::from_secs(5)).await {
+        failures.push("the stalled reader's connection was not closed".into());
+    }
+    report("stalled FLV reader", &failures);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversize_pre_connect_commands_are_closed_without_raising_peak_memory() {
+    let o = OriginProc::start(&OriginOpts::default());
+    let pid = pid(&o);
+    // Warm-up: one ordinary connection, so the baseline includes a served connection.
+    drop(Client::connect(&o.rtmp_url("live/warm")).await.unwrap());
+    let base = hwm_kib(pid);
+    // The largest message an RTMP chunk header can announce: 16 MiB - 1.
+    let msg = Arc::new(oversize_command((16 << 20) - 1).freeze());
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let msg = msg.clone();
+            let port = o.rtmp;
+            tokio::spawn(async move {
+                let mut s = rtmp_handshake(port).await.unwrap();
+                // The origin may close while we are still sending: that is the point.
+                let _ = s.write_all(&msg).await;
+                closed_within(&mut s, Duration::from_secs(5)).await
+            })
+        })
+        .collect();
+    let mut open = 0;
+    for t in tasks {
+        if !t.await.unwrap() {
+            open += 1;
+        }
+    }
+    let peak = hwm_kib(pid);
+    let mut failures = Vec::new();
+    if open > 0 {
+        failures.push(format!(
+            "{open} of 4 connections that sent a 16 MiB AMF0 command before connect are still open 5 s later"
+        ));
+    }
+    if peak > base + 4096 {
+        failures.push(format!(
+            "peak RSS (VmHWM) rose by {} KiB for four 16 MiB pre-connect commands (bound 4096 KiB): {base} -> {peak} KiB",
+            peak - base
+        ));
+    }
+    report("oversize pre-connect commands", &failures);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dotted_stream_name_routes_across_origins_and_cannot_be_published_twice() {
+    let c = start_cluster(
+        3,
+        &OriginOpts {
+            extra: args(&["--wait-for-publisher", "2s"]),
+            ..OriginOpts::default()
+        },
+    );
+    let _ff = c[0]
+        .publish_test_pattern("live/cam.1", "320x240", 25, 60)
+        .await;
+    let mut failures = Vec::new();
+    let owner = http(
+        "GET",
+        &c[0].api_url("/api/v1/clusters?vhost=__defaultVhost__&ip=127.0.0.1&app=live&stream=cam.1"),
+        &[],
+        "",
+    )
+    .await
+    .json();
+    if owner["data"]["origin"].is_null() {
+        failures.push(format!(
+            "the owner answers \"origin\":null for live/cam.1: {owner}"
+        ));
+    }
+    match ffprobe(&c[2].flv_url("live/cam.1.flv")) {
+        Ok(streams) if streams.iter().any(|s| s.codec_type == "video") => {}
+        Ok(streams) => failures.push(format!("HTTP-FLV via origin-2: no video in {streams:?}")),
+        Err(e) => failures.push(format!("HTTP-FLV via origin-2: {e}")),
+    }
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        client::play_following_redirects(&c[2].rtmp_url("live/cam.1"), 3),
+    )
+    .await
+    {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => failures.push(format!("RTMP play via origin-2: {e}")),
+        Err(_) => failures.push("RTMP play via origin-2: no media within 10 s".into()),
+    }
+    let second = async {
+        let mut p = Client::connect(&c[1].rtmp_url("live/cam.1")).await?;
+        p.publish(None).await
+    };
+    match tokio::time::timeout(Duration::from_secs(10), second).await {
+        Ok(Err(_)) => {}
+        Ok(Ok(())) => failures.push(
+            "a second publisher of live/cam.1 on origin-1 was accepted while origin-0 has it (split brain)"
+                .into(),
+        ),
+        Err(_) => failures.push("the second publish on origin-1 got no answer in 10 s".into()),
+    }
+    report("live/cam.1", &failures);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_owner_302_404_and_503_carry_cors_headers() {
+    // origin-1 (the non-owner) allows two connections; origin-0 is unlimited.
+    let c = cluster_with(2, |i| {
+        let mut a = args(&["--wait-for-publisher", "0s"]);
+        if i == 1 {
+            a.extend(args(&["--max-connections", "2"]));
+        }
+        a
+    });
+    let _pub = SynthPublisher::start(&c[0].rtmp_url("live/cors"), Synth::default())
+        .await
+        .unwrap();
+    assert!(
+        wait_published(
+            &c[0].api_url("/api/v1/streams"),
+            "live",
+            "cors",
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    let mut failures = Vec::new();
+    let mut check = |what: &str, want: u16, got: Result<RawHead, String>| match got {
+        Ok(h) if h.status != want => failures.push(format!("{what}: HTTP {} instead of {want}", h.status)),
+        Ok(h) if h.header("access-control-allow-origin").is_none() => failures.push(format!(
+            "{what}: HTTP {want} without Access-Control-Allow-Origin (headers {:?})",
+            h.headers
+        )),
+        Ok(_) => {}
+        Err(e) => failures.push(format!("{what}: {e}")),
+    };
+    let limit = Duration::from_secs(10);
+    check(
+        "302 to the owner",
+        302,
+        get_head(c[1].flv, "/live/cors.flv", limit).await.map(|r| r.0),
+    );
+    check(
+        "404 for a stream nobody has",
+        404,
+        get_head(c[1].flv, "/live/nobody.flv", limit)
+            .await
+            .map(|r| r.0),
+    );
+    let _a = Client::connect(&c[1].rtmp_url("live/x")).await.unwrap();
+    let _b = Client::connect(&c[1].rtmp_url("live/y")).await.unwrap();
+    check(
+        "503 over --max-connections",
+        503,
+        get_head(c[1].flv, "/live/cors.flv", limit).await.map(|r| r.0),
+    );
+    report("CORS on non-owner answers", &failures);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn burst_of_3000_joins_on_a_non_owner_costs_one_lookup_per_coworker() {
+    let owner = OriginProc::start(&OriginOpts::default());
+    let _pub = SynthPublisher::start(&owner.rtmp_url("live/burst"), Synth::default())
+        .await
+        .unwrap();
+    assert!(
+        wait_published(
+            &owner.api_url("/api/v1/streams"),
+            "live",
+            "burst",
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    // Two recording coworkers that answer after 300 ms: one says the real origin above
+    // owns the stream, the other that it is not there.
+    let says_owned = CoworkerStub::start(
+        Some(StubOwner {
+            rtmp_port: owner.rtmp,
+            api_port: owner.api,
+            flv_port: owner.flv,
+        }),
+        Duration::from_millis(300),
+    )
+    .await;
+    let says_not = CoworkerStub::start(None, Duration::from_millis(300)).await;
+    let x = OriginProc::start(&OriginOpts {
+        coworkers: vec![says_owned.addr.to_string(), says_not.addr.to_string()],
+        extra: args(&[
+            "--discovery-cache",
+            "60s",
+            "--discovery-timeout",
+            "5s",
+            "--wait-for-publisher",
+            "0s",
+        ]),
+        ..OriginOpts::default()
+    });
+    let expected_location = format!("http://127.0.0.1:{}/live/burst.flv", owner.flv);
+    let joins: Vec<_> = (0..3000)
+        .map(|_| {
+            let port = x.flv;
+            tokio::spawn(async move {
+                get_head(port, "/live/burst.flv", Duration::from_secs(60))
+                    .await
+                    .map(|(h, _)| (h.status, h.header("location").map(str::to_string)))
+            })
+        })
+        .collect();
+    let (mut redirected, mut other) = (0, Vec::new());
+    for j in joins {
+        match j.await.unwrap() {
+            Ok((302, Some(l))) if l == expected_location => redirected += 1,
+            r => other.push(format!("{r:?}")),
+        }
+    }
+    // Background re-checks may land after the answers: keep watching for 2 s.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline && says_owned.count() <= 2 && says_not.count() <= 1 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut failures = Vec::new();
+    if redirected != 3000 {
+        other.truncate(3);
+        failures.push(format!(
+            "{redirected}/3000 joins got the 302 to {expected_location}; others e.g. {other:?}"
+        ));
+    }
+    // One shared lookup per coworker; the owner's cache entry may be re-checked once.
+    if says_owned.count() > 2 || says_not.count() > 1 {
+        failures.push(format!(
+            "3000 joins sent {} ownership queries to the coworker that owns the stream (bound 2: one \
+             lookup + one re-check) and {} to the one that does not (bound 1)",
+            says_owned.count(),
+            says_not.count()
+        ));
+    }
+    report("discovery coalescing", &failures);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vhost_with_control_characters_or_over_253_bytes_is_refused() {
+    let o = OriginProc::start(&OriginOpts {
+        extra: args(&["--wait-for-publisher", "0s"]),
+        ..OriginOpts::default()
+    });
+    let mut failures = Vec::new();
+    let long = "a".repeat(300);
+    for (what, vhost) in [
+        ("a vhost with control characters", "evil\r\n\x1b[31mINJECTED"),
+        ("a 300-byte vhost", long.as_str()),
+    ] {
+        let publish = async {
+            let mut p = Client::connect(&o.rtmp_url("live/v")).await?;
+            p.publish(Some(&format!("v?vhost={vhost}"))).await
+        };
+        match tokio::time::timeout(Duration::from_secs(10), publish).await {
+            Ok(Err(_)) => {}
+            Ok(Ok(())) => failures.push(format!("RTMP publish with {what} was accepted")),
+            Err(_) => failures.push(format!("RTMP publish with {what}: no answer in 10 s")),
+        }
+    }
+    for (what, q) in [
+        ("control characters", "evil%0d%0aINJECTED".to_string()),
+        ("300 bytes", long.clone()),
+    ] {
+        match get_head(o.flv, &format!("/live/v.flv?vhost={q}"), Duration::from_secs(10)).await {
+            Ok((h, _)) if h.status == 400 => {}
+            Ok((h, _)) => failures.push(format!(
+                "HTTP-FLV with a vhost of {what}: HTTP {} instead of 400",
+                h.status
+            )),
+            Err(e) => failures.push(format!("HTTP-FLV with a vhost of {what}: {e}")),
+        }
+    }
+    // A DNS-style vhost still works (the refusals above are about the vhost).
+    let mut p = Client::connect(&o.rtmp_url("live/v")).await.unwrap();
+    if let Err(e) = p.publish(Some("v?vhost=v1.example.com")).await {
+        failures.push(format!("RTMP publish with vhost v1.example.com refused: {e}"));
+    }
+    report("vhost validation", &failures);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirect_location_re_encodes_path_segments() {
+    let c = cluster_with(2, |_| args(&["--wait-for-publisher", "0s"]));
+    let name = "a b%c";
+    let _pub = SynthPublisher::start(&c[0].rtmp_url(&format!("live/{name}")), Synth::default())
+        .await
+        .unwrap();
+    assert!(
+        wait_published(
+            &c[0].api_url("/api/v1/streams"),
+            "live",
+            name,
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    let (head, _) = get_head(c[1].flv, "/live/a%20b%25c.flv", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(head.status, 302, "{head:?}");
+    let location = head.header("location").unwrap_or_default().to_string();
+    let uri: http::Uri = location
+        .parse()
+        .unwrap_or_else(|e| panic!("Location `{location}` is not a valid URI: {e}"));
+    let segments: Vec<String> = uri
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .map(|s| percent_decode(s).unwrap_or_else(|e| panic!("Location `{location}`: {e}")))
+        .collect();
+    assert_eq!(
+        segments,
+        vec!["live".to_string(), format!("{name}.flv")],
+        "Location `{location}` does not decode to the stream name"
+    );
+    // And it works: the owner serves it.
+    let port = uri.port_u16().expect("Location port");
+    let (owned, _) = get_head(port, uri.path(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(owned.status, 200, "following {location}: {owned:?}");
+}
+
+#[test]
+fn cluster_of_60_replicas_starts_every_origin_or_fails_loudly() {
+    // Bases below the test port range; with 60 replicas RTMP 14935+i meets API 14985+i.
+    let mut cl = ClusterProc::start(&[
+        "--replicas",
+        "60",
+        "--rtmp-base",
+        "14935",
+        "--api-base",
+        "14985",
+        "--flv-base",
+        "16080",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut failures = Vec::new();
+    let listed = |out: &str| -> Vec<Vec<(String, u16)>> {
+        out.lines()
+            .filter(|l| l.trim_start().starts_with("origin-"))
+            .map(|l| {
+                l.split_whitespace()
+                    .filter_map(|w| w.split_once("://").map(|(_, a)| a))
+                    .filter_map(|a| {
+                        let (h, p) = a.trim_end_matches('/').rsplit_once(':')?;
+                        Some((h.to_string(), p.parse().ok()?))
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    loop {
+        if let Some(status) = cl.try_wait() {
+            // Failing is fine, but loudly.
+            if status.success() {
+                failures.push(format!(
+                    "`origin cluster --replicas 60` exited 0 after an origin failed:\n{}",
+                    tail(&cl.output(), 8)
+                ));
+            }
+            break;
+        }
+        let origins = listed(&cl.output());
+        if origins.len() == 60 {
+            let mut all: Vec<&(String, u16)> = origins.iter().flatten().collect();
+            let n = all.len();
+            all.sort();
+            all.dedup();
+            if all.len() != n {
+                failures.push(format!(
+                    "the 60 origins' listen addresses overlap: {} distinct of {n}",
+                    all.len()
+                ));
+            }
+            // Every listed address answers, and the command keeps running.
+            let up = origins.iter().flatten().all(|(h, p)| {
+                std::net::TcpStream::connect_timeout(
+                    &format!("{h}:{p}").parse().expect("listed address"),
+                    Duration::from_millis(500),
+                )
+                .is_ok()
+            });
+            if up && cl.try_wait().is_none() {
+                break;
+            }
+        }
+        if Instant::now() >= deadline {
+            failures.push(format!(
+                "after 60 s neither all 60 origins listen nor did the command exit:\n{}",
+                tail(&cl.output(), 8)
+            ));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    failures.dedup();
+    report("origin cluster --replicas 60", &failures);
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_ansi_colour_codes() {
+    let (r, a, f) = (free_port(), free_port(), free_port());
+    let o = PipedOrigin::start(&args(&[
+        "--rtmp-listen",
+        &format!("127.0.0.1:{r}"),
+        "--api-listen",
+        &format!("127.0.0.1:{a}"),
+        "--flv-listen",
+        &format!("127.0.0.1:{f}"),
+    ]));
+    let out = wait_for(Duration::from_secs(10), || {
+        let out = o.output();
+        String::from_utf8_lossy(&out)
+            .contains("origin listening")
+            .then_some(out)
+    })
+    .expect("the origin never logged `origin listening`");
+    assert!(
+        !out.contains(&0x1b),
+        "log lines written to a pipe contain ANSI escapes: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flv_header_flags_match_an_audio_only_stream() {
+    let o = OriginProc::start(&OriginOpts::default());
+    let _pub = SynthPublisher::start(
+        &o.rtmp_url("live/radio"),
+        Synth {
+            video: false,
+            ..Synth::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ready = wait_async(Duration::from_secs(10), || async {
+        stream_list(&o)
+            .await
+            .iter()
+            .any(|s| s["stream"] == "radio" && s["audio_codec"].is_string())
+            .then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "audio-only stream never showed up");
+    let (head, mut sock) = get_head(o.flv, "/live/radio.flv", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(head.status, 200);
+    let mut body = head.rest.clone();
+    // Chunked transfer encoding: skip the first chunk-size line.
+    while body.len() < 64 {
+        let mut b = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut b))
+            .await
+            .expect("FLV body")
+            .expect("read");
+        assert!(n > 0, "closed before the FLV header");
+        body.extend_from_slice(&b[..n]);
+    }
+    let at = body
+        .windows(3)
+        .position(|w| w == b"FLV")
+        .expect("FLV signature in the body");
+    let flags = body[at + 4];
+    assert_eq!(
+        flags, 0x04,
+        "FLV header flags {flags:#04x} for an audio-only stream (want 0x04: audio, no video)"
+    );
+}
