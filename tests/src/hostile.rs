@@ -157,11 +157,17 @@ pub async fn read_head(sock: &mut TcpStream, limit: Duration) -> Result<RawHead,
 }
 
 /// Sends `GET <path>` (path as given, already encoded) and reads the response head.
-pub async fn get_head(port: u16, path: &str, limit: Duration) -> Result<(RawHead, TcpStream), String> {
+pub async fn get_head(
+    port: u16,
+    path: &str,
+    limit: Duration,
+) -> Result<(RawHead, TcpStream), String> {
     let mut sock = TcpStream::connect(("127.0.0.1", port))
         .await
         .map_err(|e| format!("connect :{port}: {e}"))?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://player.example\r\n\r\n");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://player.example\r\n\r\n"
+    );
     sock.write_all(req.as_bytes())
         .await
         .map_err(|e| format!("write: {e}"))?;
@@ -214,7 +220,9 @@ pub async fn stream_list(o: &OriginProc) -> Vec<serde_json::Value> {
 
 /// Players of `live/<stream>` as `/api/v1/streams` lists them (None if not listed).
 pub async fn players_of(o: &OriginProc, stream: &str) -> Option<u64> {
-    let v = crate::http("GET", &o.api_url("/api/v1/streams"), &[], "").await.json();
+    let v = crate::http("GET", &o.api_url("/api/v1/streams"), &[], "")
+        .await
+        .json();
     v["streams"]
         .as_array()?
         .iter()
@@ -451,7 +459,9 @@ impl CoworkerStub {
                                 .unwrap_or_default()
                                 .split('&')
                                 .filter_map(|kv| kv.split_once('='))
-                                .map(|(k, v)| (k.to_string(), percent_decode(v).unwrap_or_default()))
+                                .map(|(k, v)| {
+                                    (k.to_string(), percent_decode(v).unwrap_or_default())
+                                })
                                 .collect();
                             let p = |k: &str| params.get(k).cloned().unwrap_or_default();
                             let query = serde_json::json!({
@@ -657,7 +667,9 @@ impl PipedOrigin {
                     if n == 0 {
                         break;
                     }
-                    out.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&buf[..n]);
+                    out.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(&buf[..n]);
                 }
             });
         }
