@@ -44,8 +44,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(s) = std::str::from_utf8(body) {
         let tc = url::TcUrl::parse(s);
         let (name, query) = url::split_stream(s);
-        let _ = url::strip_extension(name);
-        let _ = url::valid_name(name);
+        let _ = origin::media::StreamKey::parse("", "live", name);
         let _ = url::resolve_vhost(&[tc.query.as_deref(), query, Some(s)]);
         let _ = url::query_param(s, "vhost");
     }

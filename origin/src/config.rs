@@ -54,6 +54,18 @@ pub enum PublishConflict {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+pub enum Route {
+    /// Relay, except for clients known to follow the RTMP 302 (SRS edges, opt-ins).
+    #[default]
+    Auto,
+    /// Always relay.
+    Relay,
+    /// Always redirect (SRS's behaviour).
+    Redirect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
     Text,
@@ -105,6 +117,22 @@ pub struct Settings {
     /// What to do with a publish another origin already has.
     #[arg(long, env = "ORIGIN_PUBLISH_CONFLICT", value_enum)]
     pub publish_conflict: Option<PublishConflict>,
+    /// How a player asking for a stream a coworker owns is served (DESIGN §8): `auto`
+    /// relays it, except SRS edges and `redirect=302` opt-ins, which get the RTMP 302;
+    /// `relay` always relays; `redirect` always redirects (RTMP 302 / HTTP 302).
+    #[arg(long, env = "ORIGIN_ROUTE", value_enum)]
+    pub route: Option<Route>,
+    /// How long a relay keeps its upstream after its last player left.
+    #[arg(long, env = "ORIGIN_RELAY_LINGER")]
+    pub relay_linger: Option<Dur>,
+    /// How long an HTTP client may take to send a request header; also closes idle
+    /// keep-alive connections.
+    #[arg(long, env = "ORIGIN_HTTP_HEADER_TIMEOUT")]
+    pub http_header_timeout: Option<Dur>,
+    /// Send deadline: a client that takes longer than this to accept a write is cut off
+    /// (RTMP and HTTP bodies).
+    #[arg(long, env = "ORIGIN_WRITE_TIMEOUT")]
+    pub write_timeout: Option<Dur>,
     /// Per-coworker timeout of an ownership query.
     #[arg(long, env = "ORIGIN_DISCOVERY_TIMEOUT")]
     pub discovery_timeout: Option<Dur>,
@@ -155,6 +183,10 @@ impl Settings {
             advertise_http,
             wait_for_publisher,
             publish_conflict,
+            route,
+            relay_linger,
+            http_header_timeout,
+            write_timeout,
             discovery_timeout,
             discovery_cache,
             republish_timeout,
@@ -232,6 +264,9 @@ pub struct Config {
     pub wait_for_publisher: Duration,
     pub reask_interval: Duration,
     pub publish_conflict: PublishConflict,
+    pub route: Route,
+    pub relay_linger: Duration,
+    pub http_header_timeout: Duration,
     pub discovery_timeout: Duration,
     pub discovery_cache: Duration,
     pub republish_timeout: Duration,
@@ -280,6 +315,9 @@ impl Config {
             wait_for_publisher: d(s.wait_for_publisher, Duration::from_secs(5)),
             reask_interval: Duration::from_millis(500),
             publish_conflict: s.publish_conflict.unwrap_or_default(),
+            route: s.route.unwrap_or_default(),
+            relay_linger: d(s.relay_linger, Duration::from_secs(5)),
+            http_header_timeout: d(s.http_header_timeout, Duration::from_secs(10)),
             discovery_timeout: d(s.discovery_timeout, Duration::from_millis(500)),
             discovery_cache: d(s.discovery_cache, Duration::from_secs(2)),
             republish_timeout: d(s.republish_timeout, Duration::from_secs(30)),
@@ -288,7 +326,7 @@ impl Config {
             max_connections: s.max_connections.unwrap_or(10_000),
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
-            write_timeout: Duration::from_secs(15),
+            write_timeout: d(s.write_timeout, Duration::from_secs(15)),
             max_message_size: s.max_message_size.unwrap_or(16 << 20),
             max_chunk_streams: 64,
             // Live writes to a player are coalesced for up to 200 ms (SRS uses 350 ms); a

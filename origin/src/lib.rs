@@ -1,8 +1,15 @@
 //! origin: an RTMP origin server for Kubernetes origin clusters.
 //!
-//! Layout: `rtmp` is the sans-io protocol, `media` the stream model (GOP cache, fan-out),
-//! `server` the tokio edges (listener, connections), `http` the API and HTTP-FLV, `cluster`
-//! coworkers and discovery, `client` an RTMP client used by tests, benchmarks and relays.
+//! Layout (dependencies point down the list, never back up):
+//! - `rtmp`: the sans-io protocol (chunks, AMF0, handshake, commands, URLs).
+//! - `media`: the stream model: names, frames, GOP cache, fan-out, the registry, and the
+//!   `Publisher`/`Player` handles that release their stream on drop.
+//! - `cluster`: coworkers, concurrent owner discovery, ownership answers.
+//! - `state`: the `Origin` state shared by every edge.
+//! - `server` (RTMP) and `http` (API, HTTP-FLV): the tokio edges; both depend on `state`,
+//!   neither on the other.
+//! - `run`: binds the listeners and runs the edges; `client`: the RTMP client used by
+//!   relays, tests and benchmarks.
 
 pub mod client;
 pub mod cluster;
@@ -11,4 +18,6 @@ pub mod http;
 pub mod media;
 pub mod metrics;
 pub mod rtmp;
+pub mod run;
 pub mod server;
+pub mod state;

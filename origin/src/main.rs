@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use origin::config::{Config, LogFormat, Settings};
-use origin::server::{self, Listeners};
+use origin::run::{self, Listeners};
 
 #[derive(Parser)]
 #[command(
@@ -34,13 +34,16 @@ enum Command {
     Cluster {
         #[arg(long, default_value_t = 3)]
         replicas: u16,
-        /// Origin i listens on RTMP base+i, API 1985+i, HTTP-FLV 8080+i.
-        #[arg(long, default_value_t = 1935)]
-        rtmp_base: u16,
-        #[arg(long, default_value_t = 1985)]
-        api_base: u16,
-        #[arg(long, default_value_t = 8080)]
-        flv_base: u16,
+        /// Origin i listens on RTMP base+i (default 1935+i), API api-base+i (default
+        /// 1985+i) and HTTP-FLV flv-base+i (default 8080+i). Unset bases whose ranges
+        /// would overlap another range are moved past it; explicit overlapping bases are
+        /// an error.
+        #[arg(long)]
+        rtmp_base: Option<u16>,
+        #[arg(long)]
+        api_base: Option<u16>,
+        #[arg(long)]
+        flv_base: Option<u16>,
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
         /// Log format of the origins.
@@ -66,8 +69,11 @@ enum Command {
 fn init_logs(format: LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // Colour only on a terminal: logs written to a file or a pipe stay plain text.
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
         .with_target(false);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -150,21 +156,85 @@ async fn serve(config_file: Option<PathBuf>, settings: Settings) -> Result<()> {
     let listeners = Listeners::bind(&config)
         .await
         .context("binding listeners")?;
-    server::run(config, listeners, stop_signal()).await?;
+    run::run(config, listeners, stop_signal()).await?;
+    Ok(())
+}
+
+/// Port bases of a local cluster whose ranges `[base, base + replicas)` never overlap.
+fn port_bases(replicas: u16, wanted: [(Option<u16>, u16, &str); 3]) -> Result<[u16; 3]> {
+    let n = u32::from(replicas);
+    let mut taken: Vec<(u32, u32)> = Vec::new();
+    let mut out = [0u16; 3];
+    for (i, (explicit, default, name)) in wanted.into_iter().enumerate() {
+        let mut start = u32::from(explicit.unwrap_or(default));
+        loop {
+            match taken.iter().find(|(s, e)| start < *e && *s < start + n) {
+                None => break,
+                Some(_) if explicit.is_some() => bail!(
+                    "--{name}-base {start}: ports {start}..{} overlap another port range of the {replicas} origins",
+                    start + n - 1
+                ),
+                Some((_, e)) => start = *e,
+            }
+        }
+        if start + n > 65_536 {
+            bail!(
+                "{name} ports {start}..{} do not fit below 65536",
+                start + n - 1
+            );
+        }
+        taken.push((start, start + n));
+        out[i] = start as u16;
+    }
+    Ok(out)
+}
+
+/// Waits until every origin accepts on its API port (an origin binds all its listeners
+/// before it serves any); fails if one exits or never comes up.
+async fn wait_started(
+    children: &mut [tokio::process::Child],
+    apis: &[String],
+    limit: Duration,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    for (i, (child, addr)) in children.iter_mut().zip(apis).enumerate() {
+        {
+            loop {
+                if let Some(status) = child.try_wait()? {
+                    bail!("origin-{i} exited during start-up ({status}); see its log above");
+                }
+                if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    bail!("origin-{i} did not listen on {addr} within {limit:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
     Ok(())
 }
 
 async fn cluster(
     replicas: u16,
-    rtmp_base: u16,
-    api_base: u16,
-    flv_base: u16,
+    rtmp_base: Option<u16>,
+    api_base: Option<u16>,
+    flv_base: Option<u16>,
     host: String,
     log_format: LogFormat,
 ) -> Result<()> {
     if replicas == 0 || replicas > 100 {
         bail!("--replicas must be between 1 and 100");
     }
+    let [rtmp_base, api_base, flv_base] = port_bases(
+        replicas,
+        [
+            (rtmp_base, 1935, "rtmp"),
+            (api_base, 1985, "api"),
+            (flv_base, 8080, "flv"),
+        ],
+    )?;
     let exe = std::env::current_exe().context("locating the origin binary")?;
     let dir = std::env::temp_dir().join(format!("origin-cluster-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -201,6 +271,13 @@ async fn cluster(
                 .with_context(|| format!("starting origin {i}"))?,
         );
     }
+    if let Err(e) = wait_started(&mut children, &all, Duration::from_secs(15)).await {
+        for c in &mut children {
+            let _ = c.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
     println!(
         "origin cluster: {replicas} origins on {host}, admin token in {}",
         token_file.display()
@@ -219,14 +296,13 @@ async fn cluster(
     println!(
         "  ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine -c:v libx264 -preset veryfast -tune zerolatency -g 60 -c:a aac -f flv rtmp://{host}:{rtmp_base}/live/demo"
     );
-    println!("play from any origin (HTTP-FLV follows the 302 to the owner):");
+    println!("play from any origin, with any player (a non-owner relays the stream):");
+    println!("  ffplay rtmp://{host}:{}/live/demo", rtmp_base + last);
     println!("  ffplay http://{host}:{}/live/demo.flv", flv_base + last);
     println!(
         "  ffprobe -hide_banner http://{host}:{}/live/demo.flv",
         flv_base + last
     );
-    println!("play over RTMP directly from the owner:");
-    println!("  ffplay rtmp://{host}:{rtmp_base}/live/demo");
     println!(
         "ask who owns it (SRS-compatible): curl 'http://{host}:{}/api/v1/clusters?app=live&stream=demo'",
         api_base
@@ -235,10 +311,10 @@ async fn cluster(
     let mut waits: futures::stream::FuturesUnordered<_> =
         children.iter_mut().map(|c| c.wait()).collect();
     use futures::StreamExt;
-    tokio::select! {
-        _ = stop_signal() => {}
-        r = waits.next() => { eprintln!("an origin exited: {r:?}; stopping the others"); }
-    }
+    let died = tokio::select! {
+        _ = stop_signal() => None,
+        r = waits.next() => { eprintln!("an origin exited: {r:?}; stopping the others"); Some(r) }
+    };
     drop(waits);
     for c in &mut children {
         if let Some(pid) = c.id() {
@@ -253,6 +329,9 @@ async fn cluster(
         let _ = tokio::time::timeout(Duration::from_secs(15), c.wait()).await;
     }
     let _ = std::fs::remove_dir_all(&dir);
+    if died.is_some() {
+        bail!("an origin of the cluster exited unexpectedly");
+    }
     Ok(())
 }
 

@@ -5,8 +5,8 @@ use origin_wire::addr::{HostPort, url_host};
 use origin_wire::clusters::{ClustersAnswer, ClustersQuery, OriginInfo, Owner};
 use origin_wire::coworkers::Advertise;
 
+use crate::media::name::{encode_path, encode_segment};
 use crate::media::{Registry, StreamKey};
-use crate::rtmp::url::strip_extension;
 
 /// How this origin is reached: its listen ports and configured advertise addresses.
 #[derive(Debug, Clone, Default)]
@@ -18,13 +18,10 @@ pub struct Identity {
     pub advertise_http: Option<HostPort>,
 }
 
-/// The stream key a query names (extension stripped, vhost defaulted).
-pub fn query_key(q: &ClustersQuery) -> StreamKey {
-    StreamKey::new(
-        q.vhost_or_default(),
-        q.app.clone(),
-        strip_extension(&q.stream),
-    )
+/// The stream key a query names, normalised like every other name (a playback
+/// extension stripped, the vhost defaulted); `None` for a name no publisher can have.
+pub fn query_key(q: &ClustersQuery) -> Option<StreamKey> {
+    StreamKey::parse(&q.vhost_or_default(), &q.app, &q.stream).ok()
 }
 
 /// Builds the answer. `pushed` is the advertise part of the coworker document (it wins
@@ -36,14 +33,15 @@ pub fn answer(
     pushed: Option<&Advertise>,
     request_host: Option<&str>,
 ) -> ClustersAnswer {
-    let key = query_key(q);
     // SRS resolves an unknown vhost to the default one.
-    let owned = if registry.is_published(&key) {
-        Some(key)
-    } else {
-        let fallback = StreamKey::new(DEFAULT_VHOST, key.app.clone(), key.stream.clone());
-        registry.is_published(&fallback).then_some(fallback)
-    };
+    let owned = query_key(q).and_then(|key| {
+        if registry.is_published(&key) {
+            Some(key)
+        } else {
+            let fallback = StreamKey::new(DEFAULT_VHOST, key.app.clone(), key.stream.clone());
+            registry.is_published(&fallback).then_some(fallback)
+        }
+    });
     let origin = owned.map(|key| {
         let rtmp = pushed
             .and_then(|a| a.rtmp.as_deref())
@@ -85,8 +83,13 @@ fn host_of(h: &str) -> String {
 
 /// The RTMP 302 URLs: `(tcUrl, full url)` as SRS builds them.
 pub fn rtmp_redirect(owner: &Owner, key: &StreamKey, query: Option<&str>) -> (String, String) {
-    let tc_url = format!("rtmp://{}:{}/{}", url_host(&owner.ip), owner.port, key.app);
-    let mut full = format!("{tc_url}/{}", key.stream);
+    let tc_url = format!(
+        "rtmp://{}:{}/{}",
+        url_host(&owner.ip),
+        owner.port,
+        encode_path(&key.app)
+    );
+    let mut full = format!("{tc_url}/{}", encode_segment(&key.stream));
     let query = with_vhost(query, &key.vhost);
     if let Some(q) = query.filter(|q| !q.is_empty()) {
         full.push('?');
@@ -102,7 +105,11 @@ pub fn flv_redirect(owner: &Owner, flv_port: u16, key: &StreamKey, query: Option
         .as_deref()
         .and_then(|h| HostPort::parse(h).ok())
         .unwrap_or_else(|| HostPort::new(owner.ip.clone(), flv_port));
-    let mut url = format!("http://{authority}/{}/{}.flv", key.app, key.stream);
+    let mut url = format!(
+        "http://{authority}/{}/{}.flv",
+        encode_path(&key.app),
+        encode_segment(&key.stream)
+    );
     if let Some(q) = with_vhost(query, &key.vhost).filter(|q| !q.is_empty()) {
         url.push('?');
         url.push_str(&q);
@@ -148,13 +155,16 @@ mod tests {
     #[test]
     fn owned_answer_matches_srs_and_adds_http() {
         let reg = Registry::new(MediaConfig::default());
-        let s = reg.get_or_create(&StreamKey::new(DEFAULT_VHOST, "live", "test"));
-        s.publish(PublisherInfo {
-            id: 1,
-            addr: None,
-            since: Instant::now(),
-        })
-        .unwrap();
+        let _p = reg
+            .publish(
+                &StreamKey::new(DEFAULT_VHOST, "live", "test"),
+                PublisherInfo {
+                    id: 1,
+                    addr: None,
+                    since: Instant::now(),
+                },
+            )
+            .unwrap();
         let a = answer(&query("test.flv", "some.host"), &reg, &me(), None, None);
         assert_eq!(
             a.to_json(),
@@ -167,12 +177,15 @@ mod tests {
     #[test]
     fn advertised_address_order() {
         let reg = Registry::new(MediaConfig::default());
-        reg.get_or_create(&StreamKey::new(DEFAULT_VHOST, "live", "s"))
-            .publish(PublisherInfo {
-                id: 1,
-                addr: None,
-                since: Instant::now(),
-            })
+        let _p = reg
+            .publish(
+                &StreamKey::new(DEFAULT_VHOST, "live", "s"),
+                PublisherInfo {
+                    id: 1,
+                    addr: None,
+                    since: Instant::now(),
+                },
+            )
             .unwrap();
         let mut q = query("s", "");
         q.coworker = String::new();
@@ -237,6 +250,12 @@ mod tests {
         assert_eq!(
             flv_redirect(&bare, 8080, &key, Some("a=b")),
             "http://127.0.0.1:8080/live/test.flv?a=b"
+        );
+        // Names are re-encoded segment by segment, so a decoded name round-trips.
+        let odd = StreamKey::new(DEFAULT_VHOST, "live", "a b%/c");
+        assert_eq!(
+            flv_redirect(&bare, 8080, &odd, None),
+            "http://127.0.0.1:8080/live/a%20b%25%2Fc.flv"
         );
     }
 }

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::cluster::coworkers::{Applied, ApplyError};
 use crate::cluster::ownership;
-use crate::server::Origin;
+use crate::state::Origin;
 
 pub fn router(origin: Arc<Origin>) -> Router {
     Router::new()
@@ -231,8 +231,7 @@ async fn readyz(State(origin): State<Arc<Origin>>) -> Response {
     }
 }
 
-async fn metrics(State(origin): State<Arc<Origin>>) -> Response {
-    origin.update_gauges();
+async fn metrics() -> Response {
     (
         [(
             header::CONTENT_TYPE,

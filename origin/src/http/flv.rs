@@ -1,7 +1,8 @@
 //! HTTP-FLV playback: `GET /<app>/<stream>.flv` streams FLV (header, metadata, sequence
-//! headers, GOP, then live) with the same fan-out and slow-player rules as RTMP. On an
-//! origin that does not have the stream, the player is sent to the owner with HTTP 302.
+//! headers, GOP, then live) through the same [`Player`] as RTMP. On an origin that does
+//! not have the stream, the player is sent to the owner with HTTP 302.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -11,20 +12,20 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::time::Instant;
 
-use super::api::parse_query;
+use super::cors;
 use crate::cluster::ownership::flv_redirect;
 use crate::media::flv::file_header;
-use crate::media::{Next, StreamKey, Subscriber};
+use crate::media::name::parse_play_path;
+use crate::media::{End, Frame, Player};
 use crate::metrics::{self, KindLabel};
-use crate::rtmp::url;
-use crate::server::{ConnectionGuard, Located, Origin};
+use crate::state::{Located, Origin};
 
 pub fn router(origin: Arc<Origin>) -> Router {
     Router::new()
-        .route("/{*path}", get(play))
+        .route("/{*path}", get(play).options(preflight))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .layer(axum::middleware::map_response(cors::add_headers))
         .with_state(origin)
 }
 
@@ -37,51 +38,13 @@ fn text(status: StatusCode, msg: String) -> Response {
         .into_response()
 }
 
-async fn play(
-    State(origin): State<Arc<Origin>>,
-    Path(path): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let Some(path) = path.strip_suffix(".flv") else {
-        return text(
-            StatusCode::NOT_FOUND,
-            "only /<app>/<stream>.flv is served here\n".into(),
-        );
-    };
-    let Some((app, stream)) = path.rsplit_once('/') else {
-        return text(
-            StatusCode::NOT_FOUND,
-            "expected /<app>/<stream>.flv\n".into(),
-        );
-    };
-    let app = app.trim_matches('/');
-    if !url::valid_name(app) || !url::valid_name(stream) {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "invalid app or stream name\n".into(),
-        );
-    }
-    let params = parse_query(raw.as_deref().unwrap_or_default());
-    let vhost = params
-        .iter()
-        .find(|(k, v)| k == "vhost" && !v.is_empty())
-        .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| origin_wire::DEFAULT_VHOST.to_string());
-    let key = StreamKey::new(vhost, app, stream);
-    // HTTP-FLV players count against the same connection limit as RTMP connections.
-    let Some(guard) = origin.admit(&format_args!("HTTP-FLV player of {key}")) else {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "connection limit reached\n".into(),
-        );
-    };
-    metrics::global()
-        .connections_total
-        .get_or_create(&KindLabel { kind: "http-flv" })
-        .inc();
+async fn preflight() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
 
-    let ip = headers
+/// The host the client addressed (echoed in ownership queries).
+pub fn request_host(headers: &HeaderMap) -> String {
+    headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(|h| {
@@ -89,12 +52,29 @@ async fn play(
                 .map(|hp| hp.host)
                 .unwrap_or_else(|_| h.to_string())
         })
-        .unwrap_or_default();
-    let sub = match origin.locate(&key, &ip).await {
-        Located::Local(sub) => sub,
+        .unwrap_or_default()
+}
+
+async fn play(
+    State(origin): State<Arc<Origin>>,
+    Path(path): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let play = match parse_play_path(&path, raw.as_deref(), ".flv") {
+        Ok(p) => p,
+        Err(e) => return text(StatusCode::NOT_FOUND, format!("{e}\n")),
+    };
+    let key = play.key;
+    let player = match origin.locate(&key, &request_host(&headers)).await {
+        Located::Local(player) => player,
         Located::Remote(found) => {
-            let location =
-                flv_redirect(&found.owner, origin.identity.flv_port, &key, raw.as_deref());
+            let location = flv_redirect(
+                &found.owner,
+                origin.identity.flv_port,
+                &key,
+                play.query.as_deref(),
+            );
             metrics::global()
                 .redirects
                 .get_or_create(&KindLabel { kind: "http" })
@@ -105,109 +85,68 @@ async fn play(
         Located::NotFound => {
             return text(
                 StatusCode::NOT_FOUND,
-                format!("stream {app}/{stream} is not published on any origin\n"),
+                format!(
+                    "stream {}/{} is not published on any origin\n",
+                    key.app, key.stream
+                ),
             );
         }
     };
-    origin.update_gauges();
     tracing::info!(stream = %key, "HTTP-FLV playing");
-    let body = Body::from_stream(flv_body(origin.clone(), sub, guard));
     (
         StatusCode::OK,
         [
             (header::CONTENT_TYPE, "video/x-flv"),
             (header::CACHE_CONTROL, "no-cache"),
-            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
         ],
-        body,
+        Body::from_stream(flv_body(player)),
     )
         .into_response()
 }
 
 struct BodyState {
-    origin: Arc<Origin>,
-    sub: Subscriber,
-    /// Counts this player as an open connection until the body ends.
-    _guard: ConnectionGuard,
+    player: Player,
     header_sent: bool,
-    unpublished_at: Option<Instant>,
-    /// Live media went out since the last rest: rest `merge_writes` before waiting again.
-    rest_due: bool,
+    batch: Vec<Arc<Frame>>,
+    /// Tags of the current batch not handed to hyper yet.
+    ready: VecDeque<Bytes>,
     done: bool,
 }
 
-impl Drop for BodyState {
-    fn drop(&mut self) {
-        let key = self.sub.stream().key.clone();
-        // The subscriber is dropped after this; reap on the next tick.
-        let origin = self.origin.clone();
-        tokio::spawn(async move {
-            origin.registry.reap(&key);
-            origin.update_gauges();
-        });
-    }
-}
-
-/// The FLV byte stream of one player: each item is a shared, pre-encoded tag.
-fn flv_body(
-    origin: Arc<Origin>,
-    sub: Subscriber,
-    guard: ConnectionGuard,
-) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
+/// The FLV byte stream of one player: each item is a shared, pre-encoded tag. Dropping
+/// the body (the client left) drops the player, which releases the stream.
+fn flv_body(player: Player) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
     let state = BodyState {
-        origin,
-        sub,
-        _guard: guard,
+        player,
         header_sent: false,
-        unpublished_at: None,
-        rest_due: false,
+        batch: Vec::with_capacity(16),
+        ready: VecDeque::new(),
         done: false,
     };
     futures::stream::unfold(state, |mut st| async move {
-        if st.done {
-            return None;
-        }
-        if !st.header_sent {
-            st.header_sent = true;
-            return Some((Ok(file_header(true, true)), st));
-        }
-        let merge = st.origin.config.merge_writes;
         loop {
-            let republish = st.origin.config.republish_timeout;
-            // What is ready goes out at once (hyper gathers consecutive chunks into one
-            // write). When nothing is ready after live media went out, rest for the merge
-            // interval first, so the next write carries everything that arrived meanwhile,
-            // as RTMP players do. The join burst never waits.
-            let next = match st.sub.try_next() {
-                Some(n) => n,
-                None if st.rest_due => {
-                    st.rest_due = false;
-                    tokio::time::sleep(merge).await;
-                    continue;
+            if let Some(tag) = st.ready.pop_front() {
+                metrics::global().bytes_out.inc_by(tag.len() as u64);
+                return Some((Ok(tag), st));
+            }
+            if st.done {
+                return None;
+            }
+            let delivery = st.player.next_batch(&mut st.batch).await;
+            if !st.header_sent && !st.batch.is_empty() {
+                // By the first media the stream has shown which tracks it has.
+                st.header_sent = true;
+                let (audio, video) = st.player.stream().tracks();
+                st.ready.push_back(file_header(audio, video));
+            }
+            st.ready.extend(st.batch.drain(..).map(|f| f.flv()));
+            match delivery.end {
+                None => {}
+                Some(End::TooSlow) => {
+                    tracing::warn!(stream = %st.player.stream().key, "HTTP-FLV player too slow; disconnecting");
+                    st.done = true;
                 }
-                None => match st.unpublished_at {
-                    None => st.sub.next().await,
-                    Some(at) => tokio::select! {
-                        n = st.sub.next() => n,
-                        _ = tokio::time::sleep_until(at + republish) => Next::Closed,
-                    },
-                },
-            };
-            match next {
-                Next::Frame(f) => {
-                    st.rest_due = !merge.is_zero() && !st.sub.catching_up();
-                    let tag = f.flv();
-                    metrics::global().bytes_out.inc_by(tag.len() as u64);
-                    return Some((Ok(tag), st));
-                }
-                Next::Unpublished => st.unpublished_at = Some(Instant::now()),
-                Next::Published => st.unpublished_at = None,
-                Next::TooSlow => {
-                    metrics::global().slow_player_disconnects.inc();
-                    tracing::warn!(stream = %st.sub.stream().key, "HTTP-FLV player too slow; disconnecting");
-                    return None;
-                }
-                Next::Closed => return None,
+                Some(End::Closed | End::NotRepublished) => st.done = true,
             }
         }
     })

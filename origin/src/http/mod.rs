@@ -1,22 +1,123 @@
-//! HTTP edges: the API server (port 1985) and HTTP-FLV playback (port 8080).
+//! HTTP edges: the API server (port 1985) and HTTP playback (port 8080), both served by
+//! one connection loop with limits: connections are counted from accept against
+//! `--max-connections`, a request header must arrive within `--http-header-timeout`
+//! (which also closes idle keep-alive connections), and every response write has the
+//! send deadline `--write-timeout`.
 
 pub mod api;
+pub mod cors;
+pub mod deadline;
 pub mod flv;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use crate::server::Origin;
+use crate::metrics::{self, KindLabel};
+use crate::state::Origin;
+use deadline::DeadlineStream;
+
+/// Connections answered 503 at once over the connection limit, at most this many at a
+/// time (beyond that they are just closed).
+const MAX_REFUSALS_IN_FLIGHT: usize = 256;
 
 pub async fn serve_api(origin: Arc<Origin>, listener: TcpListener) {
-    if let Err(e) = axum::serve(listener, api::router(origin)).await {
-        tracing::error!(error = %e, "API server failed");
+    let router = api::router(origin.clone());
+    serve(origin, listener, router, "api").await
+}
+
+pub async fn serve_play(origin: Arc<Origin>, listener: TcpListener) {
+    let router = flv::router(origin.clone());
+    serve(origin, listener, router, "http-flv").await
+}
+
+async fn serve(origin: Arc<Origin>, listener: TcpListener, router: Router, kind: &'static str) {
+    let refusing = Arc::new(AtomicUsize::new(0));
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, kind, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let guard = origin.admit(&peer);
+        if guard.is_some() {
+            metrics::global()
+                .connections_total
+                .get_or_create(&KindLabel { kind })
+                .inc();
+        }
+        let service = match &guard {
+            Some(_) => router.clone(),
+            None => {
+                if refusing.load(Ordering::Relaxed) >= MAX_REFUSALS_IN_FLIGHT {
+                    continue;
+                }
+                refusing.fetch_add(1, Ordering::Relaxed);
+                over_limit()
+            }
+        };
+        let origin = origin.clone();
+        let refusing = refusing.clone();
+        tokio::spawn(async move {
+            let over = guard.is_none();
+            serve_connection(&origin, socket, service, over).await;
+            if over {
+                refusing.fetch_sub(1, Ordering::Relaxed);
+            }
+            drop(guard);
+        });
     }
 }
 
-pub async fn serve_flv(origin: Arc<Origin>, listener: TcpListener) {
-    if let Err(e) = axum::serve(listener, flv::router(origin)).await {
-        tracing::error!(error = %e, "HTTP-FLV server failed");
+async fn serve_connection(
+    origin: &Origin,
+    socket: tokio::net::TcpStream,
+    service: Router,
+    over_limit: bool,
+) {
+    let io = TokioIo::new(DeadlineStream::new(socket, origin.config.write_timeout));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(origin.config.http_header_timeout)
+        .keep_alive(!over_limit)
+        .max_buf_size(64 * 1024);
+    let conn = builder.serve_connection(io, TowerToHyperService::new(service));
+    let mut conn = std::pin::pin!(conn);
+    let mut shutdown = origin.shutdown_signal();
+    let stopping = async {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stopping => {
+            // Finish the response under way (a player's body), close when idle.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "HTTP connection ended");
     }
+}
+
+/// The answer on a connection over the limit.
+fn over_limit() -> Router {
+    Router::new()
+        .fallback(|| async {
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "connection limit reached\n",
+            )
+        })
+        .layer(axum::middleware::map_response(cors::add_headers))
 }

@@ -1,10 +1,17 @@
-//! The stream model: frames, the GOP cache, fan-out to players, the stream registry, FLV.
+//! The stream model: names, frames, the GOP cache, fan-out to players, the stream
+//! registry, FLV, and the handles publishers and players hold.
 
 pub mod flv;
 pub mod frame;
+pub mod name;
+pub mod player;
+pub mod publisher;
 pub mod registry;
 pub mod stream;
 
 pub use frame::{Frame, FrameKind};
-pub use registry::Registry;
-pub use stream::{MediaConfig, Next, PublisherInfo, Stream, StreamKey, Subscriber};
+pub use name::StreamKey;
+pub use player::{Delivery, End, Notice, PlayConfig, Player};
+pub use publisher::Publisher;
+pub use registry::{Hold, Registry};
+pub use stream::{MediaConfig, Next, PublisherInfo, Stream, Subscriber};

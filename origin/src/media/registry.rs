@@ -1,38 +1,107 @@
 //! All streams of one origin, keyed by `vhost/app/stream`.
+//!
+//! An entry lives exactly as long as something holds it: a [`Publisher`], a [`Player`]
+//! (also one still waiting for its publisher) or a relay. Each of those owns a [`Hold`]
+//! that releases the entry on `Drop` (mini-redis's `DbDropGuard`), so a task or a future
+//! that is dropped half-way (an HTTP client hanging up) cannot leak a stream. Holds are
+//! counted under the map lock, so a concurrent lookup (the streams API, an ownership
+//! query) never keeps an idle entry alive.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::stream::{MediaConfig, Stream, StreamKey, StreamStats};
+use super::name::StreamKey;
+use super::player::{PlayConfig, Player};
+use super::publisher::Publisher;
+use super::stream::{AlreadyPublished, MediaConfig, PublisherInfo, Stream, StreamStats};
 
-/// Streams exist while they have a publisher or players; idle ones are reaped.
-pub struct Registry {
+struct Entry {
+    stream: Arc<Stream>,
+    holds: usize,
+}
+
+struct Inner {
     config: MediaConfig,
-    streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
+    streams: Mutex<HashMap<StreamKey, Entry>>,
+}
+
+/// Cheap to clone: every clone is the same registry.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+/// Keeps a registry entry alive; the entry goes when its last hold is dropped.
+pub struct Hold {
+    registry: Registry,
+    stream: Arc<Stream>,
+}
+
+impl Hold {
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut map = self.registry.map();
+        if let Some(e) = map.get_mut(&self.stream.key)
+            && Arc::ptr_eq(&e.stream, &self.stream)
+        {
+            e.holds -= 1;
+            if e.holds == 0 {
+                map.remove(&self.stream.key);
+            }
+        }
+    }
 }
 
 impl Registry {
     pub fn new(config: MediaConfig) -> Self {
         Self {
-            config,
-            streams: Mutex::new(HashMap::new()),
+            inner: Arc::new(Inner {
+                config,
+                streams: Mutex::new(HashMap::new()),
+            }),
         }
     }
 
-    fn map(&self) -> MutexGuard<'_, HashMap<StreamKey, Arc<Stream>>> {
-        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    fn map(&self) -> MutexGuard<'_, HashMap<StreamKey, Entry>> {
+        self.inner.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The stream, created empty (no publisher) if needed.
-    pub fn get_or_create(&self, key: &StreamKey) -> Arc<Stream> {
-        self.map()
-            .entry(key.clone())
-            .or_insert_with(|| Arc::new(Stream::new(key.clone(), self.config)))
-            .clone()
+    /// Holds `key`'s entry, creating it empty (no publisher) if needed.
+    pub fn hold(&self, key: &StreamKey) -> Hold {
+        let mut map = self.map();
+        let e = map.entry(key.clone()).or_insert_with(|| Entry {
+            stream: Arc::new(Stream::new(key.clone(), self.inner.config)),
+            holds: 0,
+        });
+        e.holds += 1;
+        Hold {
+            registry: self.clone(),
+            stream: e.stream.clone(),
+        }
+    }
+
+    /// A player of `key`: it sees the stream's cache and live frames, or waits for a
+    /// publisher. Dropping it releases the entry.
+    pub fn play(&self, key: &StreamKey, config: PlayConfig) -> Player {
+        Player::new(self.hold(key), config)
+    }
+
+    /// Claims `key` for a publisher; dropping the [`Publisher`] unpublishes and releases.
+    pub fn publish(
+        &self,
+        key: &StreamKey,
+        info: PublisherInfo,
+    ) -> Result<Publisher, AlreadyPublished> {
+        Publisher::new(self.hold(key), info)
     }
 
     pub fn get(&self, key: &StreamKey) -> Option<Arc<Stream>> {
-        self.map().get(key).cloned()
+        self.map().get(key).map(|e| e.stream.clone())
     }
 
     /// Whether `key` has an active publisher here ("owned" in cluster terms).
@@ -40,19 +109,17 @@ impl Registry {
         self.get(key).is_some_and(|s| s.is_published())
     }
 
-    /// Drops `key` if nobody publishes or plays it. Call after a publisher or player leaves.
-    pub fn reap(&self, key: &StreamKey) {
-        let mut map = self.map();
-        if let Some(s) = map.get(key) {
-            // Strong count 1 = only the map holds it: no player or publisher handle left.
-            if !s.is_published() && s.players() == 0 && Arc::strong_count(s) == 1 {
-                map.remove(key);
-            }
-        }
+    /// Number of entries (published or not).
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn stats(&self) -> Vec<StreamStats> {
-        let streams: Vec<Arc<Stream>> = self.map().values().cloned().collect();
+        let streams: Vec<Arc<Stream>> = self.map().values().map(|e| e.stream.clone()).collect();
         let mut out: Vec<StreamStats> = streams.iter().map(|s| s.stats()).collect();
         out.sort_by(|a, b| (&a.vhost, &a.app, &a.stream).cmp(&(&b.vhost, &b.app, &b.stream)));
         out
@@ -60,9 +127,9 @@ impl Registry {
 
     /// Numbers of published streams and of players.
     pub fn counts(&self) -> (usize, usize) {
-        let map = self.map();
-        let published = map.values().filter(|s| s.is_published()).count();
-        let players = map.values().map(|s| s.players()).sum();
+        let streams: Vec<Arc<Stream>> = self.map().values().map(|e| e.stream.clone()).collect();
+        let published = streams.iter().filter(|s| s.is_published()).count();
+        let players = streams.iter().map(|s| s.players()).sum();
         (published, players)
     }
 }
@@ -70,31 +137,45 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::stream::PublisherInfo;
     use std::time::Instant;
 
-    #[test]
-    fn reaps_only_idle_streams() {
-        let r = Registry::new(MediaConfig::default());
-        let key = StreamKey::new("v", "live", "s");
-        let s = r.get_or_create(&key);
-        let sub = s.subscribe();
-        drop(s);
-        r.reap(&key);
-        assert!(r.get(&key).is_some(), "a player keeps it");
-        drop(sub);
-        r.reap(&key);
-        assert!(r.get(&key).is_none());
-        let s = r.get_or_create(&key);
-        s.publish(PublisherInfo {
-            id: 1,
+    fn info(id: u64) -> PublisherInfo {
+        PublisherInfo {
+            id,
             addr: None,
             since: Instant::now(),
-        })
-        .unwrap();
-        drop(s);
-        r.reap(&key);
+        }
+    }
+
+    #[test]
+    fn entries_live_as_long_as_their_holds() {
+        let r = Registry::new(MediaConfig::default());
+        let key = StreamKey::new("v", "live", "s");
+        let player = r.play(&key, PlayConfig::default());
+        // A concurrent lookup holding the stream does not keep the entry alive.
+        let looked_up = r.get(&key).unwrap();
+        assert_eq!(r.len(), 1, "a waiting player keeps it");
+        drop(player);
+        assert!(r.get(&key).is_none(), "released with the last hold");
+        drop(looked_up);
+        let p = r.publish(&key, info(1)).unwrap();
         assert!(r.is_published(&key));
+        assert!(
+            r.publish(&key, info(2)).is_err(),
+            "one publisher per stream"
+        );
         assert_eq!(r.counts(), (1, 0));
+        drop(p);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_refused_publish_leaves_nothing_behind() {
+        let r = Registry::new(MediaConfig::default());
+        let key = StreamKey::new("v", "live", "s");
+        let p = r.publish(&key, info(1)).unwrap();
+        assert!(r.publish(&key, info(2)).is_err());
+        drop(p);
+        assert!(r.is_empty());
     }
 }

@@ -7,7 +7,6 @@
 //! ever slowing the publisher or the other players.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,36 +14,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
+use bytes::Bytes;
+
 use super::flv::{self, VideoCodec};
 use super::frame::{Frame, FrameKind};
-
-/// `vhost/app/stream`: the identity of a stream in one origin.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StreamKey {
-    pub vhost: String,
-    pub app: String,
-    pub stream: String,
-}
-
-impl StreamKey {
-    pub fn new(
-        vhost: impl Into<String>,
-        app: impl Into<String>,
-        stream: impl Into<String>,
-    ) -> Self {
-        Self {
-            vhost: vhost.into(),
-            app: app.into(),
-            stream: stream.into(),
-        }
-    }
-}
-
-impl fmt::Display for StreamKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.vhost, self.app, self.stream)
-    }
-}
+pub use super::name::StreamKey;
 
 /// Tunables of the media path.
 #[derive(Debug, Clone, Copy)]
@@ -113,10 +87,26 @@ pub struct StreamStats {
     pub uptime_seconds: f64,
 }
 
+/// Keeps timestamps continuous across publishers: players kept through an unpublish
+/// must never see time go backwards when the stream is republished.
+#[derive(Default)]
+struct Timeline {
+    /// Highest timestamp handed to players so far (after the offset).
+    last: Option<u32>,
+    /// Added to every timestamp of the current publisher.
+    offset: u32,
+    /// Set on a republish: the next message fixes the new offset.
+    rebase: bool,
+}
+
+/// Gap put between the last timestamp of one publisher and the first of the next.
+const REPUBLISH_GAP_MS: u32 = 40;
+
 pub struct Stream {
     pub key: StreamKey,
     config: MediaConfig,
     cache: Mutex<Cache>,
+    timeline: Mutex<Timeline>,
     tx: broadcast::Sender<Event>,
     players: AtomicUsize,
     bytes_in: AtomicU64,
@@ -134,6 +124,7 @@ impl Stream {
             key,
             config,
             cache: Mutex::new(Cache::default()),
+            timeline: Mutex::new(Timeline::default()),
             tx,
             players: AtomicUsize::new(0),
             bytes_in: AtomicU64::new(0),
@@ -172,8 +163,32 @@ impl Stream {
         };
         self.bytes_in.store(0, Ordering::Relaxed);
         self.frames_in.store(0, Ordering::Relaxed);
+        {
+            let mut t = self.timeline.lock().unwrap_or_else(|e| e.into_inner());
+            t.rebase = t.last.is_some();
+        }
         let _ = self.tx.send(Event::Published);
         Ok(())
+    }
+
+    /// Builds the frame of one publisher message, with its timestamp moved past
+    /// everything sent before a republish, then caches and fans it out.
+    pub fn push_message(&self, type_id: u8, timestamp: u32, payload: Bytes) {
+        let ts = {
+            let mut t = self.timeline.lock().unwrap_or_else(|e| e.into_inner());
+            if t.rebase {
+                t.rebase = false;
+                let after = t.last.unwrap_or(0).wrapping_add(REPUBLISH_GAP_MS);
+                t.offset = after.wrapping_sub(timestamp);
+            }
+            let ts = timestamp.wrapping_add(t.offset);
+            // Timestamps are 32-bit and wrap; compare within a half-range window.
+            if t.last.is_none_or(|l| ts.wrapping_sub(l) < 1 << 31) {
+                t.last = Some(ts);
+            }
+            ts
+        };
+        self.push(Frame::new(type_id, ts, payload));
     }
 
     /// Releases the stream if `id` is its publisher.
@@ -289,6 +304,19 @@ impl Stream {
 
     fn has_video(&self) -> bool {
         self.cache().has_video
+    }
+
+    /// `(audio, video)` as far as the stream has shown them; both while nothing is
+    /// known yet (for the FLV header flags).
+    pub fn tracks(&self) -> (bool, bool) {
+        let c = self.cache();
+        let video = c.has_video || c.video_header.is_some();
+        let audio = c.audio_header.is_some() || !c.audio_codec.is_empty();
+        if !video && !audio {
+            (true, true)
+        } else {
+            (audio, video)
+        }
     }
 
     pub fn stats(&self) -> StreamStats {

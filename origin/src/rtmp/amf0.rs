@@ -16,6 +16,9 @@ pub struct Limits {
     pub max_string: usize,
     /// Most entries in one object or array.
     pub max_entries: usize,
+    /// Most values decoded from one input in all (nested ones included): the budget
+    /// that bounds what one message can make the decoder allocate.
+    pub max_values: usize,
 }
 
 impl Default for Limits {
@@ -24,6 +27,7 @@ impl Default for Limits {
             max_depth: 32,
             max_string: 1 << 20,
             max_entries: 65_536,
+            max_values: 8192,
         }
     }
 }
@@ -88,6 +92,8 @@ pub enum Amf0Error {
     StringTooLong(usize),
     #[error("AMF0 collection of {0} entries exceeds the limit")]
     TooManyEntries(usize),
+    #[error("AMF0 input holds more than {0} values")]
+    TooManyValues(usize),
     #[error("AMF0 string is not UTF-8")]
     NotUtf8,
 }
@@ -245,6 +251,7 @@ pub fn encode_all(values: &[Value]) -> Bytes {
 pub struct Decoder<'a> {
     buf: &'a [u8],
     limits: Limits,
+    decoded: usize,
 }
 
 impl<'a> Decoder<'a> {
@@ -253,7 +260,11 @@ impl<'a> Decoder<'a> {
     }
 
     pub fn with_limits(buf: &'a [u8], limits: Limits) -> Self {
-        Self { buf, limits }
+        Self {
+            buf,
+            limits,
+            decoded: 0,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -355,6 +366,10 @@ impl<'a> Decoder<'a> {
     fn value(&mut self, depth: usize) -> Result<Value, Amf0Error> {
         if depth > self.limits.max_depth {
             return Err(Amf0Error::TooDeep(self.limits.max_depth));
+        }
+        self.decoded += 1;
+        if self.decoded > self.limits.max_values {
+            return Err(Amf0Error::TooManyValues(self.limits.max_values));
         }
         let m = self.u8()?;
         Ok(match m {
@@ -514,6 +529,14 @@ mod tests {
             Decoder::with_limits(&[marker::STRING, 0, 5, b'a', b'b', b'c', b'd', b'e'], big)
                 .decode(),
             Err(Amf0Error::StringTooLong(5))
+        );
+        // A flat array of more values than the budget is refused, however small each is.
+        let mut many = vec![marker::STRICT_ARRAY];
+        many.extend_from_slice(&20_000u32.to_be_bytes());
+        many.extend(std::iter::repeat_n(marker::NULL, 20_000));
+        assert_eq!(
+            Decoder::new(&many).decode(),
+            Err(Amf0Error::TooManyValues(8192))
         );
         // 40 nested objects exceed the default depth of 32.
         let mut deep = Vec::new();

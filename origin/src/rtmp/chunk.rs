@@ -25,10 +25,21 @@ pub struct RawMessage {
     pub payload: Bytes,
 }
 
+/// Default cap of command and data messages.
+pub const MAX_COMMAND_SIZE: usize = 64 * 1024;
+
+/// Whether a message type is a command, data or shared-object message (AMF-decoded).
+pub fn is_command_type(type_id: u8) -> bool {
+    (15..=20).contains(&type_id)
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct DecoderLimits {
     /// Largest message accepted, in bytes.
     pub max_message_size: usize,
+    /// Largest command, data or shared-object message (types 15 to 20) accepted: they
+    /// are decoded in full (AMF), so they get a much smaller cap than media.
+    pub max_command_size: usize,
     /// Most distinct chunk stream ids one connection may use.
     pub max_chunk_streams: usize,
     /// Largest chunk size a peer may set.
@@ -42,6 +53,7 @@ impl Default for DecoderLimits {
     fn default() -> Self {
         Self {
             max_message_size: 16 << 20,
+            max_command_size: MAX_COMMAND_SIZE,
             max_chunk_streams: 64,
             max_chunk_size: 16 << 20,
             max_in_flight: 32 << 20,
@@ -215,10 +227,15 @@ impl ChunkDecoder {
             pos += 4;
         }
         let continuation = fmt == 3 && state.remaining > 0;
-        if !continuation && length as usize > max_message {
+        let limit = if is_command_type(type_id) {
+            self.limits.max_command_size.min(max_message)
+        } else {
+            max_message
+        };
+        if !continuation && length as usize > limit {
             return Err(ChunkError::MessageTooLarge {
                 size: length as usize,
-                limit: max_message,
+                limit,
             });
         }
         if !continuation && in_flight + length as usize > max_in_flight {
@@ -541,11 +558,26 @@ mod tests {
     fn limits_are_enforced() {
         let limits = DecoderLimits {
             max_message_size: 100,
+            max_command_size: 50,
             max_chunk_streams: 2,
             max_chunk_size: 1000,
             max_in_flight: 1000,
         };
         let mut dec = ChunkDecoder::new(limits);
+        let mut out = BytesMut::new();
+        // Commands get the smaller cap, media the larger one.
+        encode_standalone(&mut out, 128, 3, 0, 20, 0, &[0u8; 51]);
+        assert_eq!(
+            dec.decode(&mut out),
+            Err(ChunkError::MessageTooLarge {
+                size: 51,
+                limit: 50
+            })
+        );
+        let mut dec = ChunkDecoder::new(limits);
+        let mut out = BytesMut::new();
+        encode_standalone(&mut out, 128, 4, 0, 8, 1, &[0u8; 60]);
+        assert_eq!(dec.decode(&mut out).unwrap().unwrap().payload.len(), 60);
         let mut out = BytesMut::new();
         encode_standalone(&mut out, 128, 4, 0, 8, 1, &[0u8; 101]);
         assert_eq!(

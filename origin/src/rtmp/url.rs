@@ -2,9 +2,6 @@
 
 use origin_wire::DEFAULT_VHOST;
 
-/// Longest app or stream name accepted.
-pub const MAX_NAME_LEN: usize = 1024;
-
 /// The parts of an `rtmp://host[:port]/app[?query]` tcUrl.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TcUrl {
@@ -69,14 +66,6 @@ pub fn split_stream(name: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Drops a file extension from a stream name (`test.flv` == `test`), as SRS does.
-pub fn strip_extension(stream: &str) -> &str {
-    match stream.rfind('.') {
-        Some(i) if i > 0 && !stream[i..].contains('/') => &stream[..i],
-        _ => stream,
-    }
-}
-
 /// Resolves the vhost from an explicit `vhost=` parameter (in the app, the tcUrl or the
 /// stream query); otherwise the default vhost. See the README on why the tcUrl host alone
 /// does not select a vhost here.
@@ -87,14 +76,6 @@ pub fn resolve_vhost(queries: &[Option<&str>]) -> String {
         .find_map(|q| query_param(q, "vhost").filter(|v| !v.is_empty()))
         .map(str::to_string)
         .unwrap_or_else(|| DEFAULT_VHOST.to_string())
-}
-
-/// A name is valid when non-empty, bounded, and free of control characters and `/..`.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && !name.chars().any(|c| c.is_control())
-        && !name.split('/').any(|seg| seg == "..")
 }
 
 #[cfg(test)]
@@ -123,11 +104,5 @@ mod tests {
         assert_eq!(resolve_vhost(&[None, Some("a=b&vhost=v2")]), "v2");
         assert_eq!(resolve_vhost(&[Some("vhost=")]), DEFAULT_VHOST);
         assert_eq!(split_stream("s?token=1"), ("s", Some("token=1")));
-        assert_eq!(strip_extension("test.flv"), "test");
-        assert_eq!(strip_extension(".hidden"), ".hidden");
-        assert!(valid_name("s"));
-        assert!(!valid_name(""));
-        assert!(!valid_name("a/../b"));
-        assert!(!valid_name("a\nb"));
     }
 }

@@ -1,38 +1,29 @@
-//! One RTMP connection: handshake, then a loop that reads chunks and, for players, writes
-//! media from the stream's fan-out ring in batches (vectored writes).
+//! One RTMP connection's I/O: the handshake, then a loop that reads and decodes chunks
+//! and, for players, writes what their [`Player`](crate::media::Player) hands out.
 
-use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::time::{Instant, timeout};
+use tokio::time::timeout;
 
-use super::{Located, Origin};
-use crate::cluster::ownership::rtmp_redirect;
-use crate::config::PublishConflict;
-use crate::media::{Frame, Next, PublisherInfo, Stream, StreamKey, Subscriber};
-use crate::metrics::{self, KindLabel, ReasonLabel};
-use crate::rtmp::amf0::Value;
+use crate::media::{Frame, Player, Publisher};
+use crate::metrics::{self, ReasonLabel};
 use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, RawMessage};
-use crate::rtmp::command::{self, Command, status};
+use crate::rtmp::command;
 use crate::rtmp::handshake::{self, PACKET_SIZE};
 use crate::rtmp::message::{Control, UserControl, csid, kind, split_aggregate};
-use crate::rtmp::url::{self, TcUrl};
+use crate::rtmp::url::TcUrl;
+use crate::state::Origin;
 
-const WINDOW_ACK_SIZE: u32 = 2_500_000;
-/// Most frames or bytes written to a player in one vectored write.
-const BATCH_FRAMES: usize = 128;
-const BATCH_BYTES: usize = 1 << 20;
-/// How long we wait for a redirected client to leave (SRS: 3 s).
-const REDIRECT_LINGER: Duration = Duration::from_secs(3);
+pub(super) const WINDOW_ACK_SIZE: u32 = 2_500_000;
 
 #[derive(Debug, thiserror::Error)]
-enum ConnError {
+pub(super) enum ConnError {
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     #[error("handshake: {0}")]
@@ -48,44 +39,48 @@ enum ConnError {
     Closed,
 }
 
-struct Publishing {
-    stream: Arc<Stream>,
-    id: u64,
+pub(super) struct Playing {
+    pub player: Player,
+    pub stream_id: u32,
+    /// The frames of the batch being written (reused between batches).
+    pub batch: Vec<Arc<Frame>>,
 }
 
-struct Playing {
-    sub: Subscriber,
-    stream_id: u32,
-    unpublished_at: Option<Instant>,
-    /// Set after the first write: the join burst (metadata, headers, GOP) is never merged.
-    started: bool,
-}
-
-enum Role {
+pub(super) enum Role {
     Idle,
-    Publishing(Publishing),
+    Publishing(Publisher),
     Playing(Playing),
 }
 
+/// What the client said in `connect`.
+#[derive(Default)]
+pub(super) struct Session {
+    pub connected: bool,
+    pub app: String,
+    pub tc_url: String,
+    pub tc: TcUrl,
+    /// The client's connect command carries an SRS edge's fingerprint (DESIGN §8).
+    pub srs_edge: bool,
+    /// The client is a relay of another origin (it must never be relayed or redirected).
+    pub relay: bool,
+}
+
 pub struct Connection {
-    origin: Arc<Origin>,
-    id: u64,
-    peer: SocketAddr,
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
-    rbuf: BytesMut,
-    wbuf: BytesMut,
-    decoder: ChunkDecoder,
-    encoder: ChunkEncoder,
+    pub(super) origin: Arc<Origin>,
+    pub(super) id: u64,
+    pub(super) peer: SocketAddr,
+    pub(super) reader: OwnedReadHalf,
+    pub(super) writer: OwnedWriteHalf,
+    pub(super) rbuf: BytesMut,
+    pub(super) wbuf: BytesMut,
+    pub(super) decoder: ChunkDecoder,
+    pub(super) encoder: ChunkEncoder,
     bytes_in: u64,
     acked: u64,
-    peer_window: u32,
-    connected: bool,
-    app: String,
-    tc_url: String,
-    tc: TcUrl,
-    next_stream_id: u32,
-    role: Role,
+    pub(super) peer_window: u32,
+    pub(super) session: Session,
+    pub(super) next_stream_id: u32,
+    pub(super) role: Role,
 }
 
 impl Connection {
@@ -110,10 +105,7 @@ impl Connection {
             bytes_in: 0,
             acked: 0,
             peer_window: WINDOW_ACK_SIZE,
-            connected: false,
-            app: String::new(),
-            tc_url: String::new(),
-            tc: TcUrl::default(),
+            session: Session::default(),
             next_stream_id: 1,
             role: Role::Idle,
         }
@@ -138,28 +130,9 @@ impl Connection {
                 tracing::info!(conn = self.id, peer = %self.peer, error = %e, "connection ended")
             }
         }
-        self.stop_role();
+        // Dropping the role unpublishes or leaves the stream.
+        self.role = Role::Idle;
         let _ = self.writer.shutdown().await;
-    }
-
-    fn stop_role(&mut self) {
-        match std::mem::replace(&mut self.role, Role::Idle) {
-            Role::Publishing(p) => {
-                if p.stream.unpublish(p.id) {
-                    tracing::info!(conn = self.id, stream = %p.stream.key, "unpublished");
-                }
-                let key = p.stream.key.clone();
-                drop(p);
-                self.origin.registry.reap(&key);
-            }
-            Role::Playing(p) => {
-                let key = p.sub.stream().key.clone();
-                drop(p);
-                self.origin.registry.reap(&key);
-            }
-            Role::Idle => {}
-        }
-        self.origin.update_gauges();
     }
 
     async fn serve(&mut self) -> Result<(), ConnError> {
@@ -179,8 +152,8 @@ impl Connection {
                 n = read_some(&mut self.reader, &mut self.rbuf, read_limit) => {
                     self.on_read(n?)?;
                 }
-                next = next_frame(&mut self.role, self.origin.config.republish_timeout), if playing => {
-                    self.deliver(next).await?;
+                delivery = super::play::next_delivery(&mut self.role), if playing => {
+                    self.deliver(delivery).await?;
                 }
                 _ = end_publishers.changed(), if publishing => {
                     if *end_publishers.borrow() {
@@ -219,7 +192,12 @@ impl Connection {
             .await
             .map_err(|_| ConnError::Timeout)??;
         let (kind, s0s1s2) = handshake::server_response(&c0c1)?;
-        self.writer.write_all(&s0s1s2).await?;
+        timeout(
+            self.origin.config.write_timeout,
+            self.writer.write_all(&s0s1s2),
+        )
+        .await
+        .map_err(|_| ConnError::Timeout)??;
         let mut c2 = vec![0u8; PACKET_SIZE];
         timeout(limit, self.reader.read_exact(&mut c2))
             .await
@@ -228,35 +206,39 @@ impl Connection {
         Ok(())
     }
 
-    fn send(&mut self, cs: u32, type_id: u8, stream_id: u32, payload: &[u8]) {
+    pub(super) fn send(&mut self, cs: u32, type_id: u8, stream_id: u32, payload: &[u8]) {
         self.encoder
             .encode(&mut self.wbuf, cs, 0, type_id, stream_id, payload);
     }
 
-    fn send_control(&mut self, c: Control) {
+    pub(super) fn send_control(&mut self, c: Control) {
         let (t, p) = c.encode();
         self.send(csid::CONTROL, t, 0, &p);
     }
 
-    fn send_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
+    pub(super) fn send_status(
+        &mut self,
+        stream_id: u32,
+        level: &str,
+        code: &str,
+        description: &str,
+    ) {
         let body = command::on_status(level, code, description, vec![]);
         self.send(csid::STATUS, kind::COMMAND_AMF0, stream_id, &body);
     }
 
-    async fn flush(&mut self) -> Result<(), ConnError> {
+    /// Writes what is queued, bounded by the write timeout.
+    pub(super) async fn flush(&mut self) -> Result<(), ConnError> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
         let buf = self.wbuf.split();
-        match timeout(
+        timeout(
             self.origin.config.write_timeout,
             self.writer.write_all(&buf),
         )
         .await
-        {
-            Ok(r) => r?,
-            Err(_) => return Err(ConnError::Timeout),
-        }
+        .map_err(|_| ConnError::Timeout)??;
         metrics::global().bytes_out.inc_by(buf.len() as u64);
         Ok(())
     }
@@ -307,6 +289,7 @@ impl Connection {
         Ok(())
     }
 
+    /// A publisher's media or data message: cached and fanned out once.
     fn on_media(&mut self, msg: RawMessage) -> Result<(), ConnError> {
         let Role::Publishing(p) = &self.role else {
             return Ok(());
@@ -319,473 +302,9 @@ impl Connection {
                 payload = payload.slice(SET_DATA_FRAME.len()..);
             }
         }
-        p.stream
-            .push(Frame::new(msg.type_id, msg.timestamp, payload));
+        p.push(msg.type_id, msg.timestamp, payload);
         Ok(())
     }
-
-    async fn on_command(&mut self, cmd: Command, stream_id: u32) -> Result<(), ConnError> {
-        let txn = cmd.transaction;
-        match cmd.name.as_str() {
-            "connect" => self.on_connect(&cmd),
-            "createStream" => {
-                let id = self.next_stream_id;
-                self.next_stream_id = self.next_stream_id.saturating_add(1).min(1024);
-                let body = command::result(txn, vec![Value::Null, Value::Number(f64::from(id))]);
-                self.send(csid::COMMAND, kind::COMMAND_AMF0, 0, &body);
-                Ok(())
-            }
-            "publish" => self.on_publish(&cmd, stream_id).await,
-            "play" => self.on_play(&cmd, stream_id).await,
-            "deleteStream" | "closeStream" | "FCUnpublish" => {
-                if cmd.name == "FCUnpublish" && txn != 0.0 {
-                    let body = command::result(txn, vec![Value::Null, Value::Undefined]);
-                    self.send(csid::COMMAND, kind::COMMAND_AMF0, 0, &body);
-                }
-                if cmd.name != "FCUnpublish" {
-                    self.stop_role();
-                }
-                Ok(())
-            }
-            "releaseStream" | "FCPublish" | "FCSubscribe" | "_checkbw" | "getStreamLength" => {
-                if txn != 0.0 {
-                    let body = command::result(txn, vec![Value::Null, Value::Undefined]);
-                    self.send(csid::COMMAND, kind::COMMAND_AMF0, 0, &body);
-                }
-                Ok(())
-            }
-            "receiveAudio" | "receiveVideo" | "pause" | "seek" => Ok(()),
-            other => {
-                if txn != 0.0 {
-                    let body = command::error(
-                        txn,
-                        status::CALL_FAILED,
-                        &format!("unknown command {other}"),
-                    );
-                    self.send(csid::COMMAND, kind::COMMAND_AMF0, 0, &body);
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn on_connect(&mut self, cmd: &Command) -> Result<(), ConnError> {
-        let app_raw = cmd
-            .object
-            .get("app")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let tc_url = cmd
-            .object
-            .get("tcUrl")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let (app, _) = url::split_stream(app_raw);
-        let app = app.trim_matches('/').to_string();
-        if !url::valid_name(&app) {
-            let body = command::error(
-                cmd.transaction,
-                "NetConnection.Connect.Rejected",
-                "invalid app name",
-            );
-            self.send(csid::COMMAND, kind::COMMAND_AMF0, 0, &body);
-            return Err(ConnError::Protocol(format!("invalid app `{app_raw}`")));
-        }
-        self.tc = TcUrl::parse(tc_url);
-        if self.tc.query.is_none() {
-            self.tc.query = url::split_stream(app_raw).1.map(str::to_string);
-        }
-        self.tc_url = tc_url.to_string();
-        self.app = app;
-        self.connected = true;
-        let encoding = cmd
-            .object
-            .get("objectEncoding")
-            .and_then(Value::as_number)
-            .unwrap_or(0.0);
-        self.send_control(Control::WindowAckSize(WINDOW_ACK_SIZE));
-        self.send_control(Control::SetPeerBandwidth {
-            size: WINDOW_ACK_SIZE,
-            limit: 2,
-        });
-        self.send_control(Control::SetChunkSize(
-            crate::media::frame::OUT_CHUNK_SIZE as u32,
-        ));
-        self.encoder
-            .set_chunk_size(crate::media::frame::OUT_CHUNK_SIZE);
-        let body = command::connect_result(cmd.transaction, encoding);
-        self.send(csid::COMMAND, kind::COMMAND_AMF0, 0, &body);
-        tracing::debug!(conn = self.id, app = %self.app, tc_url = %self.tc_url, "connected");
-        Ok(())
-    }
-
-    /// Stream key and query of a publish/play name.
-    fn stream_key(&self, name: &str) -> Result<(StreamKey, Option<String>), String> {
-        if !self.connected {
-            return Err("connect first".into());
-        }
-        let (stream, query) = url::split_stream(name);
-        if !url::valid_name(stream) {
-            return Err(format!("invalid stream name `{name}`"));
-        }
-        let vhost = url::resolve_vhost(&[self.tc.query.as_deref(), query]);
-        Ok((
-            StreamKey::new(vhost, self.app.clone(), stream),
-            query.map(str::to_string),
-        ))
-    }
-
-    /// Host of the client's tcUrl, echoed in ownership queries.
-    fn tc_host(&self) -> String {
-        if self.tc.host.is_empty() {
-            self.peer.ip().to_string()
-        } else {
-            self.tc.host.clone()
-        }
-    }
-
-    async fn refuse_publish(
-        &mut self,
-        stream_id: u32,
-        code: &str,
-        reason: &'static str,
-        description: &str,
-    ) -> Result<(), ConnError> {
-        metrics::global()
-            .publish_rejected
-            .get_or_create(&ReasonLabel { reason })
-            .inc();
-        tracing::info!(conn = self.id, peer = %self.peer, reason, description, "publish refused");
-        self.send_status(stream_id, "error", code, description);
-        self.flush().await?;
-        Err(ConnError::Closed)
-    }
-
-    async fn on_publish(&mut self, cmd: &Command, stream_id: u32) -> Result<(), ConnError> {
-        let name = cmd.arg_str(0).unwrap_or_default().to_string();
-        let (key, _) = match self.stream_key(&name) {
-            Ok(k) => k,
-            Err(e) => {
-                return self
-                    .refuse_publish(stream_id, status::PUBLISH_BAD_NAME, "bad_name", &e)
-                    .await;
-            }
-        };
-        if !matches!(self.role, Role::Idle) {
-            return self
-                .refuse_publish(
-                    stream_id,
-                    status::PUBLISH_BAD_NAME,
-                    "busy",
-                    "connection already publishes or plays",
-                )
-                .await;
-        }
-        if self.origin.is_draining() {
-            return self
-                .refuse_publish(
-                    stream_id,
-                    status::PUBLISH_DENIED,
-                    "draining",
-                    "origin is draining; reconnect to another origin",
-                )
-                .await;
-        }
-        if self.origin.registry.is_published(&key) {
-            let d = format!("stream {key} is already being published");
-            return self
-                .refuse_publish(stream_id, status::PUBLISH_BAD_NAME, "already_published", &d)
-                .await;
-        }
-        if self.origin.config.publish_conflict == PublishConflict::Reject {
-            let peers = self.origin.coworkers.peers();
-            // Never trust a cached owner here: an encoder moving off a draining origin
-            // must not be refused because of what that origin had a second ago.
-            self.origin.discovery.forget(&key);
-            let found = match peers.is_empty() {
-                true => None,
-                false => {
-                    self.origin
-                        .discovery
-                        .find_owner(&peers, &key, &self.tc_host())
-                        .await
-                }
-            };
-            if let Some(found) = found {
-                self.origin.discovery.forget(&key);
-                let owner = origin_wire::addr::HostPort::new(found.owner.ip, found.owner.port);
-                let d = format!("stream {key} is already published on origin {owner}");
-                return self
-                    .refuse_publish(stream_id, status::PUBLISH_BAD_NAME, "owned_elsewhere", &d)
-                    .await;
-            }
-        }
-        let stream = self.origin.registry.get_or_create(&key);
-        let id = self.id;
-        if let Err(e) = stream.publish(PublisherInfo {
-            id,
-            addr: Some(self.peer),
-            since: std::time::Instant::now(),
-        }) {
-            drop(stream);
-            return self
-                .refuse_publish(
-                    stream_id,
-                    status::PUBLISH_BAD_NAME,
-                    "already_published",
-                    &e.to_string(),
-                )
-                .await;
-        }
-        tracing::info!(conn = self.id, peer = %self.peer, stream = %key, "publishing");
-        self.role = Role::Publishing(Publishing { stream, id });
-        self.origin.update_gauges();
-        self.send_control(Control::UserControl(UserControl::StreamBegin(stream_id)));
-        self.send_status(
-            stream_id,
-            "status",
-            status::PUBLISH_START,
-            &format!("Started publishing stream {name}."),
-        );
-        Ok(())
-    }
-
-    async fn on_play(&mut self, cmd: &Command, stream_id: u32) -> Result<(), ConnError> {
-        let name = cmd.arg_str(0).unwrap_or_default().to_string();
-        let (key, query) = match self.stream_key(&name) {
-            Ok(k) => k,
-            Err(e) => {
-                self.send_status(stream_id, "error", status::PLAY_STREAM_NOT_FOUND, &e);
-                self.flush().await?;
-                return Err(ConnError::Closed);
-            }
-        };
-        if !matches!(self.role, Role::Idle) {
-            self.stop_role();
-        }
-        // The normal play reply comes first, as SRS sends it even before a redirect.
-        self.send_control(Control::UserControl(UserControl::StreamBegin(stream_id)));
-        self.send_status(
-            stream_id,
-            "status",
-            status::PLAY_RESET,
-            &format!("Playing and resetting {name}."),
-        );
-        self.send_status(
-            stream_id,
-            "status",
-            status::PLAY_START,
-            &format!("Started playing {name}."),
-        );
-        let access = command::data(&[
-            Value::str("|RtmpSampleAccess"),
-            Value::Boolean(true),
-            Value::Boolean(true),
-        ]);
-        self.send(csid::STATUS, kind::DATA_AMF0, stream_id, &access);
-        let data_start = command::data(&[
-            Value::str("onStatus"),
-            Value::object([("code", Value::str(status::DATA_START))]),
-        ]);
-        self.send(csid::STATUS, kind::DATA_AMF0, stream_id, &data_start);
-        self.flush().await?;
-
-        let sub = match self.origin.locate(&key, &self.tc_host()).await {
-            Located::Local(sub) => sub,
-            Located::Remote(found) => {
-                return self.redirect(&found.owner, &key, query.as_deref()).await;
-            }
-            Located::NotFound => {
-                tracing::info!(conn = self.id, stream = %key, "no publisher anywhere; giving up");
-                self.send_status(
-                    stream_id,
-                    "error",
-                    status::PLAY_STREAM_NOT_FOUND,
-                    &format!("stream {name} is not published on any origin"),
-                );
-                self.flush().await?;
-                return Err(ConnError::Closed);
-            }
-        };
-        tracing::info!(conn = self.id, peer = %self.peer, stream = %key, "playing");
-        self.role = Role::Playing(Playing {
-            sub,
-            stream_id,
-            unpublished_at: None,
-            started: false,
-        });
-        Ok(())
-    }
-
-    async fn redirect(
-        &mut self,
-        owner: &origin_wire::clusters::Owner,
-        key: &StreamKey,
-        query: Option<&str>,
-    ) -> Result<(), ConnError> {
-        let (tc_url, full) = rtmp_redirect(owner, key, query);
-        metrics::global()
-            .redirects
-            .get_or_create(&KindLabel { kind: "rtmp" })
-            .inc();
-        tracing::info!(conn = self.id, peer = %self.peer, stream = %key, to = %full, "RTMP 302 redirect");
-        let body = command::redirect_302(&tc_url, &full);
-        // SRS sends it on chunk stream 5 with message stream id 0.
-        self.send(csid::STATUS, kind::COMMAND_AMF0, 0, &body);
-        self.flush().await?;
-        // Give the client up to 3 s to read it and leave (or send a command), then close.
-        let _ = timeout(REDIRECT_LINGER, async {
-            loop {
-                match self.reader.read_buf(&mut self.rbuf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {
-                        while let Ok(Some(m)) = self.decoder.decode(&mut self.rbuf) {
-                            if m.type_id == kind::COMMAND_AMF0 || m.type_id == kind::COMMAND_AMF3 {
-                                return;
-                            }
-                        }
-                    }
-                }
-            }
-        })
-        .await;
-        Err(ConnError::Closed)
-    }
-
-    async fn deliver(&mut self, first: Next) -> Result<(), ConnError> {
-        let merge = self.origin.config.merge_writes;
-        let Role::Playing(p) = &mut self.role else {
-            return Ok(());
-        };
-        let stream_id = p.stream_id;
-        // The join burst (and a re-prime after a lag) goes out at once: merging only ever
-        // delays live frames, never a new player's first picture.
-        let catching_up = !p.started || p.sub.catching_up();
-        p.started = true;
-        let mut frames: Vec<Bytes> = Vec::with_capacity(if catching_up { 64 } else { 16 });
-        let mut bytes = 0usize;
-        let mut media = 0usize;
-        let mut next = Some(first);
-        let mut end = false;
-        loop {
-            let Some(n) = next.take() else {
-                break;
-            };
-            match n {
-                Next::Frame(f) => {
-                    let b = f.rtmp(stream_id);
-                    bytes += b.len();
-                    media += 1;
-                    frames.push(b);
-                }
-                n @ (Next::Unpublished | Next::Published) => {
-                    let published = matches!(n, Next::Published);
-                    p.unpublished_at = (!published).then(Instant::now);
-                    let (control, code, verb) = if published {
-                        (
-                            UserControl::StreamBegin(stream_id),
-                            status::PLAY_PUBLISH_NOTIFY,
-                            "published",
-                        )
-                    } else {
-                        (
-                            UserControl::StreamEof(stream_id),
-                            status::PLAY_UNPUBLISH_NOTIFY,
-                            "unpublished",
-                        )
-                    };
-                    let text = format!("{} is now {verb}.", p.sub.stream().key.stream);
-                    queue_notify(
-                        &mut self.encoder,
-                        &mut self.wbuf,
-                        stream_id,
-                        control,
-                        code,
-                        &text,
-                    );
-                    break;
-                }
-                Next::TooSlow => {
-                    metrics::global().slow_player_disconnects.inc();
-                    tracing::warn!(conn = self.id, peer = %self.peer, stream = %p.sub.stream().key, "player too slow; disconnecting");
-                    end = true;
-                    break;
-                }
-                Next::Closed => {
-                    end = true;
-                    break;
-                }
-            }
-            if frames.len() >= BATCH_FRAMES || bytes >= BATCH_BYTES {
-                break;
-            }
-            next = p.sub.try_next();
-        }
-        // Merged writes: after a live write the player rests for `merge`; what the stream
-        // sends meanwhile waits in the ring and goes out in one write when it comes back (no
-        // frame waits longer than `merge`), with one wake-up per interval instead of one per
-        // frame. The join burst (and a re-prime after a lag) is written whole first, and the
-        // first frame after a quiet spell is never held back.
-        let rest = !merge.is_zero() && media > 0 && !end && !p.sub.catching_up();
-        // Control/status messages queued before these frames go first.
-        // (Only split when there is something: splitting an empty buffer still allocates.)
-        if !self.wbuf.is_empty() {
-            frames.insert(0, self.wbuf.split().freeze());
-        }
-        if !frames.is_empty() {
-            let total: usize = frames.iter().map(Bytes::len).sum();
-            match timeout(
-                self.origin.config.write_timeout,
-                write_all_vectored(&mut self.writer, &frames),
-            )
-            .await
-            {
-                Ok(r) => r?,
-                Err(_) => {
-                    metrics::global().slow_player_disconnects.inc();
-                    tracing::warn!(conn = self.id, peer = %self.peer, "player stopped reading; disconnecting");
-                    return Err(ConnError::Timeout);
-                }
-            }
-            metrics::global().bytes_out.inc_by(total as u64);
-        }
-        if end {
-            return Err(ConnError::Closed);
-        }
-        if rest {
-            tokio::time::sleep(merge).await;
-        }
-        Ok(())
-    }
-}
-
-/// The next item for a player; ends a player whose publisher did not come back in time.
-async fn next_frame(role: &mut Role, republish_timeout: Duration) -> Next {
-    let Role::Playing(p) = role else {
-        return std::future::pending().await;
-    };
-    match p.unpublished_at {
-        None => p.sub.next().await,
-        Some(at) => tokio::select! {
-            n = p.sub.next() => n,
-            _ = tokio::time::sleep_until(at + republish_timeout) => Next::Closed,
-        },
-    }
-}
-
-/// Queues a User Control event and an onStatus for a player (publisher left or came back).
-fn queue_notify(
-    encoder: &mut ChunkEncoder,
-    wbuf: &mut BytesMut,
-    stream_id: u32,
-    control: UserControl,
-    code: &str,
-    description: &str,
-) {
-    let (t, c) = Control::UserControl(control).encode();
-    encoder.encode(wbuf, csid::CONTROL, 0, t, 0, &c);
-    let body = command::on_status("status", code, description, vec![]);
-    encoder.encode(wbuf, csid::STATUS, 0, kind::COMMAND_AMF0, stream_id, &body);
 }
 
 /// Reads into `buf`, failing with [`ConnError::Timeout`] after `limit` without data.
@@ -800,46 +319,4 @@ async fn read_some(
             .map_err(|_| ConnError::Timeout)??),
         None => Ok(reader.read_buf(buf).await?),
     }
-}
-
-/// Writes every buffer with as few syscalls as the kernel allows.
-async fn write_all_vectored(w: &mut OwnedWriteHalf, bufs: &[Bytes]) -> std::io::Result<()> {
-    // IOV_MAX is 1024; a batch is at most BATCH_FRAMES + 1 buffers, so one array covers
-    // it (longer lists go out in several calls).
-    const MAX_IOV: usize = BATCH_FRAMES + 8;
-    let mut idx = 0;
-    let mut offset = 0;
-    while idx < bufs.len() {
-        // The slices live on the stack of one poll only, so they do not grow every
-        // player's task.
-        let mut n = std::future::poll_fn(|cx| {
-            let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let mut k = 0;
-            for (i, b) in bufs[idx..].iter().take(MAX_IOV).enumerate() {
-                slices[k] = IoSlice::new(if i == 0 { &b[offset..] } else { b });
-                k += 1;
-            }
-            tokio::io::AsyncWrite::poll_write_vectored(
-                std::pin::Pin::new(&mut *w),
-                cx,
-                &slices[..k],
-            )
-        })
-        .await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while n > 0 && idx < bufs.len() {
-            let left = bufs[idx].len() - offset;
-            if n >= left {
-                n -= left;
-                idx += 1;
-                offset = 0;
-            } else {
-                offset += n;
-                n = 0;
-            }
-        }
-    }
-    Ok(())
 }

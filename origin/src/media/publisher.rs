@@ -1,0 +1,43 @@
+//! The handle a publisher (an encoder's connection or a relay's upstream) holds while it
+//! publishes a stream. Dropping it unpublishes and releases the registry entry, whatever
+//! way the task that owned it ended.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::registry::Hold;
+use super::stream::{AlreadyPublished, PublisherInfo, Stream};
+
+pub struct Publisher {
+    id: u64,
+    hold: Hold,
+}
+
+impl Publisher {
+    pub(super) fn new(hold: Hold, info: PublisherInfo) -> Result<Self, AlreadyPublished> {
+        let id = info.id;
+        hold.stream().publish(info)?;
+        crate::metrics::global().streams.inc();
+        Ok(Self { id, hold })
+    }
+
+    pub fn stream(&self) -> &Arc<Stream> {
+        self.hold.stream()
+    }
+
+    /// Caches and fans out one media or data message (timestamps continue across
+    /// republishes, see [`Stream::push_message`]).
+    pub fn push(&self, type_id: u8, timestamp: u32, payload: Bytes) {
+        self.stream().push_message(type_id, timestamp, payload);
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        if self.stream().unpublish(self.id) {
+            crate::metrics::global().streams.dec();
+            tracing::info!(stream = %self.stream().key, "unpublished");
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Vectored writes of shared buffers: a batch of pre-encoded frames goes out with as few
+//! syscalls as the kernel allows and without copying.
+
+use std::io::IoSlice;
+
+use bytes::Bytes;
+use tokio::net::tcp::OwnedWriteHalf;
+
+/// Most buffers handed to one `writev` (IOV_MAX is 1024; a batch is at most 128 frames
+/// plus its control messages, so one call usually covers it).
+const MAX_IOV: usize = 136;
+
+/// Writes every buffer, in order.
+pub async fn write_all_vectored(w: &mut OwnedWriteHalf, bufs: &[Bytes]) -> std::io::Result<()> {
+    let mut idx = 0;
+    let mut offset = 0;
+    while idx < bufs.len() {
+        // The slices live on the stack of one poll only, so they do not grow every
+        // player's task.
+        let mut n = std::future::poll_fn(|cx| {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut k = 0;
+            for (i, b) in bufs[idx..].iter().take(MAX_IOV).enumerate() {
+                slices[k] = IoSlice::new(if i == 0 { &b[offset..] } else { b });
+                k += 1;
+            }
+            tokio::io::AsyncWrite::poll_write_vectored(
+                std::pin::Pin::new(&mut *w),
+                cx,
+                &slices[..k],
+            )
+        })
+        .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && idx < bufs.len() {
+            let left = bufs[idx].len() - offset;
+            if n >= left {
+                n -= left;
+                idx += 1;
+                offset = 0;
+            } else {
+                offset += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! The state one origin process shares between its RTMP connections, HTTP handlers and
+//! relays: configuration, the stream registry, the coworker set, discovery, and the
+//! drain/shutdown signals. The RTMP server (`server`) and the HTTP edges (`http`) both
+//! depend on this module and not on each other.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use tokio::sync::watch;
+
+use crate::cluster::{Coworkers, Discovery, DiscoveryConfig, Found, Identity};
+use crate::config::Config;
+use crate::media::{PlayConfig, Player, Registry, StreamKey};
+
+/// State shared by every connection and API handler of one origin.
+pub struct Origin {
+    pub config: Config,
+    pub registry: Registry,
+    pub coworkers: Arc<Coworkers>,
+    pub discovery: Arc<Discovery>,
+    pub identity: Identity,
+    draining: AtomicBool,
+    listening: AtomicBool,
+    next_id: AtomicU64,
+    open_connections: AtomicUsize,
+    /// Flips to true when publishers must end (drain grace over, or shutdown).
+    end_publishers: watch::Sender<bool>,
+    /// Flips to true when the process shuts down.
+    shutdown: watch::Sender<bool>,
+}
+
+impl Origin {
+    pub fn new(config: Config, identity: Identity) -> Arc<Self> {
+        let mut myself: Vec<_> = config.self_api.iter().cloned().collect();
+        // A concrete API listen address is also "me" (local clusters list every origin).
+        if !config.api_listen.ip().is_unspecified() {
+            myself.push(origin_wire::addr::HostPort::new(
+                config.api_listen.ip().to_string(),
+                identity.api_port,
+            ));
+        }
+        let coworkers = Arc::new(Coworkers::new(config.coworkers.clone(), myself));
+        let discovery = Discovery::new(DiscoveryConfig {
+            timeout: config.discovery_timeout,
+            cache_ttl: config.discovery_cache,
+        });
+        Arc::new(Self {
+            registry: Registry::new(config.media),
+            coworkers,
+            discovery,
+            identity,
+            config,
+            draining: AtomicBool::new(false),
+            listening: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            open_connections: AtomicUsize::new(0),
+            end_publishers: watch::channel(false).0,
+            shutdown: watch::channel(false).0,
+        })
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Ready = listeners up and not draining or shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.listening.load(Ordering::SeqCst) && !self.is_draining() && !*self.shutdown.borrow()
+    }
+
+    pub fn set_listening(&self) {
+        self.listening.store(true, Ordering::SeqCst);
+    }
+
+    /// Starts draining: not ready, no new publishes, publishers ended after the grace.
+    /// Returns false if a drain was already under way.
+    pub fn start_drain(self: &Arc<Self>) -> bool {
+        if self.draining.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        let grace = self.config.drain_grace;
+        tracing::info!(
+            grace_seconds = grace.as_secs_f64(),
+            "draining: refusing new publishes"
+        );
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            tracing::info!("drain grace over: ending publishers");
+            this.end_publishers.send_replace(true);
+        });
+        true
+    }
+
+    pub fn end_publishers_signal(&self) -> watch::Receiver<bool> {
+        self.end_publishers.subscribe()
+    }
+
+    pub fn end_publishers(&self) {
+        self.end_publishers.send_replace(true);
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.open_connections.load(Ordering::Relaxed)
+    }
+
+    /// Counts a connection for its lifetime; `None` (counted and logged) when over the
+    /// limit. RTMP and HTTP connections are counted alike, from accept.
+    pub fn admit(self: &Arc<Self>, peer: &dyn std::fmt::Display) -> Option<ConnectionGuard> {
+        let n = self.open_connections.fetch_add(1, Ordering::SeqCst);
+        if n >= self.config.max_connections {
+            self.open_connections.fetch_sub(1, Ordering::SeqCst);
+            crate::metrics::global()
+                .connections_rejected
+                .get_or_create(&crate::metrics::ReasonLabel {
+                    reason: "max_connections",
+                })
+                .inc();
+            tracing::warn!(%peer, limit = self.config.max_connections, "connection limit reached; closing");
+            return None;
+        }
+        crate::metrics::global().connections.inc();
+        Some(ConnectionGuard(self.clone()))
+    }
+
+    /// How players of this origin are paced.
+    pub fn play_config(&self) -> PlayConfig {
+        PlayConfig {
+            republish_timeout: self.config.republish_timeout,
+            merge: self.config.merge_writes,
+            ..PlayConfig::default()
+        }
+    }
+
+    /// Finds a player's stream: here, on a coworker (all asked concurrently), or, while
+    /// `wait_for_publisher` lasts, wherever it shows up first. `ip` is the host the client
+    /// addressed (echoed in ownership queries). Dropping the future at any point releases
+    /// everything it held.
+    pub async fn locate(&self, key: &StreamKey, ip: &str) -> Located {
+        // Join first, so a publish that lands while we look elsewhere is not missed.
+        let mut player = self.registry.play(key, self.play_config());
+        let deadline = tokio::time::Instant::now() + self.config.wait_for_publisher;
+        loop {
+            if player.publishing() {
+                return Located::Local(player);
+            }
+            let peers = self.coworkers.peers();
+            if let Some(found) = self.discovery.find_owner(&peers, key, ip).await {
+                return Located::Remote(found);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Located::NotFound;
+            }
+            let wake = (now + self.config.reask_interval).min(deadline);
+            // Wait for a local publish or the next round of questions.
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                published = player.wait_published() => if !published {
+                    return Located::NotFound;
+                },
+            }
+        }
+    }
+}
+
+/// Where a player's stream is.
+pub enum Located {
+    /// Published here (now or while we waited): play from it.
+    Local(Player),
+    /// Another origin owns it.
+    Remote(Found),
+    /// Nowhere within `wait_for_publisher`.
+    NotFound,
+}
+
+/// One open connection, counted until dropped.
+pub struct ConnectionGuard(Arc<Origin>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::SeqCst);
+        crate::metrics::global().connections.dec();
+    }
+}
