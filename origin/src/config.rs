@@ -129,6 +129,10 @@ pub struct Settings {
     /// keep-alive connections.
     #[arg(long, env = "ORIGIN_HTTP_HEADER_TIMEOUT")]
     pub http_header_timeout: Option<Dur>,
+    /// Most concurrent connections to the HTTP API port (counted apart from
+    /// `--max-connections`, so players never lock out the control plane).
+    #[arg(long, env = "ORIGIN_MAX_API_CONNECTIONS")]
+    pub max_api_connections: Option<usize>,
     /// Send deadline: a client that takes longer than this to accept a write is cut off
     /// (RTMP and HTTP bodies).
     #[arg(long, env = "ORIGIN_WRITE_TIMEOUT")]
@@ -186,6 +190,7 @@ impl Settings {
             route,
             relay_linger,
             http_header_timeout,
+            max_api_connections,
             write_timeout,
             discovery_timeout,
             discovery_cache,
@@ -267,6 +272,7 @@ pub struct Config {
     pub route: Route,
     pub relay_linger: Duration,
     pub http_header_timeout: Duration,
+    pub max_api_connections: usize,
     pub discovery_timeout: Duration,
     pub discovery_cache: Duration,
     pub republish_timeout: Duration,
@@ -318,6 +324,7 @@ impl Config {
             route: s.route.unwrap_or_default(),
             relay_linger: d(s.relay_linger, Duration::from_secs(5)),
             http_header_timeout: d(s.http_header_timeout, Duration::from_secs(10)),
+            max_api_connections: s.max_api_connections.unwrap_or(1024),
             discovery_timeout: d(s.discovery_timeout, Duration::from_millis(500)),
             discovery_cache: d(s.discovery_cache, Duration::from_secs(2)),
             republish_timeout: d(s.republish_timeout, Duration::from_secs(30)),

@@ -23,6 +23,7 @@ pub struct Origin {
     listening: AtomicBool,
     next_id: AtomicU64,
     open_connections: AtomicUsize,
+    open_api_connections: Arc<AtomicUsize>,
     /// Flips to true when publishers must end (drain grace over, or shutdown).
     end_publishers: watch::Sender<bool>,
     /// Flips to true when the process shuts down.
@@ -54,6 +55,7 @@ impl Origin {
             listening: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             open_connections: AtomicUsize::new(0),
+            open_api_connections: Arc::new(AtomicUsize::new(0)),
             end_publishers: watch::channel(false).0,
             shutdown: watch::channel(false).0,
         })
@@ -135,6 +137,25 @@ impl Origin {
         Some(ConnectionGuard(self.clone()))
     }
 
+    /// Counts an API connection (port 1985) for its lifetime against its own limit, so
+    /// that players filling `--max-connections` never lock out ownership queries, the
+    /// operator or health checks. `None` (counted and logged) when over the limit.
+    pub fn admit_api(&self, peer: &dyn std::fmt::Display) -> Option<ApiConnectionGuard> {
+        let n = self.open_api_connections.fetch_add(1, Ordering::SeqCst);
+        if n >= self.config.max_api_connections {
+            self.open_api_connections.fetch_sub(1, Ordering::SeqCst);
+            crate::metrics::global()
+                .connections_rejected
+                .get_or_create(&crate::metrics::ReasonLabel {
+                    reason: "max_api_connections",
+                })
+                .inc();
+            tracing::warn!(%peer, limit = self.config.max_api_connections, "API connection limit reached; closing");
+            return None;
+        }
+        Some(ApiConnectionGuard(self.open_api_connections.clone()))
+    }
+
     /// How players of this origin are paced.
     pub fn play_config(&self) -> PlayConfig {
         PlayConfig {
@@ -193,5 +214,14 @@ impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.0.open_connections.fetch_sub(1, Ordering::SeqCst);
         crate::metrics::global().connections.dec();
+    }
+}
+
+/// One open API connection, counted until dropped.
+pub struct ApiConnectionGuard(Arc<AtomicUsize>);
+
+impl Drop for ApiConnectionGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

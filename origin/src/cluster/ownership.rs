@@ -21,7 +21,7 @@ pub struct Identity {
 /// The stream key a query names, normalised like every other name (a playback
 /// extension stripped, the vhost defaulted); `None` for a name no publisher can have.
 pub fn query_key(q: &ClustersQuery) -> Option<StreamKey> {
-    StreamKey::parse(&q.vhost_or_default(), &q.app, &q.stream).ok()
+    StreamKey::parse(q.vhost_or_default(), &q.app, &q.stream).ok()
 }
 
 /// Builds the answer. `pushed` is the advertise part of the coworker document (it wins

@@ -26,17 +26,38 @@ use deadline::DeadlineStream;
 /// time (beyond that they are just closed).
 const MAX_REFUSALS_IN_FLIGHT: usize = 256;
 
+/// Which limit a listener's connections count against.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pool {
+    /// `--max-connections`, shared with RTMP.
+    Media,
+    /// `--max-api-connections`, so the control plane stays reachable when players fill
+    /// the media limit.
+    Api,
+}
+
+/// Held (never read) for the connection's lifetime: dropping it releases the count.
+#[allow(dead_code)]
+enum Guard {
+    Media(crate::state::ConnectionGuard),
+    Api(crate::state::ApiConnectionGuard),
+}
+
 pub async fn serve_api(origin: Arc<Origin>, listener: TcpListener) {
     let router = api::router(origin.clone());
-    serve(origin, listener, router, "api").await
+    serve(origin, listener, router, Pool::Api).await
 }
 
 pub async fn serve_play(origin: Arc<Origin>, listener: TcpListener) {
     let router = flv::router(origin.clone());
-    serve(origin, listener, router, "http-flv").await
+    serve(origin, listener, router, Pool::Media).await
 }
 
-async fn serve(origin: Arc<Origin>, listener: TcpListener, router: Router, kind: &'static str) {
+async fn serve(origin: Arc<Origin>, listener: TcpListener, router: Router, pool: Pool) {
+    let kind = match pool {
+        Pool::Media => "http-flv",
+        Pool::Api => "api",
+    };
     let refusing = Arc::new(AtomicUsize::new(0));
     loop {
         let (socket, peer) = match listener.accept().await {
@@ -48,7 +69,10 @@ async fn serve(origin: Arc<Origin>, listener: TcpListener, router: Router, kind:
             }
         };
         let _ = socket.set_nodelay(true);
-        let guard = origin.admit(&peer);
+        let guard = match pool {
+            Pool::Media => origin.admit(&peer).map(Guard::Media),
+            Pool::Api => origin.admit_api(&peer).map(Guard::Api),
+        };
         if guard.is_some() {
             metrics::global()
                 .connections_total
