@@ -97,6 +97,16 @@ pub fn flag_if_supported(flag: &str, value: &str, missing: &mut Vec<String>) -> 
     }
 }
 
+/// `[flag, value]` if the origin knows the flag, else nothing, silently (for flags that
+/// select what older builds did anyway, like `--route redirect`).
+pub fn flag_if_known(flag: &str, value: &str) -> Vec<String> {
+    if origin_supports(flag) {
+        vec![flag.to_string(), value.to_string()]
+    } else {
+        Vec::new()
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Raw HTTP
 

@@ -125,11 +125,25 @@ async fn rtmp_refused(port: u16) -> Result<bool, String> {
     }
 }
 
+/// Whether a complete API request on a fresh connection is refused (closed or 503).
+async fn api_refused(port: u16) -> Result<bool, String> {
+    match get_head(port, "/healthz", Duration::from_secs(3)).await {
+        Ok((h, _)) if h.status == 503 => Ok(true),
+        Ok((h, _)) if h.status == 200 => Ok(false),
+        Ok((h, _)) => Err(format!("HTTP {}", h.status)),
+        Err(e) if e.contains("closed") || e.contains("reset") => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_header_connections_are_counted_and_closed_by_the_header_timeout() {
     let mut failures = Vec::new();
     let mut extra = flag_if_supported("--http-header-timeout", "2s", &mut failures);
-    extra.extend(args(&["--max-connections", "500"]));
+    // HTTP-FLV connections count against --max-connections; the API port has its own
+    // limit where the origin has one (so players cannot lock out the control plane).
+    extra.extend(args(&["--max-connections", "250"]));
+    extra.extend(flag_if_known("--max-api-connections", "250"));
     let o = OriginProc::start(&OriginOpts {
         extra,
         ..OriginOpts::default()
@@ -145,16 +159,25 @@ async fn slow_header_connections_are_counted_and_closed_by_the_header_timeout() 
         socks.push((port, s));
     }
     let sent = Instant::now();
-    // While they are open, the origin is at --max-connections: a new RTMP connection is
-    // refused.
+    // While they are open, both limits are reached: a new RTMP connection and a new API
+    // request are refused.
     match rtmp_refused(o.rtmp).await {
         Ok(true) => {}
         Ok(false) => failures.push(
-            "500 open slow-header HTTP connections are not counted against --max-connections 500: \
+            "250 open slow-header HTTP-FLV connections are not counted against --max-connections 250: \
              a new RTMP connection was served"
                 .into(),
         ),
         Err(e) => failures.push(format!("RTMP probe at the limit: {e}")),
+    }
+    match api_refused(o.api).await {
+        Ok(true) => {}
+        Ok(false) => failures.push(
+            "250 open slow-header API connections are not counted against the API connection limit (250): \
+             a new API request was served"
+                .into(),
+        ),
+        Err(e) => failures.push(format!("API probe at the limit: {e}")),
     }
     // Every one of them is closed by the header timeout (2 s), not before ~1 s.
     let waits: Vec<_> = socks
@@ -195,6 +218,11 @@ async fn slow_header_connections_are_counted_and_closed_by_the_header_timeout() 
         Ok(false) => {}
         Ok(true) => failures.push("RTMP still refused after the slow connections closed".into()),
         Err(e) => failures.push(format!("RTMP probe after the timeout: {e}")),
+    }
+    match api_refused(o.api).await {
+        Ok(false) => {}
+        Ok(true) => failures.push("API still refused after the slow connections closed".into()),
+        Err(e) => failures.push(format!("API probe after the timeout: {e}")),
     }
     report("slow-header connections", &failures);
 }
@@ -381,6 +409,7 @@ async fn non_owner_302_404_and_503_carry_cors_headers() {
     // origin-1 (the non-owner) allows two connections; origin-0 is unlimited.
     let c = cluster_with(2, |i| {
         let mut a = args(&["--wait-for-publisher", "0s"]);
+        a.extend(flag_if_known("--route", "redirect"));
         if i == 1 {
             a.extend(args(&["--max-connections", "2"]));
         }
@@ -464,16 +493,18 @@ async fn burst_of_3000_joins_on_a_non_owner_costs_one_lookup_per_coworker() {
     )
     .await;
     let says_not = CoworkerStub::start(None, Duration::from_millis(300)).await;
+    let mut extra = args(&[
+        "--discovery-cache",
+        "60s",
+        "--discovery-timeout",
+        "5s",
+        "--wait-for-publisher",
+        "0s",
+    ]);
+    extra.extend(flag_if_known("--route", "redirect"));
     let x = OriginProc::start(&OriginOpts {
         coworkers: vec![says_owned.addr.to_string(), says_not.addr.to_string()],
-        extra: args(&[
-            "--discovery-cache",
-            "60s",
-            "--discovery-timeout",
-            "5s",
-            "--wait-for-publisher",
-            "0s",
-        ]),
+        extra,
         ..OriginOpts::default()
     });
     let expected_location = format!("http://127.0.0.1:{}/live/burst.flv", owner.flv);
@@ -520,8 +551,10 @@ async fn burst_of_3000_joins_on_a_non_owner_costs_one_lookup_per_coworker() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn vhost_with_control_characters_or_over_253_bytes_is_refused() {
+    // A player of a valid name would wait 30 s for its publisher: a refused one is
+    // answered at once.
     let o = OriginProc::start(&OriginOpts {
-        extra: args(&["--wait-for-publisher", "0s"]),
+        extra: args(&["--wait-for-publisher", "30s"]),
         ..OriginOpts::default()
     });
     let mut failures = Vec::new();
@@ -547,20 +580,31 @@ async fn vhost_with_control_characters_or_over_253_bytes_is_refused() {
         ("control characters", "evil%0d%0aINJECTED".to_string()),
         ("300 bytes", long.clone()),
     ] {
-        match get_head(
-            o.flv,
-            &format!("/live/v.flv?vhost={q}"),
-            Duration::from_secs(10),
-        )
-        .await
-        {
-            Ok((h, _)) if h.status == 400 => {}
+        match get_head(o.flv, &format!("/live/v.flv?vhost={q}"), Duration::from_secs(5)).await {
+            Ok((h, _)) if (400..500).contains(&h.status) => {}
             Ok((h, _)) => failures.push(format!(
-                "HTTP-FLV with a vhost of {what}: HTTP {} instead of 400",
+                "HTTP-FLV with a vhost of {what}: HTTP {} instead of a 4xx refusal",
                 h.status
             )),
-            Err(e) => failures.push(format!("HTTP-FLV with a vhost of {what}: {e}")),
+            Err(e) => failures.push(format!(
+                "HTTP-FLV with a vhost of {what} was not refused at once (it waits for a publisher): {e}"
+            )),
         }
+    }
+    let kept: Vec<String> = stream_list(&o)
+        .await
+        .iter()
+        .filter(|s| {
+            s["vhost"]
+                .as_str()
+                .is_some_and(|v| v.len() > 253 || v.chars().any(char::is_control))
+        })
+        .map(|s| format!("{:?}", s["vhost"]))
+        .collect();
+    if !kept.is_empty() {
+        failures.push(format!(
+            "the origin lists streams under invalid vhosts: {kept:?}"
+        ));
     }
     // A DNS-style vhost still works (the refusals above are about the vhost).
     let mut p = Client::connect(&o.rtmp_url("live/v")).await.unwrap();
@@ -574,7 +618,11 @@ async fn vhost_with_control_characters_or_over_253_bytes_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redirect_location_re_encodes_path_segments() {
-    let c = cluster_with(2, |_| args(&["--wait-for-publisher", "0s"]));
+    let c = cluster_with(2, |_| {
+        let mut a = args(&["--wait-for-publisher", "0s"]);
+        a.extend(flag_if_known("--route", "redirect"));
+        a
+    });
     let name = "a b%c";
     let _pub = SynthPublisher::start(&c[0].rtmp_url(&format!("live/{name}")), Synth::default())
         .await
