@@ -616,6 +616,52 @@ async fn vhost_with_control_characters_or_over_253_bytes_is_refused() {
     report("vhost validation", &failures);
 }
 
+/// Follows a non-owner's 302 for `live/<name>` (requested as `encoded`): the Location is a
+/// valid URI whose path segments decode to `live` and `<name>.flv`, and the owner serves it.
+async fn check_redirect_round_trip(
+    non_owner: u16,
+    name: &str,
+    encoded: &str,
+) -> Result<(), String> {
+    let (head, _) = get_head(
+        non_owner,
+        &format!("/live/{encoded}.flv"),
+        Duration::from_secs(10),
+    )
+    .await?;
+    if head.status != 302 {
+        return Err(format!(
+            "GET /live/{encoded}.flv on the non-owner: HTTP {} ({:?}) instead of a 302",
+            head.status,
+            String::from_utf8_lossy(&head.rest).trim()
+        ));
+    }
+    let location = head.header("location").unwrap_or_default().to_string();
+    let uri: http::Uri = location
+        .parse()
+        .map_err(|e| format!("Location `{location}` is not a valid URI: {e}"))?;
+    let segments = uri
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .map(percent_decode)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("Location `{location}`: {e}"))?;
+    if segments != ["live".to_string(), format!("{name}.flv")] {
+        return Err(format!(
+            "Location `{location}` decodes to {segments:?}, not the stream name {name:?}"
+        ));
+    }
+    let port = uri
+        .port_u16()
+        .ok_or(format!("Location `{location}` has no port"))?;
+    let (owned, _) = get_head(port, uri.path(), Duration::from_secs(10)).await?;
+    if owned.status != 200 {
+        return Err(format!("following `{location}`: HTTP {}", owned.status));
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn redirect_location_re_encodes_path_segments() {
     let c = cluster_with(2, |_| {
@@ -623,44 +669,29 @@ async fn redirect_location_re_encodes_path_segments() {
         a.extend(flag_if_known("--route", "redirect"));
         a
     });
-    let name = "a b%c";
-    let _pub = SynthPublisher::start(&c[0].rtmp_url(&format!("live/{name}")), Synth::default())
-        .await
-        .unwrap();
-    assert!(
-        wait_published(
-            &c[0].api_url("/api/v1/streams"),
-            "live",
-            name,
-            Duration::from_secs(10)
-        )
-        .await
-    );
-    let (head, _) = get_head(c[1].flv, "/live/a%20b%25c.flv", Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert_eq!(head.status, 302, "{head:?}");
-    let location = head.header("location").unwrap_or_default().to_string();
-    let uri: http::Uri = location
-        .parse()
-        .unwrap_or_else(|e| panic!("Location `{location}` is not a valid URI: {e}"));
-    let segments: Vec<String> = uri
-        .path()
-        .trim_start_matches('/')
-        .split('/')
-        .map(|s| percent_decode(s).unwrap_or_else(|e| panic!("Location `{location}`: {e}")))
-        .collect();
-    assert_eq!(
-        segments,
-        vec!["live".to_string(), format!("{name}.flv")],
-        "Location `{location}` does not decode to the stream name"
-    );
-    // And it works: the owner serves it.
-    let port = uri.port_u16().expect("Location port");
-    let (owned, _) = get_head(port, uri.path(), Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert_eq!(owned.status, 200, "following {location}: {owned:?}");
+    let mut failures = Vec::new();
+    let mut publishers = Vec::new();
+    for (name, encoded) in [("cam one", "cam%20one"), ("50%off", "50%25off")] {
+        publishers.push(
+            SynthPublisher::start(&c[0].rtmp_url(&format!("live/{name}")), Synth::default())
+                .await
+                .unwrap(),
+        );
+        assert!(
+            wait_published(
+                &c[0].api_url("/api/v1/streams"),
+                "live",
+                name,
+                Duration::from_secs(10)
+            )
+            .await,
+            "{name} was not published"
+        );
+        if let Err(e) = check_redirect_round_trip(c[1].flv, name, encoded).await {
+            failures.push(format!("{name:?}: {e}"));
+        }
+    }
+    report("redirect Locations", &failures);
 }
 
 #[test]
