@@ -1,7 +1,8 @@
 //! Churn benchmark (issue 10): a 3-origin cluster on loopback under a steady churn of
 //! players joining and leaving (RTMP and HTTP-FLV, on any origin, following redirects),
 //! HTTP-FLV hang-ups on names nobody publishes, and publishers republishing their streams.
-//! Prints RSS, open fds and stream entries of every origin at each sample, and at the end
+//! Measures RSS, open fds and stream entries of every origin every few seconds, prints them
+//! once a minute (short mode: every 5 s), and at the end
 //! the slope of RSS and fds after the warm-up, in percent per 10 minutes. Target: flat
 //! (< 1 % per 10 minutes). Prints numbers; asserts nothing.
 
@@ -30,9 +31,12 @@ struct Args {
     /// Short trial: 2 minutes, a sample every 5 s, 30 s warm-up (unless given explicitly).
     #[arg(long)]
     short: bool,
-    /// Seconds between samples (default 60, short mode 5).
+    /// Seconds between printed samples (default 60, short mode 5).
     #[arg(long)]
     sample: Option<f64>,
+    /// Seconds between measurements; every measurement after the warm-up enters the slope.
+    #[arg(long, default_value_t = 5.0)]
+    probe: f64,
     /// Warm-up in minutes excluded from the slope (default 5, short mode 0.5).
     #[arg(long)]
     warmup: Option<f64>,
@@ -154,7 +158,8 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let samples = rt.block_on(run(&args, &nodes, clip, sample))?;
+    let probe = Duration::from_secs_f64(args.probe.clamp(1.0, sample.as_secs_f64()));
+    let samples = rt.block_on(run(&args, &nodes, clip, sample, probe))?;
     report(&samples, warmup);
     for n in &mut nodes {
         if !n.proc.alive() {
@@ -169,6 +174,7 @@ async fn run(
     nodes: &[Node],
     clip: Arc<Clip>,
     sample: Duration,
+    probe: Duration,
 ) -> Result<Vec<Sample>> {
     let c = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -287,6 +293,7 @@ async fn run(
     let end = start + Duration::from_secs_f64(args.minutes * 60.0);
     let mut samples = Vec::new();
     let mut next = start;
+    let mut printed_at = 0.0;
     print_header(nodes.len());
     while next <= end {
         tokio::time::sleep_until(next).await;
@@ -302,9 +309,12 @@ async fn run(
             s.entries
                 .push(stream_entries(*api).await.unwrap_or(usize::MAX));
         }
-        print_sample(&s, &c);
+        if s.t + 0.5 >= printed_at {
+            print_sample(&s, &c);
+            printed_at += sample.as_secs_f64();
+        }
         samples.push(s);
-        next += sample;
+        next += probe;
     }
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
@@ -439,25 +449,49 @@ fn print_sample(s: &Sample, c: &Counters) {
     println!("{l}");
 }
 
-/// Least-squares slope of `y` over `t` (per second).
-fn slope(t: &[f64], y: &[f64]) -> Option<f64> {
+/// Least-squares slope of `y` over `t` (per second) and its standard error.
+fn slope(t: &[f64], y: &[f64]) -> Option<(f64, f64)> {
     let n = t.len() as f64;
-    if t.len() < 2 {
+    if t.len() < 3 {
         return None;
     }
     let mt = t.iter().sum::<f64>() / n;
     let my = y.iter().sum::<f64>() / n;
     let num: f64 = t.iter().zip(y).map(|(a, b)| (a - mt) * (b - my)).sum();
     let den: f64 = t.iter().map(|a| (a - mt).powi(2)).sum();
-    (den > 0.0).then(|| num / den)
+    if den <= 0.0 {
+        return None;
+    }
+    let b = num / den;
+    let a = my - b * mt;
+    let rss: f64 = t.iter().zip(y).map(|(x, v)| (v - a - b * x).powi(2)).sum();
+    let se = (rss / (n - 2.0) / den).sqrt();
+    Some((b, se))
 }
 
-/// Slope as percent of the mean per 10 minutes.
-fn pct_per_10min(t: &[f64], y: &[f64]) -> Option<f64> {
+/// Slope and its standard error as percent of the mean per 10 minutes.
+fn pct_per_10min(t: &[f64], y: &[f64]) -> Option<(f64, f64)> {
     let mean = y.iter().sum::<f64>() / y.len().max(1) as f64;
+    let k = 600.0 / mean * 100.0;
     slope(t, y)
         .filter(|_| mean > 0.0)
-        .map(|s| s * 600.0 / mean * 100.0)
+        .map(|(b, se)| (b * k, se * k))
+}
+
+/// flat: under 1 %/10 min; growing: over it by more than two standard errors; otherwise
+/// the run was too short or too noisy to tell.
+fn verdict(s: Option<(f64, f64)>) -> &'static str {
+    match s {
+        Some((b, _)) if b < 1.0 => "flat",
+        Some((b, se)) if b - 2.0 * se > 1.0 => "GROWING",
+        Some(_) => "noisy",
+        None => "-",
+    }
+}
+
+fn fmt_slope(s: Option<(f64, f64)>) -> String {
+    s.map(|(b, se)| format!("{b:+.2}±{se:.2}"))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn report(samples: &[Sample], warmup: f64) {
@@ -469,21 +503,23 @@ fn report(samples: &[Sample], warmup: f64) {
     let last = after.last().expect("non-empty");
     println!();
     println!(
-        "slope after the warm-up ({:.0}s .. {:.0}s, {} samples); target: flat, < 1 % per 10 minutes",
+        "slope after the warm-up ({:.0}s .. {:.0}s, {} measurements); target: flat, < 1 % per 10 minutes",
         first.t,
         last.t,
         after.len()
     );
     println!(
-        "{:<9} {:>10} {:>10} {:>14} {:>8} {:>8} {:>14} {:>12}  verdict",
+        "{:<9} {:>9} {:>9} {:>14} {:>8} {:>6} {:>6} {:>14} {:>8} {:>8}",
         "origin",
         "RSS0 MiB",
         "RSS1 MiB",
         "RSS %/10min",
+        "RSS",
         "fds0",
         "fds1",
         "fds %/10min",
-        "entries end"
+        "fds",
+        "entries"
     );
     let t: Vec<f64> = after.iter().map(|s| s.t).collect();
     for i in 0..first.rss_kib.len() {
@@ -491,18 +527,22 @@ fn report(samples: &[Sample], warmup: f64) {
         let fds: Vec<f64> = after.iter().map(|s| s.fds[i] as f64).collect();
         let rs = pct_per_10min(&t, &rss);
         let fs = pct_per_10min(&t, &fds);
-        let flat = rs.is_some_and(|r| r < 1.0) && fs.is_some_and(|f| f < 1.0);
         println!(
-            "{:<9} {:>10.1} {:>10.1} {:>14} {:>8} {:>8} {:>14} {:>12}  {}",
+            "{:<9} {:>9.1} {:>9.1} {:>14} {:>8} {:>6} {:>6} {:>14} {:>8} {:>8}",
             format!("origin-{i}"),
             first.rss_kib[i] as f64 / 1024.0,
             last.rss_kib[i] as f64 / 1024.0,
-            rs.map(|r| format!("{r:+.2}")).unwrap_or_else(|| "-".into()),
+            fmt_slope(rs),
+            verdict(rs),
             first.fds[i],
             last.fds[i],
-            fs.map(|f| format!("{f:+.2}")).unwrap_or_else(|| "-".into()),
-            last.entries[i],
-            if flat { "flat" } else { "GROWING" }
+            fmt_slope(fs),
+            verdict(fs),
+            last.entries[i]
         );
     }
+    println!(
+        "(slope ± standard error over the {} measurements after the warm-up; fds include the players' sockets of the moment)",
+        t.len()
+    );
 }
