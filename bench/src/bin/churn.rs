@@ -16,7 +16,7 @@ use origin::client::{self, ClientError};
 use origin_bench::publisher::Publisher;
 use origin_bench::server::{ServerProc, start_origin_on};
 use origin_bench::{Clip, free_port, origin_bin, status_kib, test_flv, wait_published};
-use origin_cluster_tests::hostile::{fd_count, get_head};
+use origin_cluster_tests::hostile::get_head;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -104,7 +104,49 @@ struct Sample {
     t: f64,
     rss_kib: Vec<u64>,
     fds: Vec<usize>,
+    /// Open fds that are not ESTABLISHED TCP sockets (listeners, files, and anything left
+    /// behind such as CLOSE_WAIT sockets): what a leak grows, without the players' churn.
+    idle_fds: Vec<usize>,
     entries: Vec<usize>,
+}
+
+/// Inodes of ESTABLISHED TCP sockets on this host.
+fn established_inodes() -> std::collections::HashSet<String> {
+    let mut set = std::collections::HashSet::new();
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        for l in text.lines().skip(1) {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            if c.len() > 9 && c[3] == "01" {
+                set.insert(c[9].to_string());
+            }
+        }
+    }
+    set
+}
+
+/// (open fds, fds that are not ESTABLISHED TCP sockets) of `pid`.
+fn fd_breakdown(pid: u32, established: &std::collections::HashSet<String>) -> (usize, usize) {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return (0, 0);
+    };
+    let (mut all, mut idle) = (0, 0);
+    for e in dir.flatten() {
+        all += 1;
+        let link = std::fs::read_link(e.path())
+            .map(|l| l.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let est = link
+            .strip_prefix("socket:[")
+            .and_then(|r| r.strip_suffix(']'))
+            .is_some_and(|inode| established.contains(inode));
+        if !est {
+            idle += 1;
+        }
+    }
+    (all, idle)
 }
 
 fn main() -> Result<()> {
@@ -301,11 +343,15 @@ async fn run(
             t: start.elapsed().as_secs_f64(),
             rss_kib: Vec::new(),
             fds: Vec::new(),
+            idle_fds: Vec::new(),
             entries: Vec::new(),
         };
+        let established = established_inodes();
         for (pid, api) in pids.iter().zip(&apis) {
             s.rss_kib.push(status_kib(*pid, "VmRSS").unwrap_or(0));
-            s.fds.push(fd_count(*pid).unwrap_or(0));
+            let (all, idle) = fd_breakdown(*pid, &established);
+            s.fds.push(all);
+            s.idle_fds.push(idle);
             s.entries
                 .push(stream_entries(*api).await.unwrap_or(usize::MAX));
         }
@@ -411,9 +457,9 @@ fn print_header(n: usize) {
     let mut h = format!("{:>7}", "t s");
     for i in 0..n {
         h.push_str(&format!(
-            "  {:>9} {:>5} {:>7}",
+            "  {:>9} {:>7} {:>7}",
             format!("o{i} RSSMiB"),
-            "fds",
+            "fds/idl",
             "entries"
         ));
     }
@@ -429,9 +475,9 @@ fn print_sample(s: &Sample, c: &Counters) {
             e => e.to_string(),
         };
         l.push_str(&format!(
-            "  {:>9.1} {:>5} {:>7}",
+            "  {:>9.1} {:>7} {:>7}",
             s.rss_kib[i] as f64 / 1024.0,
-            s.fds[i],
+            format!("{}/{}", s.fds[i], s.idle_fds[i]),
             entries
         ));
     }
@@ -515,16 +561,16 @@ fn report(samples: &[Sample], warmup: f64) {
         "RSS1 MiB",
         "RSS %/10min",
         "RSS",
-        "fds0",
-        "fds1",
-        "fds %/10min",
+        "idle0",
+        "idle1",
+        "idle fds %/10m",
         "fds",
         "entries"
     );
     let t: Vec<f64> = after.iter().map(|s| s.t).collect();
     for i in 0..first.rss_kib.len() {
         let rss: Vec<f64> = after.iter().map(|s| s.rss_kib[i] as f64).collect();
-        let fds: Vec<f64> = after.iter().map(|s| s.fds[i] as f64).collect();
+        let fds: Vec<f64> = after.iter().map(|s| s.idle_fds[i] as f64).collect();
         let rs = pct_per_10min(&t, &rss);
         let fs = pct_per_10min(&t, &fds);
         println!(
@@ -534,15 +580,15 @@ fn report(samples: &[Sample], warmup: f64) {
             last.rss_kib[i] as f64 / 1024.0,
             fmt_slope(rs),
             verdict(rs),
-            first.fds[i],
-            last.fds[i],
+            first.idle_fds[i],
+            last.idle_fds[i],
             fmt_slope(fs),
             verdict(fs),
             last.entries[i]
         );
     }
     println!(
-        "(slope ± standard error over the {} measurements after the warm-up; fds include the players' sockets of the moment)",
+        "(slope ± standard error over the {} measurements after the warm-up; idle fds = open fds that are not ESTABLISHED TCP sockets, so the players of the moment do not count)",
         t.len()
     );
 }
