@@ -1,7 +1,8 @@
 //! An RTMP client: connect, publish (e.g. an FLV file), play and read media and status
-//! messages, follow an RTMP 302. Used by the tests and benchmarks (and later relays);
-//! built on the same sans-io protocol modules as the server.
+//! messages, follow an RTMP 302. Used by relays, the tests and the benchmarks; built on
+//! the same sans-io protocol modules as the server.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -13,7 +14,7 @@ use crate::rtmp::amf0::Value;
 use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, RawMessage};
 use crate::rtmp::command::{self, Command};
 use crate::rtmp::handshake::{self, PACKET_SIZE};
-use crate::rtmp::message::{Control, UserControl, csid, kind};
+use crate::rtmp::message::{Control, UserControl, csid, kind, split_aggregate};
 use crate::rtmp::url::TcUrl;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,8 @@ pub enum ClientError {
     Redirect { redirect: String, redirect2: String },
     #[error("connection closed by the server")]
     Closed,
+    #[error("timed out")]
+    Timeout,
     #[error("unexpected reply: {0}")]
     Protocol(String),
 }
@@ -89,8 +92,30 @@ impl RtmpUrl {
     }
 }
 
+/// How a client introduces itself.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub flash_ver: String,
+    /// Extra properties of the connect command object.
+    pub properties: Vec<(String, Value)>,
+    /// Bound on TCP connect + handshake + the connect command.
+    pub timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            flash_ver: "FMLE/3.0 (compatible; origin-client)".into(),
+            properties: Vec::new(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 pub struct Client {
     socket: TcpStream,
+    /// Sub-messages of an aggregate message not returned yet.
+    pending: VecDeque<RawMessage>,
     rbuf: BytesMut,
     wbuf: BytesMut,
     decoder: ChunkDecoder,
@@ -103,11 +128,22 @@ pub struct Client {
 impl Client {
     /// Connects (TCP, digest handshake, `connect` command) to `url`'s app.
     pub async fn connect(url: &str) -> Result<Self, ClientError> {
-        let url = RtmpUrl::parse(url)?;
+        Self::connect_with(RtmpUrl::parse(url)?, &ConnectOptions::default()).await
+    }
+
+    /// Connects with the given identity, all within `options.timeout`.
+    pub async fn connect_with(url: RtmpUrl, options: &ConnectOptions) -> Result<Self, ClientError> {
+        tokio::time::timeout(options.timeout, Self::connect_inner(url, options))
+            .await
+            .map_err(|_| ClientError::Timeout)?
+    }
+
+    async fn connect_inner(url: RtmpUrl, options: &ConnectOptions) -> Result<Self, ClientError> {
         let socket = TcpStream::connect((url.host.as_str(), url.port)).await?;
         socket.set_nodelay(true)?;
         let mut c = Self {
             socket,
+            pending: VecDeque::new(),
             rbuf: BytesMut::with_capacity(64 * 1024),
             wbuf: BytesMut::new(),
             decoder: ChunkDecoder::default(),
@@ -119,15 +155,17 @@ impl Client {
         c.handshake().await?;
         c.send_control(Control::SetChunkSize(4096));
         c.encoder.set_chunk_size(4096);
-        let obj = Value::object([
-            ("app", Value::str(c.url.app.clone())),
-            ("type", Value::str("nonprivate")),
+        let mut props = vec![
+            ("app".to_string(), Value::str(c.url.app.clone())),
+            ("type".to_string(), Value::str("nonprivate")),
             (
-                "flashVer",
-                Value::str("FMLE/3.0 (compatible; origin-client)"),
+                "flashVer".to_string(),
+                Value::str(options.flash_ver.clone()),
             ),
-            ("tcUrl", Value::str(c.url.tc_url())),
-        ]);
+            ("tcUrl".to_string(), Value::str(c.url.tc_url())),
+        ];
+        props.extend(options.properties.iter().cloned());
+        let obj = Value::Object(props);
         c.call("connect", obj, vec![]).await?;
         Ok(c)
     }
@@ -332,8 +370,30 @@ impl Client {
 
     /// Reads until the next event. Answers pings and applies Set Chunk Size on the way.
     pub async fn next_event(&mut self) -> Result<Event, ClientError> {
+        if let Some(m) = self.pending.pop_front() {
+            return Ok(Event::Media(m));
+        }
         loop {
             while let Some(m) = self.decoder.decode(&mut self.rbuf)? {
+                if m.type_id == kind::AGGREGATE {
+                    // An aggregate (SRS may send them) carries audio/video sub-messages.
+                    for (type_id, timestamp, payload) in split_aggregate(m.timestamp, &m.payload) {
+                        let sub = RawMessage {
+                            csid: m.csid,
+                            timestamp,
+                            type_id,
+                            stream_id: m.stream_id,
+                            payload,
+                        };
+                        if type_id == kind::AUDIO || type_id == kind::VIDEO {
+                            self.pending.push_back(sub);
+                        }
+                    }
+                    if let Some(m) = self.pending.pop_front() {
+                        return Ok(Event::Media(m));
+                    }
+                    continue;
+                }
                 if let Some(c) = Control::parse(m.type_id, &m.payload)
                     .map_err(|e| ClientError::Protocol(e.to_string()))?
                 {

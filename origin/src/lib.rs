@@ -5,6 +5,7 @@
 //! - `media`: the stream model: names, frames, GOP cache, fan-out, the registry, and the
 //!   `Publisher`/`Player` handles that release their stream on drop.
 //! - `cluster`: coworkers, concurrent owner discovery, ownership answers.
+//! - `relay`: pulling a coworker's stream once and publishing it locally.
 //! - `state`: the `Origin` state shared by every edge.
 //! - `server` (RTMP) and `http` (API, HTTP-FLV): the tokio edges; both depend on `state`,
 //!   neither on the other.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod http;
 pub mod media;
 pub mod metrics;
+pub mod relay;
 pub mod rtmp;
 pub mod run;
 pub mod server;

@@ -33,6 +33,10 @@ pub struct Metrics {
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     pub redirects: Family<KindLabel, Counter>,
+    pub relays: Gauge,
+    pub relay_upstream_bytes: Counter,
+    pub relay_failures: Family<ReasonLabel, Counter>,
+    pub relayed_players: Gauge,
     pub discovery_requests: Counter,
     pub discovery_answers: Family<OutcomeLabel, Counter>,
     pub discovery_latency: Histogram,
@@ -56,6 +60,10 @@ impl Metrics {
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             redirects: Family::default(),
+            relays: Gauge::default(),
+            relay_upstream_bytes: Counter::default(),
+            relay_failures: Family::default(),
+            relayed_players: Gauge::default(),
             discovery_requests: Counter::default(),
             discovery_answers: Family::default(),
             discovery_latency: Histogram::new([
@@ -91,6 +99,26 @@ impl Metrics {
             "redirects",
             "Players redirected to the owner, by kind (rtmp, http)",
             m.redirects.clone(),
+        );
+        registry.register(
+            "relays",
+            "Relays open (one upstream per relayed stream)",
+            m.relays.clone(),
+        );
+        registry.register(
+            "relay_upstream_bytes",
+            "Bytes relays received from owners",
+            m.relay_upstream_bytes.clone(),
+        );
+        registry.register(
+            "relay_failures",
+            "Relay upstreams that failed or ended, by reason",
+            m.relay_failures.clone(),
+        );
+        registry.register(
+            "relayed_players",
+            "Players served from a relay",
+            m.relayed_players.clone(),
         );
         registry.register(
             "discovery_requests",

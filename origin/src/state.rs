@@ -6,11 +6,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use std::time::Duration;
+
 use tokio::sync::watch;
 
 use crate::cluster::{Coworkers, Discovery, DiscoveryConfig, Found, Identity};
-use crate::config::Config;
+use crate::config::{Config, Route};
 use crate::media::{PlayConfig, Player, Registry, StreamKey};
+use crate::relay::{RelayContext, Relays};
 
 /// State shared by every connection and API handler of one origin.
 pub struct Origin {
@@ -18,6 +21,7 @@ pub struct Origin {
     pub registry: Registry,
     pub coworkers: Arc<Coworkers>,
     pub discovery: Arc<Discovery>,
+    pub relays: Relays,
     pub identity: Identity,
     draining: AtomicBool,
     listening: AtomicBool,
@@ -45,10 +49,23 @@ impl Origin {
             timeout: config.discovery_timeout,
             cache_ttl: config.discovery_cache,
         });
+        let registry = Registry::new(config.media);
+        let relays = Relays::new(RelayContext {
+            registry: registry.clone(),
+            discovery: discovery.clone(),
+            coworkers: coworkers.clone(),
+            linger: config.relay_linger,
+            republish_timeout: config.republish_timeout,
+            first_media_timeout: config.wait_for_publisher + Duration::from_secs(5),
+            reask_interval: config.reask_interval,
+            connect_timeout: Duration::from_secs(5),
+            admin_token: config.admin_token.clone(),
+        });
         Arc::new(Self {
-            registry: Registry::new(config.media),
+            registry,
             coworkers,
             discovery,
+            relays,
             identity,
             config,
             draining: AtomicBool::new(false),
@@ -165,21 +182,35 @@ impl Origin {
         }
     }
 
+    /// Whether `given` is the admin token (constant time); false when none is set.
+    pub fn is_admin_token(&self, given: &str) -> bool {
+        let Some(expected) = self.config.admin_token.as_deref() else {
+            return false;
+        };
+        given.len() == expected.len()
+            && given
+                .bytes()
+                .zip(expected.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+
     /// Finds a player's stream: here, on a coworker (all asked concurrently), or, while
     /// `wait_for_publisher` lasts, wherever it shows up first. `ip` is the host the client
-    /// addressed (echoed in ownership queries). Dropping the future at any point releases
-    /// everything it held.
-    pub async fn locate(&self, key: &StreamKey, ip: &str) -> Located {
+    /// addressed (echoed in ownership queries). With `owned_only` (a client that is to
+    /// be redirected), a stream this origin only relays does not count as here.
+    /// Dropping the future at any point releases everything it held.
+    pub async fn locate(&self, key: &StreamKey, ip: &str, owned_only: bool) -> Located {
         // Join first, so a publish that lands while we look elsewhere is not missed.
         let mut player = self.registry.play(key, self.play_config());
         let deadline = tokio::time::Instant::now() + self.config.wait_for_publisher;
         loop {
-            if player.publishing() {
+            if player.publishing() && (!owned_only || player.stream().is_owned()) {
                 return Located::Local(player);
             }
             let peers = self.coworkers.peers();
             if let Some(found) = self.discovery.find_owner(&peers, key, ip).await {
-                return Located::Remote(found);
+                return Located::Remote { found, player };
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
@@ -195,14 +226,66 @@ impl Origin {
             }
         }
     }
+
+    /// For a relay from another origin: only a real publisher here will do. Never asks
+    /// coworkers, never relays or redirects onward (no loops, no chains); waits up to
+    /// `wait_for_publisher` for the publisher.
+    pub async fn locate_owned(&self, key: &StreamKey) -> Located {
+        let mut player = self.registry.play(key, self.play_config());
+        let deadline = tokio::time::Instant::now() + self.config.wait_for_publisher;
+        loop {
+            if player.stream().is_owned() {
+                return Located::Local(player);
+            }
+            let wake = tokio::time::Instant::now() + Duration::from_millis(100);
+            if wake > deadline {
+                return Located::NotFound;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = player.wait_published() => {}
+            }
+            if player.publishing() && !player.stream().is_owned() {
+                // Published by a relay: wait for a change rather than spin.
+                tokio::time::sleep_until(wake).await;
+            }
+        }
+    }
+
+    /// Whether a player of a stream a coworker owns is redirected (else relayed):
+    /// `--route redirect` always, `auto` for SRS edges and `redirect=302` opt-ins.
+    pub fn redirects(&self, srs_edge: bool, opted_in: bool) -> bool {
+        match self.config.route {
+            Route::Redirect => true,
+            Route::Relay => false,
+            Route::Auto => srs_edge || opted_in,
+        }
+    }
+
+    /// Serves `player` from a relay of the stream `found` owns: starts the relay (one per
+    /// stream) or joins the running one, and waits for it to publish here.
+    pub async fn relay(
+        &self,
+        key: &StreamKey,
+        found: Found,
+        mut player: Player,
+        ip: &str,
+    ) -> Option<Player> {
+        self.relays.ensure(key, found, ip);
+        let wait = self.config.wait_for_publisher.max(Duration::from_secs(5));
+        match tokio::time::timeout(wait, player.wait_published()).await {
+            Ok(true) => Some(player),
+            _ => None,
+        }
+    }
 }
 
 /// Where a player's stream is.
 pub enum Located {
     /// Published here (now or while we waited): play from it.
     Local(Player),
-    /// Another origin owns it.
-    Remote(Found),
+    /// Another origin owns it; `player` is already in place for a relay.
+    Remote { found: Found, player: Player },
     /// Nowhere within `wait_for_publisher`.
     NotFound,
 }

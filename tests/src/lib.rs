@@ -2,6 +2,7 @@
 //! free ports, real ffmpeg/ffprobe, and a small HTTP client.
 
 pub mod hostile;
+pub mod players;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;

@@ -11,11 +11,14 @@ use origin_cluster_tests::*;
 
 const TOKEN: &str = "s3cret-token";
 
+/// Three origins with `--route redirect`: today's (SRS's) behaviour for every client.
+/// Relay, the default, is tested in `relay.rs`.
 fn cluster3() -> Vec<OriginProc> {
     start_cluster(
         3,
         &OriginOpts {
             token_file: Some(token_file(TOKEN)),
+            extra: vec!["--route".into(), "redirect".into()],
             ..OriginOpts::default()
         },
     )
@@ -304,6 +307,8 @@ async fn black_holed_coworker_does_not_delay_the_redirect() {
         &OriginOpts {
             coworkers: vec![hole.to_string()],
             extra: vec![
+                "--route".into(),
+                "redirect".into(),
                 "--discovery-timeout".into(),
                 "3s".into(),
                 "--discovery-cache".into(),

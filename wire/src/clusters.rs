@@ -46,14 +46,32 @@ impl ClustersQuery {
     }
 }
 
-/// Percent-encodes a query component (RFC 3986 unreserved characters pass).
+/// Percent-encodes a query component the way SRS sends it: only what a query cannot
+/// carry is encoded (DESIGN §3). `:` and `@` pass (`coworker=10.0.0.3:1985`, which an
+/// SRS owner echoes raw into `origin.ip`); `&`, `=`, `+`, `#`, `%`, spaces, brackets
+/// and non-ASCII bytes are encoded.
 pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'.'
+            | b'_'
+            | b'~'
+            | b':'
+            | b'@'
+            | b'/'
+            | b'!'
+            | b'$'
+            | b'\''
+            | b'('
+            | b')'
+            | b'*'
+            | b','
+            | b';' => out.push(b as char),
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -152,7 +170,7 @@ pub fn parse_owner(status: u16, body: &[u8]) -> Option<Owner> {
         return None;
     }
     Some(Owner {
-        ip: ip.to_string(),
+        ip: lenient_host(ip),
         port,
         http: origin
             .get("http")
@@ -165,9 +183,46 @@ pub fn parse_owner(status: u16, body: &[u8]) -> Option<Owner> {
     })
 }
 
+/// The host in an answer's `origin.ip`, decoded leniently: an SRS owner echoes the raw
+/// `coworker` parameter's host, so an asker that percent-encoded it gets back
+/// `127.0.0.1%3A21990`; decode it and keep the host part.
+fn lenient_host(ip: &str) -> String {
+    if !ip.contains('%') {
+        return ip.to_string();
+    }
+    let b = ip.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |j: usize| b.get(j).and_then(|c| (*c as char).to_digit(16));
+        match (b[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    let decoded = String::from_utf8_lossy(&out).into_owned();
+    match crate::addr::HostPort::parse(&decoded) {
+        Ok(hp) => hp.host,
+        Err(_) => decoded,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echoed_encoded_coworker_is_decoded() {
+        let body = br#"{"code":0,"data":{"origin":{"ip":"127.0.0.1%3A21990","port":21940}}}"#;
+        let o = parse_owner(200, body).unwrap();
+        assert_eq!((o.ip.as_str(), o.port), ("127.0.0.1", 21940));
+    }
 
     fn q() -> ClustersQuery {
         ClustersQuery {
@@ -261,7 +316,7 @@ mod tests {
         query.stream = "a b&c".into();
         assert_eq!(
             query.to_query_string(),
-            "vhost=__defaultVhost__&ip=127.0.0.1&app=live&stream=a%20b%26c&coworker=127.0.0.1%3A21986"
+            "vhost=__defaultVhost__&ip=127.0.0.1&app=live&stream=a%20b%26c&coworker=127.0.0.1:21986"
         );
     }
 }

@@ -35,11 +35,11 @@ pub fn answer(
 ) -> ClustersAnswer {
     // SRS resolves an unknown vhost to the default one.
     let owned = query_key(q).and_then(|key| {
-        if registry.is_published(&key) {
+        if registry.is_owned(&key) {
             Some(key)
         } else {
             let fallback = StreamKey::new(DEFAULT_VHOST, key.app.clone(), key.stream.clone());
-            registry.is_published(&fallback).then_some(fallback)
+            registry.is_owned(&fallback).then_some(fallback)
         }
     });
     let origin = owned.map(|key| {
@@ -162,6 +162,7 @@ mod tests {
                     id: 1,
                     addr: None,
                     since: Instant::now(),
+                    upstream: None,
                 },
             )
             .unwrap();
@@ -184,6 +185,7 @@ mod tests {
                     id: 1,
                     addr: None,
                     since: Instant::now(),
+                    upstream: None,
                 },
             )
             .unwrap();

@@ -66,31 +66,43 @@ async fn play(
         Err(e) => return text(StatusCode::NOT_FOUND, format!("{e}\n")),
     };
     let key = play.key;
-    let player = match origin.locate(&key, &request_host(&headers)).await {
-        Located::Local(player) => player,
-        Located::Remote(found) => {
-            let location = flv_redirect(
-                &found.owner,
-                origin.identity.flv_port,
-                &key,
-                play.query.as_deref(),
-            );
-            metrics::global()
-                .redirects
-                .get_or_create(&KindLabel { kind: "http" })
-                .inc();
-            tracing::info!(stream = %key, to = %location, "HTTP-FLV 302 redirect");
-            return (StatusCode::FOUND, [(header::LOCATION, location)], "").into_response();
+    let ip = request_host(&headers);
+    let opted_in = play
+        .query
+        .as_deref()
+        .is_some_and(|q| crate::rtmp::url::query_param(q, "redirect") == Some("302"));
+    let redirect = origin.redirects(false, opted_in);
+    let relayed = match origin.locate(&key, &ip, redirect).await {
+        Located::Local(player) => Some(player),
+        Located::Remote { found, player } => {
+            if !redirect {
+                origin.relay(&key, found, player, &ip).await
+            } else {
+                drop(player);
+                let location = flv_redirect(
+                    &found.owner,
+                    origin.identity.flv_port,
+                    &key,
+                    play.query.as_deref(),
+                );
+                metrics::global()
+                    .redirects
+                    .get_or_create(&KindLabel { kind: "http" })
+                    .inc();
+                tracing::info!(stream = %key, to = %location, "HTTP-FLV 302 redirect");
+                return (StatusCode::FOUND, [(header::LOCATION, location)], "").into_response();
+            }
         }
-        Located::NotFound => {
-            return text(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "stream {}/{} is not published on any origin\n",
-                    key.app, key.stream
-                ),
-            );
-        }
+        Located::NotFound => None,
+    };
+    let Some(player) = relayed else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "stream {}/{} is not published on any origin\n",
+                key.app, key.stream
+            ),
+        );
     };
     tracing::info!(stream = %key, "HTTP-FLV playing");
     (

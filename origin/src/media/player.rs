@@ -200,6 +200,7 @@ mod tests {
             id,
             addr: None,
             since: std::time::Instant::now(),
+            upstream: None,
         }
     }
 

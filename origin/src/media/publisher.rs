@@ -26,10 +26,16 @@ impl Publisher {
         self.hold.stream()
     }
 
+    /// False once a real publisher has replaced this one (a relay being pre-empted).
+    pub fn is_current(&self) -> bool {
+        self.stream().is_publisher(self.id)
+    }
+
     /// Caches and fans out one media or data message (timestamps continue across
     /// republishes, see [`Stream::push_message`]).
     pub fn push(&self, type_id: u8, timestamp: u32, payload: Bytes) {
-        self.stream().push_message(type_id, timestamp, payload);
+        self.stream()
+            .push_message(self.id, type_id, timestamp, payload);
     }
 }
 

@@ -104,9 +104,14 @@ impl Registry {
         self.map().get(key).map(|e| e.stream.clone())
     }
 
-    /// Whether `key` has an active publisher here ("owned" in cluster terms).
+    /// Whether `key` has an active publisher here, relay or not.
     pub fn is_published(&self, key: &StreamKey) -> bool {
         self.get(key).is_some_and(|s| s.is_published())
+    }
+
+    /// Whether `key` has a real publisher here (not a relay): "owned" in cluster terms.
+    pub fn is_owned(&self, key: &StreamKey) -> bool {
+        self.get(key).is_some_and(|s| s.is_owned())
     }
 
     /// Number of entries (published or not).
@@ -144,6 +149,7 @@ mod tests {
             id,
             addr: None,
             since: Instant::now(),
+            upstream: None,
         }
     }
 

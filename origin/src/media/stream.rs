@@ -56,6 +56,10 @@ pub struct PublisherInfo {
     pub id: u64,
     pub addr: Option<SocketAddr>,
     pub since: Instant,
+    /// Set for a relay: the owner it pulls from. A relay serves players here but never
+    /// owns the stream: ownership answers and the publish guard ignore it, and a real
+    /// publisher that arrives takes its place.
+    pub upstream: Option<String>,
 }
 
 #[derive(Default)]
@@ -82,6 +86,8 @@ pub struct StreamStats {
     pub video_codec: Option<&'static str>,
     pub audio_codec: Option<&'static str>,
     pub players: usize,
+    /// For a relay: the owner it pulls from.
+    pub relay_from: Option<String>,
     pub bytes_in: u64,
     pub frames_in: u64,
     pub uptime_seconds: f64,
@@ -142,6 +148,14 @@ impl Stream {
         self.cache().publisher.is_some()
     }
 
+    /// Whether a real publisher (not a relay) publishes the stream here.
+    pub fn is_owned(&self) -> bool {
+        self.cache()
+            .publisher
+            .as_ref()
+            .is_some_and(|p| p.upstream.is_none())
+    }
+
     pub fn publisher(&self) -> Option<PublisherInfo> {
         self.cache().publisher.clone()
     }
@@ -153,8 +167,15 @@ impl Stream {
     /// Claims the stream for a publisher.
     pub fn publish(&self, info: PublisherInfo) -> Result<(), AlreadyPublished> {
         let mut c = self.cache();
-        if c.publisher.is_some() {
-            return Err(AlreadyPublished(self.key.to_string()));
+        match &c.publisher {
+            None => {}
+            // A real publisher takes over from a relay; players see an unpublish and a
+            // publish, with timestamps carried on.
+            Some(old) if old.upstream.is_some() && info.upstream.is_none() => {
+                tracing::info!(stream = %self.key, "a publisher replaces the relay");
+                let _ = self.tx.send(Event::Unpublished);
+            }
+            Some(_) => return Err(AlreadyPublished(self.key.to_string())),
         }
         // A new publisher starts with a clean cache: old headers may not match its codecs.
         *c = Cache {
@@ -171,9 +192,18 @@ impl Stream {
         Ok(())
     }
 
-    /// Builds the frame of one publisher message, with its timestamp moved past
-    /// everything sent before a republish, then caches and fans it out.
-    pub fn push_message(&self, type_id: u8, timestamp: u32, payload: Bytes) {
+    /// Whether `id` is the current publisher.
+    pub fn is_publisher(&self, id: u64) -> bool {
+        self.cache().publisher.as_ref().map(|p| p.id) == Some(id)
+    }
+
+    /// Builds the frame of one message of publisher `id`, with its timestamp moved past
+    /// everything sent before a republish, then caches and fans it out. Messages of a
+    /// publisher that was replaced are dropped.
+    pub fn push_message(&self, id: u64, type_id: u8, timestamp: u32, payload: Bytes) {
+        if !self.is_publisher(id) {
+            return;
+        }
         let ts = {
             let mut t = self.timeline.lock().unwrap_or_else(|e| e.into_inner());
             if t.rebase {
@@ -334,6 +364,7 @@ impl Stream {
             video_codec: (c.video_codec != VideoCodec::Unknown).then_some(c.video_codec.name()),
             audio_codec: (!c.audio_codec.is_empty()).then_some(c.audio_codec),
             players: self.players(),
+            relay_from: c.publisher.as_ref().and_then(|p| p.upstream.clone()),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             frames_in: self.frames_in.load(Ordering::Relaxed),
             uptime_seconds: c
@@ -503,6 +534,7 @@ mod tests {
             id: 1,
             addr: None,
             since: Instant::now(),
+            upstream: None,
         })
         .unwrap();
         s
@@ -543,13 +575,54 @@ mod tests {
     }
 
     #[test]
+    fn a_real_publisher_replaces_a_relay() {
+        let s = Arc::new(Stream::new(
+            StreamKey::new("v", "live", "s"),
+            MediaConfig::default(),
+        ));
+        s.publish(PublisherInfo {
+            id: 1,
+            addr: None,
+            since: Instant::now(),
+            upstream: Some("rtmp://owner".into()),
+        })
+        .unwrap();
+        assert!(s.is_published() && !s.is_owned(), "a relay never owns");
+        let mut p = s.subscribe();
+        s.publish(PublisherInfo {
+            id: 2,
+            addr: None,
+            since: Instant::now(),
+            upstream: None,
+        })
+        .unwrap();
+        assert!(s.is_owned());
+        assert!(matches!(p.try_next(), Some(Next::Unpublished)));
+        assert!(matches!(p.try_next(), Some(Next::Published)));
+        // The relay's late messages are dropped.
+        s.push_message(1, kind::VIDEO, 0, Bytes::from_static(&[0x17, 1, 0, 0, 0]));
+        assert!(p.try_next().is_none());
+        // A relay cannot replace a real publisher.
+        assert!(
+            s.publish(PublisherInfo {
+                id: 3,
+                addr: None,
+                since: Instant::now(),
+                upstream: Some("rtmp://other".into()),
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
     fn second_publisher_is_refused() {
         let s = published(MediaConfig::default());
         assert!(
             s.publish(PublisherInfo {
                 id: 2,
                 addr: None,
-                since: Instant::now()
+                since: Instant::now(),
+                upstream: None,
             })
             .is_err()
         );
@@ -559,7 +632,8 @@ mod tests {
             s.publish(PublisherInfo {
                 id: 2,
                 addr: None,
-                since: Instant::now()
+                since: Instant::now(),
+                upstream: None,
             })
             .is_ok()
         );
@@ -603,6 +677,7 @@ mod tests {
             id: 3,
             addr: None,
             since: Instant::now(),
+            upstream: None,
         })
         .unwrap();
         assert!(matches!(p.try_next(), Some(Next::Published)));

@@ -94,11 +94,19 @@ impl Connection {
         s.app = app;
         s.connected = true;
         s.srs_edge = is_srs_edge(&cmd.object);
-        s.relay = cmd
+        // A relay of another origin: its flashVer, and the admin token when one is set.
+        let claims_relay = cmd
             .object
             .get("flashVer")
             .and_then(Value::as_str)
             .is_some_and(|v| v.starts_with(RELAY_FLASH_VER_PREFIX));
+        let token = cmd
+            .object
+            .get(crate::relay::TOKEN_PROPERTY)
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        s.relay = claims_relay
+            && (self.origin.config.admin_token.is_none() || self.origin.is_admin_token(token));
         let encoding = cmd
             .object
             .get("objectEncoding")

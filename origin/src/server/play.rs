@@ -13,6 +13,7 @@ use crate::metrics::{self, KindLabel};
 use crate::rtmp::amf0::Value;
 use crate::rtmp::command::{self, Command, status};
 use crate::rtmp::message::{Control, UserControl, csid, kind};
+use crate::rtmp::url;
 use crate::state::Located;
 
 use super::connection::{ConnError, Connection, Playing, Role};
@@ -62,12 +63,31 @@ impl Connection {
         self.send(csid::STATUS, kind::DATA_AMF0, stream_id, &data_start);
         self.flush().await?;
 
-        let player = match self.origin.locate(&key, &self.tc_host()).await {
-            Located::Local(player) => player,
-            Located::Remote(found) => {
-                return self.redirect(&found.owner, &key, query.as_deref()).await;
+        let ip = self.tc_host();
+        let opted_in = [self.session.tc.query.as_deref(), query.as_deref()]
+            .into_iter()
+            .flatten()
+            .any(|q| url::query_param(q, "redirect") == Some("302"));
+        let redirect = self.origin.redirects(self.session.srs_edge, opted_in);
+        let located = if self.session.relay {
+            self.origin.locate_owned(&key).await
+        } else {
+            self.origin.locate(&key, &ip, redirect).await
+        };
+        let relayed = match located {
+            Located::Local(player) => Some(player),
+            Located::Remote { found, player } => {
+                if redirect {
+                    drop(player);
+                    return self.redirect(&found.owner, &key, query.as_deref()).await;
+                }
+                self.origin.relay(&key, found, player, &ip).await
             }
-            Located::NotFound => {
+            Located::NotFound => None,
+        };
+        let player = match relayed {
+            Some(player) => player,
+            None => {
                 tracing::info!(conn = self.id, stream = %key, "no publisher anywhere; giving up");
                 self.send_status(
                     stream_id,

@@ -43,7 +43,7 @@ impl Connection {
                 )
                 .await;
         }
-        if self.origin.registry.is_published(&key) {
+        if self.origin.registry.is_owned(&key) {
             let d = format!("stream {key} is already being published");
             return self
                 .refuse_publish(stream_id, status::PUBLISH_BAD_NAME, "already_published", &d)
@@ -78,6 +78,7 @@ impl Connection {
                 id: self.id,
                 addr: Some(self.peer),
                 since: std::time::Instant::now(),
+                upstream: None,
             },
         ) {
             Ok(p) => p,
