@@ -88,6 +88,7 @@ async fn http_flv_hang_ups_leave_no_stream_entries_and_no_memory() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    eprintln!("hang-ups: {entries} entries left; RSS {start_kib} -> {rss} KiB");
     let mut failures = Vec::new();
     if start_entries != 0 {
         failures.push(format!(
@@ -333,6 +334,7 @@ async fn oversize_pre_connect_commands_are_closed_without_raising_peak_memory() 
         }
     }
     let peak = hwm_kib(pid);
+    eprintln!("oversize commands: {open}/4 still open; VmHWM {base} -> {peak} KiB");
     let mut failures = Vec::new();
     if open > 0 {
         failures.push(format!(
@@ -530,6 +532,11 @@ async fn burst_of_3000_joins_on_a_non_owner_costs_one_lookup_per_coworker() {
     while Instant::now() < deadline && says_owned.count() <= 2 && says_not.count() <= 1 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    eprintln!(
+        "3000 joins: {redirected} redirected; queries: {} to the owning coworker, {} to the other",
+        says_owned.count(),
+        says_not.count()
+    );
     let mut failures = Vec::new();
     if redirected != 3000 {
         other.truncate(3);
