@@ -637,8 +637,13 @@ impl Drop for ClusterProc {
         if self.try_wait().is_none() {
             let _ = self.terminate(Duration::from_secs(5));
         }
+        // Only origins this cluster started (a pid is checked again before the signal).
         for k in kids {
-            signal(k, "KILL");
+            let cmdline = std::fs::read(format!("/proc/{k}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if cmdline.contains("origin") && cmdline.contains("serve") {
+                signal(k, "KILL");
+            }
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
