@@ -854,3 +854,74 @@ async fn flv_header_flags_match_an_audio_only_stream() {
         "FLV header flags {flags:#04x} for an audio-only stream (want 0x04: audio, no video)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn player_kept_through_a_republish_sees_no_timestamp_going_backwards() {
+    let o = OriginProc::start(&OriginOpts::default());
+    let published = |want: bool| {
+        let o = &o;
+        async move {
+            stream_list(o)
+                .await
+                .iter()
+                .any(|s| s["stream"] == "ts" && s["publishing"] == want)
+                .then_some(())
+        }
+    };
+    let first = SynthPublisher::start(&o.rtmp_url("live/ts"), Synth::default())
+        .await
+        .unwrap();
+    let mut player = Client::connect(&o.rtmp_url("live/ts")).await.unwrap();
+    player.play(None).await.unwrap();
+    let mut last = 0u32;
+    let mut backwards = Vec::new();
+    let mut read_until = async |player: &mut Client, until: Instant, last: &mut u32| {
+        while Instant::now() < until {
+            let Ok(m) = tokio::time::timeout(Duration::from_secs(5), player.next_media()).await
+            else {
+                return Err("no media for 5 s".to_string());
+            };
+            let m = m.map_err(|e| e.to_string())?;
+            if m.timestamp < *last {
+                backwards.push((*last, m.timestamp));
+            }
+            *last = m.timestamp;
+        }
+        Ok(())
+    };
+    read_until(
+        &mut player,
+        Instant::now() + Duration::from_secs(1),
+        &mut last,
+    )
+    .await
+    .unwrap();
+    drop(first);
+    assert!(
+        wait_async(Duration::from_secs(10), || published(false))
+            .await
+            .is_some(),
+        "the stream was not unpublished"
+    );
+    // The republished stream starts its timestamps at 0 again.
+    let _second = SynthPublisher::start(&o.rtmp_url("live/ts"), Synth::default())
+        .await
+        .unwrap();
+    let before = last;
+    read_until(
+        &mut player,
+        Instant::now() + Duration::from_secs(2),
+        &mut last,
+    )
+    .await
+    .unwrap();
+    assert!(
+        last > before,
+        "the kept player got nothing after the republish"
+    );
+    assert!(
+        backwards.is_empty(),
+        "a player kept through unpublish/republish saw timestamps go backwards: {:?}",
+        &backwards[..backwards.len().min(5)]
+    );
+}
