@@ -925,3 +925,31 @@ async fn player_kept_through_a_republish_sees_no_timestamp_going_backwards() {
         &backwards[..backwards.len().min(5)]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_keep_alive_connections_are_closed() {
+    let mut failures = Vec::new();
+    let mut extra = flag_if_supported("--http-header-timeout", "2s", &mut failures);
+    extra.extend(args(&["--wait-for-publisher", "0s"]));
+    let o = OriginProc::start(&OriginOpts {
+        extra,
+        ..OriginOpts::default()
+    });
+    // One finished request on each HTTP port, then the client keeps the connection idle.
+    for (what, port, path) in [
+        ("API", o.api, "/healthz"),
+        ("HTTP-FLV", o.flv, "/live/nobody.flv"),
+    ] {
+        let (head, mut sock) = get_head(port, path, Duration::from_secs(5)).await.unwrap();
+        assert!(
+            head.header("connection") != Some("close"),
+            "{what}: the response closes the connection anyway"
+        );
+        if !closed_within(&mut sock, Duration::from_secs(8)).await {
+            failures.push(format!(
+                "an idle keep-alive connection on the {what} port is still open 8 s after its response (timeout 2 s)"
+            ));
+        }
+    }
+    report("idle keep-alive", &failures);
+}
