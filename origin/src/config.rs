@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 use origin_wire::addr::HostPort;
 use serde::Deserialize;
 
+use crate::auth::{AuthConfig, HookFailure, LimitsConfig};
 use crate::media::MediaConfig;
 
 /// A duration written like `500ms`, `5s` or `1m`.
@@ -168,6 +169,47 @@ pub struct Settings {
     /// Log format.
     #[arg(long, env = "ORIGIN_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+
+    // ---- Authorization (DESIGN §9; see docs/auth.md) ----
+    /// on_connect hook URL (repeatable, called in order; env: comma-separated).
+    #[arg(long = "on-connect", env = "ORIGIN_ON_CONNECT", value_delimiter = ',')]
+    pub on_connect: Vec<String>,
+    /// on_publish hook URL (repeatable, called in order; env: comma-separated).
+    #[arg(long = "on-publish", env = "ORIGIN_ON_PUBLISH", value_delimiter = ',')]
+    pub on_publish: Vec<String>,
+    /// on_unpublish notification URL (repeatable; env: comma-separated).
+    #[arg(
+        long = "on-unpublish",
+        env = "ORIGIN_ON_UNPUBLISH",
+        value_delimiter = ','
+    )]
+    pub on_unpublish: Vec<String>,
+    /// on_play hook URL (repeatable, called in order; env: comma-separated).
+    #[arg(long = "on-play", env = "ORIGIN_ON_PLAY", value_delimiter = ',')]
+    pub on_play: Vec<String>,
+    /// on_stop notification URL (repeatable; env: comma-separated).
+    #[arg(long = "on-stop", env = "ORIGIN_ON_STOP", value_delimiter = ',')]
+    pub on_stop: Vec<String>,
+    /// on_close notification URL (repeatable; env: comma-separated).
+    #[arg(long = "on-close", env = "ORIGIN_ON_CLOSE", value_delimiter = ',')]
+    pub on_close: Vec<String>,
+    /// Bound of one event's hook calls, all its URLs together (default 3s).
+    #[arg(long, env = "ORIGIN_HOOK_TIMEOUT")]
+    pub hook_timeout: Option<Dur>,
+    /// What a failed hook (timeout, connection error, 5xx, garbage) does; a hook's explicit
+    /// refusal always refuses.
+    #[arg(long, env = "ORIGIN_HOOK_FAILURE", value_enum)]
+    pub hook_failure: Option<HookFailure>,
+    /// TOML file of publish/play rules (keys, networks), re-read when it changes.
+    #[arg(long, env = "ORIGIN_AUTH_FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// Most open connections from one address (IPv6: one /64); 0 = no limit.
+    #[arg(long, env = "ORIGIN_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Most new connections per second from one address; 0 = no limit.
+    #[arg(long, env = "ORIGIN_MAX_CONNECTION_RATE_PER_IP")]
+    pub max_connection_rate_per_ip: Option<f64>,
+    // ---- end of authorization ----
 }
 
 impl Settings {
@@ -201,8 +243,25 @@ impl Settings {
             max_message_size,
             player_queue,
             merge_writes,
-            log_format
+            log_format,
+            hook_timeout,
+            hook_failure,
+            auth_file,
+            max_connections_per_ip,
+            max_connection_rate_per_ip
         );
+        for (mine, theirs) in [
+            (&mut self.on_connect, other.on_connect),
+            (&mut self.on_publish, other.on_publish),
+            (&mut self.on_unpublish, other.on_unpublish),
+            (&mut self.on_play, other.on_play),
+            (&mut self.on_stop, other.on_stop),
+            (&mut self.on_close, other.on_close),
+        ] {
+            if mine.is_empty() {
+                *mine = theirs;
+            }
+        }
         if self.coworkers.is_empty() {
             self.coworkers = other.coworkers;
         }
@@ -287,6 +346,7 @@ pub struct Config {
     pub merge_writes: Duration,
     pub media: MediaConfig,
     pub log_format: LogFormat,
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -341,6 +401,24 @@ impl Config {
             merge_writes: d(s.merge_writes, Duration::from_millis(200)),
             media,
             log_format: s.log_format.unwrap_or_default(),
+            auth: AuthConfig {
+                on_connect: s.on_connect,
+                on_publish: s.on_publish,
+                on_unpublish: s.on_unpublish,
+                on_play: s.on_play,
+                on_stop: s.on_stop,
+                on_close: s.on_close,
+                hook_timeout: d(s.hook_timeout, Duration::from_secs(3)),
+                hook_failure: s.hook_failure.unwrap_or_default(),
+                auth_file: s.auth_file,
+                limits: LimitsConfig {
+                    max_per_ip: s.max_connections_per_ip.unwrap_or(0),
+                    rate_per_ip: s
+                        .max_connection_rate_per_ip
+                        .filter(|r| r.is_finite() && *r > 0.0)
+                        .unwrap_or(0.0),
+                },
+            },
         }
     }
 }
@@ -384,6 +462,34 @@ mod tests {
         assert_eq!(c.publish_conflict, PublishConflict::Allow);
         assert_eq!(c.coworkers.len(), 2);
         assert!(Settings::from_toml("bogus_key = 1").is_err());
+        let auth = Settings::from_toml(
+            r#"
+            on_publish = ["http://a/1", "http://b/2"]
+            hook_timeout = "500ms"
+            hook_failure = "allow"
+            max_connections_per_ip = 3
+            max_connection_rate_per_ip = 5
+            auth_file = "/etc/origin/auth/auth.toml"
+            "#,
+        )
+        .unwrap();
+        let cli = Settings {
+            on_play: vec!["http://c/3".into()],
+            ..Settings::default()
+        };
+        let a = Config::from_settings(cli.or(auth), None).auth;
+        assert_eq!(a.on_publish, ["http://a/1", "http://b/2"]);
+        assert_eq!(a.on_play, ["http://c/3"]);
+        assert_eq!(a.hook_timeout, Duration::from_millis(500));
+        assert_eq!(a.hook_failure, HookFailure::Allow);
+        assert_eq!(a.limits.max_per_ip, 3);
+        assert_eq!(a.limits.rate_per_ip, 5.0);
+        assert_eq!(
+            a.auth_file.as_deref(),
+            Some(std::path::Path::new("/etc/origin/auth/auth.toml"))
+        );
+        assert_eq!(Config::default().auth.hook_timeout, Duration::from_secs(3));
+        assert_eq!(Config::default().auth.hook_failure, HookFailure::Deny);
         assert!(Settings::from_toml("coworkers = [\"nope\"]").is_err());
     }
 }

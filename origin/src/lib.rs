@@ -12,6 +12,7 @@
 //! - `run`: binds the listeners and runs the edges; `client`: the RTMP client used by
 //!   relays, tests and benchmarks.
 
+pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod config;

@@ -24,6 +24,18 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabel {
+    pub event: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthRefusalLabel {
+    pub event: &'static str,
+    pub reason: &'static str,
+}
+
 pub struct Metrics {
     pub connections: Gauge,
     pub connections_total: Family<KindLabel, Counter>,
@@ -45,6 +57,9 @@ pub struct Metrics {
     pub slow_player_skips: Counter,
     pub slow_player_disconnects: Counter,
     pub publish_rejected: Family<ReasonLabel, Counter>,
+    pub hook_calls: Family<HookLabel, Counter>,
+    pub hook_latency: Histogram,
+    pub auth_refusals: Family<AuthRefusalLabel, Counter>,
     registry: Registry,
 }
 
@@ -74,6 +89,11 @@ impl Metrics {
             slow_player_skips: Counter::default(),
             slow_player_disconnects: Counter::default(),
             publish_rejected: Family::default(),
+            hook_calls: Family::default(),
+            hook_latency: Histogram::new([
+                0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+            ]),
+            auth_refusals: Family::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "Open connections", m.connections.clone());
@@ -159,6 +179,21 @@ impl Metrics {
             "publish_rejected",
             "Publishes refused, by reason",
             m.publish_rejected.clone(),
+        );
+        registry.register(
+            "hook_calls",
+            "HTTP hook calls by event and outcome (allow, deny, failure)",
+            m.hook_calls.clone(),
+        );
+        registry.register(
+            "hook_latency_seconds",
+            "Time of one HTTP hook call",
+            m.hook_latency.clone(),
+        );
+        registry.register(
+            "auth_refusals",
+            "Connects, publishes and plays refused by authorization, by event and reason",
+            m.auth_refusals.clone(),
         );
         Self { registry, ..m }
     }

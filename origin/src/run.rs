@@ -68,7 +68,13 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let identity = listeners.identity(&config)?;
     let (rtmp_addr, api_addr, flv_addr) = listeners.addrs()?;
-    let origin = Origin::new(config, identity);
+    let auth = crate::auth::Auth::new(
+        &config.auth,
+        config.admin_token.clone(),
+        crate::auth::server_id(),
+    )
+    .map_err(std::io::Error::other)?;
+    let origin = Origin::new(config, identity, auth);
     if let Some(path) = origin.config.coworker_file.clone() {
         tokio::spawn(crate::cluster::coworkers::watch_file(
             origin.coworkers.clone(),

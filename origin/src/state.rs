@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::auth::Auth;
 use crate::cluster::{Coworkers, Discovery, DiscoveryConfig, Found, Identity};
 use crate::config::{Config, Route};
 use crate::media::{PlayConfig, Player, Registry, StreamKey};
@@ -23,6 +24,8 @@ pub struct Origin {
     pub discovery: Arc<Discovery>,
     pub relays: Relays,
     pub identity: Identity,
+    /// Publish/play authorization and per-address limits (DESIGN §9).
+    pub auth: Arc<Auth>,
     draining: AtomicBool,
     listening: AtomicBool,
     next_id: AtomicU64,
@@ -35,7 +38,7 @@ pub struct Origin {
 }
 
 impl Origin {
-    pub fn new(config: Config, identity: Identity) -> Arc<Self> {
+    pub fn new(config: Config, identity: Identity, auth: Arc<Auth>) -> Arc<Self> {
         let mut myself: Vec<_> = config.self_api.iter().cloned().collect();
         // A concrete API listen address is also "me" (local clusters list every origin).
         if !config.api_listen.ip().is_unspecified() {
@@ -67,6 +70,7 @@ impl Origin {
             discovery,
             relays,
             identity,
+            auth,
             config,
             draining: AtomicBool::new(false),
             listening: AtomicBool::new(false),

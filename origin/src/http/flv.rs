@@ -4,16 +4,18 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::cors;
+use crate::auth::{self, Event as AuthEvent};
 use crate::cluster::ownership::flv_redirect;
 use crate::media::flv::file_header;
 use crate::media::name::parse_play_path;
@@ -57,6 +59,7 @@ pub fn request_host(headers: &HeaderMap) -> String {
 
 async fn play(
     State(origin): State<Arc<Origin>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(path): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
@@ -66,6 +69,40 @@ async fn play(
         Err(e) => return text(StatusCode::NOT_FOUND, format!("{e}\n")),
     };
     let key = play.key;
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default()
+    };
+    let request = auth::Request {
+        client_id: origin.next_id().to_string(),
+        ip: Some(peer.ip()),
+        vhost: key.vhost.clone(),
+        app: key.app.clone(),
+        stream: key.stream.clone(),
+        param: play
+            .query
+            .as_deref()
+            .filter(|q| !q.is_empty())
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default(),
+        tc_url: format!("http://{}/{}", header(header::HOST), key.app),
+        page_url: header(header::REFERER).to_string(),
+        stream_id: origin
+            .registry
+            .get(&key)
+            .and_then(|s| s.publisher())
+            .map(|p| p.id.to_string())
+            .unwrap_or_default(),
+        ..auth::Request::default()
+    };
+    if let Err(refusal) = origin.auth.check(AuthEvent::Play, &request).await {
+        tracing::info!(stream = %key, %peer, reason = refusal.reason, "HTTP-FLV play refused");
+        return text(StatusCode::FORBIDDEN, format!("{refusal}\n"));
+    }
+    // on_stop goes out when this play ends, whichever way (the body holds it).
+    let stop = origin.auth.notice(AuthEvent::Stop, request);
     let ip = request_host(&headers);
     let opted_in = play
         .query
@@ -89,7 +126,9 @@ async fn play(
                     .redirects
                     .get_or_create(&KindLabel { kind: "http" })
                     .inc();
-                tracing::info!(stream = %key, to = %location, "HTTP-FLV 302 redirect");
+                // The target's query is the client's (it may hold a token): not logged.
+                let to = location.split('?').next().unwrap_or_default();
+                tracing::info!(stream = %key, to, "HTTP-FLV 302 redirect");
                 return (StatusCode::FOUND, [(header::LOCATION, location)], "").into_response();
             }
         }
@@ -111,13 +150,15 @@ async fn play(
             (header::CONTENT_TYPE, "video/x-flv"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        Body::from_stream(flv_body(player)),
+        Body::from_stream(flv_body(player, stop)),
     )
         .into_response()
 }
 
 struct BodyState {
     player: Player,
+    /// Sends on_stop when the player goes.
+    _stop: Option<auth::Notice>,
     header_sent: bool,
     batch: Vec<Arc<Frame>>,
     /// Tags of the current batch not handed to hyper yet.
@@ -127,9 +168,13 @@ struct BodyState {
 
 /// The FLV byte stream of one player: each item is a shared, pre-encoded tag. Dropping
 /// the body (the client left) drops the player, which releases the stream.
-fn flv_body(player: Player) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
+fn flv_body(
+    player: Player,
+    stop: Option<auth::Notice>,
+) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
     let state = BodyState {
         player,
+        _stop: stop,
         header_sent: false,
         batch: Vec::with_capacity(16),
         ready: VecDeque::new(),

@@ -9,13 +9,15 @@ pub mod cors;
 pub mod deadline;
 pub mod flv;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::metrics::{self, KindLabel};
@@ -68,6 +70,18 @@ async fn serve(origin: Arc<Origin>, listener: TcpListener, router: Router, pool:
                 continue;
             }
         };
+        // Per-address limits on the playback port (not the API: coworkers share addresses):
+        // a flood from one address is closed at once and never takes global slots.
+        let ip_guard = match kind {
+            "api" => None,
+            _ => match origin.auth.admit(peer.ip(), kind) {
+                Some(g) => Some(g),
+                None => {
+                    drop(socket);
+                    continue;
+                }
+            },
+        };
         let _ = socket.set_nodelay(true);
         let guard = match pool {
             Pool::Media => origin.admit(&peer).map(Guard::Media),
@@ -93,11 +107,12 @@ async fn serve(origin: Arc<Origin>, listener: TcpListener, router: Router, pool:
         let refusing = refusing.clone();
         tokio::spawn(async move {
             let over = guard.is_none();
-            serve_connection(&origin, socket, service, over).await;
+            serve_connection(&origin, socket, peer, service, over).await;
             if over {
                 refusing.fetch_sub(1, Ordering::Relaxed);
             }
             drop(guard);
+            drop(ip_guard);
         });
     }
 }
@@ -105,6 +120,7 @@ async fn serve(origin: Arc<Origin>, listener: TcpListener, router: Router, pool:
 async fn serve_connection(
     origin: &Origin,
     socket: tokio::net::TcpStream,
+    peer: SocketAddr,
     service: Router,
     over_limit: bool,
 ) {
@@ -115,7 +131,12 @@ async fn serve_connection(
         .header_read_timeout(origin.config.http_header_timeout)
         .keep_alive(!over_limit)
         .max_buf_size(64 * 1024);
-    let conn = builder.serve_connection(io, TowerToHyperService::new(service));
+    // Handlers see the client's address as axum's `ConnectInfo<SocketAddr>`.
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        tower_service::Service::call(&mut service.clone(), req)
+    });
+    let conn = builder.serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
     let mut shutdown = origin.shutdown_signal();
     let stopping = async {

@@ -20,7 +20,7 @@ impl Connection {
     ) -> Result<(), ConnError> {
         let txn = cmd.transaction;
         match cmd.name.as_str() {
-            "connect" => self.on_connect(&cmd),
+            "connect" => self.on_connect(&cmd).await,
             "createStream" => {
                 let id = self.next_stream_id;
                 self.next_stream_id = self.next_stream_id.saturating_add(1).min(1024);
@@ -63,7 +63,7 @@ impl Connection {
         }
     }
 
-    fn on_connect(&mut self, cmd: &Command) -> Result<(), ConnError> {
+    async fn on_connect(&mut self, cmd: &Command) -> Result<(), ConnError> {
         let app_raw = cmd
             .object
             .get("app")
@@ -92,7 +92,6 @@ impl Connection {
         }
         s.tc_url = tc_url.to_string();
         s.app = app;
-        s.connected = true;
         s.srs_edge = is_srs_edge(&cmd.object);
         // A relay of another origin: its flashVer, and the admin token when one is set.
         let claims_relay = cmd
@@ -107,6 +106,17 @@ impl Connection {
             .unwrap_or_default();
         s.relay = claims_relay
             && (self.origin.config.admin_token.is_none() || self.origin.is_admin_token(token));
+        s.page_url = cmd
+            .object
+            .get("pageUrl")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        // Only the admin token makes a cluster member (a flashVer alone is no proof): it
+        // skips the rules and hooks (DESIGN §9: the relaying origin ran them for its player).
+        s.cluster_member = self.origin.auth.is_cluster_member(Some(token));
+        self.authorize_connect(cmd.transaction).await?;
+        self.session.connected = true;
         let encoding = cmd
             .object
             .get("objectEncoding")
@@ -124,7 +134,7 @@ impl Connection {
             .set_chunk_size(crate::media::frame::OUT_CHUNK_SIZE);
         let body = command::connect_result(cmd.transaction, encoding);
         self.send(csid::COMMAND, kind::COMMAND_AMF0, 0, &body);
-        tracing::debug!(conn = self.id, app = %self.session.app, srs_edge = self.session.srs_edge, relay = self.session.relay, "connected");
+        tracing::debug!(conn = self.id, app = %self.session.app, srs_edge = self.session.srs_edge, relay = self.session.relay, cluster_member = self.session.cluster_member, "connected");
         Ok(())
     }
 

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::timeout;
 
+use crate::auth::Notice as AuthNotice;
 use crate::media::{Frame, Player, Publisher};
 use crate::metrics::{self, ReasonLabel};
 use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, RawMessage};
@@ -44,6 +45,8 @@ pub(super) struct Playing {
     pub stream_id: u32,
     /// The frames of the batch being written (reused between batches).
     pub batch: Vec<Arc<Frame>>,
+    /// Sends on_stop when the play ends.
+    pub _stop: Option<AuthNotice>,
 }
 
 // A connection has one role at a time; boxing the player would cost an allocation per
@@ -51,8 +54,13 @@ pub(super) struct Playing {
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Role {
     Idle,
-    Publishing(Publisher),
-    Playing(Playing),
+    /// The publish, and the on_unpublish sent when it ends.
+    Publishing {
+        publisher: Publisher,
+        _unpublish: Option<AuthNotice>,
+    },
+    /// Boxed: a player's state is much larger than a publisher's.
+    Playing(Box<Playing>),
 }
 
 /// What the client said in `connect`.
@@ -66,6 +74,10 @@ pub(super) struct Session {
     pub srs_edge: bool,
     /// The client is a relay of another origin (it must never be relayed or redirected).
     pub relay: bool,
+    /// The connect's `pageUrl` (for hooks).
+    pub page_url: String,
+    /// Presented the admin token at connect: an origin of this cluster (skips auth).
+    pub cluster_member: bool,
 }
 
 pub struct Connection {
@@ -78,7 +90,10 @@ pub struct Connection {
     pub(super) wbuf: BytesMut,
     pub(super) decoder: ChunkDecoder,
     pub(super) encoder: ChunkEncoder,
-    bytes_in: u64,
+    pub(super) bytes_in: u64,
+    pub(super) bytes_out: u64,
+    /// Sends on_close when the connection ends.
+    pub(super) close: Option<AuthNotice>,
     acked: u64,
     pub(super) peer_window: u32,
     pub(super) session: Session,
@@ -106,6 +121,8 @@ impl Connection {
             decoder: ChunkDecoder::new(limits),
             encoder: ChunkEncoder::new(crate::rtmp::chunk::DEFAULT_CHUNK_SIZE),
             bytes_in: 0,
+            bytes_out: 0,
+            close: None,
             acked: 0,
             peer_window: WINDOW_ACK_SIZE,
             session: Session::default(),
@@ -136,6 +153,11 @@ impl Connection {
         // Dropping the role unpublishes or leaves the stream.
         self.role = Role::Idle;
         let _ = self.writer.shutdown().await;
+        if let Some(mut close) = self.close.take() {
+            let r = close.request_mut();
+            r.send_bytes = self.bytes_out;
+            r.recv_bytes = self.bytes_in;
+        }
     }
 
     async fn serve(&mut self) -> Result<(), ConnError> {
@@ -147,7 +169,7 @@ impl Connection {
             }
             self.flush().await?;
             let playing = matches!(self.role, Role::Playing(_));
-            let publishing = matches!(self.role, Role::Publishing(_));
+            let publishing = matches!(self.role, Role::Publishing { .. });
             // Players may legitimately send nothing for a long time (and a timer per read
             // would cost every player a timer-wheel insert per frame); others may not idle.
             let read_limit = (!playing).then_some(self.origin.config.idle_timeout);
@@ -243,6 +265,7 @@ impl Connection {
         .await
         .map_err(|_| ConnError::Timeout)??;
         metrics::global().bytes_out.inc_by(buf.len() as u64);
+        self.bytes_out += buf.len() as u64;
         Ok(())
     }
 
@@ -294,7 +317,7 @@ impl Connection {
 
     /// A publisher's media or data message: cached and fanned out once.
     fn on_media(&mut self, msg: RawMessage) -> Result<(), ConnError> {
-        let Role::Publishing(p) = &self.role else {
+        let Role::Publishing { publisher: p, .. } = &self.role else {
             return Ok(());
         };
         let mut payload = msg.payload;

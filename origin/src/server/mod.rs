@@ -3,6 +3,7 @@
 //! publish policy (`publish`), the play policy and redirect (`play`), and vectored
 //! writes (`write`).
 
+mod authorize;
 mod command;
 mod connection;
 mod play;
@@ -35,6 +36,11 @@ pub async fn serve_rtmp(origin: Arc<Origin>, listener: TcpListener) {
                 continue;
             }
         };
+        // Per-address limits first: a flood from one address never takes global slots.
+        let Some(ip_guard) = origin.auth.admit(peer.ip(), "rtmp") else {
+            drop(socket);
+            continue;
+        };
         let Some(guard) = origin.admit(&peer) else {
             drop(socket);
             continue;
@@ -48,6 +54,7 @@ pub async fn serve_rtmp(origin: Arc<Origin>, listener: TcpListener) {
         tokio::spawn(async move {
             Connection::new(origin, socket, peer).run().await;
             drop(guard);
+            drop(ip_guard);
         });
     }
 }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 use tokio::time::timeout;
 
+use crate::auth::Event as AuthEvent;
 use crate::cluster::ownership::rtmp_redirect;
 use crate::media::{Delivery, End, Notice, StreamKey};
 use crate::metrics::{self, KindLabel};
@@ -21,6 +22,8 @@ use super::write::write_all_vectored;
 
 /// How long we wait for a redirected client to leave (SRS: 3 s).
 const REDIRECT_LINGER: Duration = Duration::from_secs(3);
+/// onStatus code of a refused play (librtmp and ffmpeg stop on it).
+const PLAY_FAILED: &str = "NetStream.Play.Failed";
 
 impl Connection {
     pub(super) async fn on_play(&mut self, cmd: &Command, stream_id: u32) -> Result<(), ConnError> {
@@ -35,6 +38,15 @@ impl Connection {
         };
         // A new play replaces whatever this connection did before.
         self.role = Role::Idle;
+        let req = self.auth_request(Some((&key, query.as_deref())));
+        if let Err(refusal) = self.origin.auth.check(AuthEvent::Play, &req).await {
+            tracing::info!(conn = self.id, peer = %self.peer, stream = %key, reason = refusal.reason, "play refused");
+            self.send_status(stream_id, "error", PLAY_FAILED, &refusal.description);
+            self.flush().await?;
+            return Err(ConnError::Closed);
+        }
+        // on_stop goes out when this play ends, whichever way (redirect included).
+        let stop = self.origin.auth.notice(AuthEvent::Stop, req);
         // The normal play reply comes first, as SRS sends it even before a redirect.
         let shown = &key.stream;
         self.send_control(Control::UserControl(UserControl::StreamBegin(stream_id)));
@@ -100,11 +112,12 @@ impl Connection {
             }
         };
         tracing::info!(conn = self.id, peer = %self.peer, stream = %key, "playing");
-        self.role = Role::Playing(Playing {
+        self.role = Role::Playing(Box::new(Playing {
             player,
             stream_id,
             batch: Vec::with_capacity(16),
-        });
+            _stop: stop,
+        }));
         Ok(())
     }
 
@@ -119,7 +132,9 @@ impl Connection {
             .redirects
             .get_or_create(&KindLabel { kind: "rtmp" })
             .inc();
-        tracing::info!(conn = self.id, peer = %self.peer, stream = %key, to = %full, "RTMP 302 redirect");
+        // The target's query is the client's (it may hold a token): not logged.
+        let to = full.split('?').next().unwrap_or_default();
+        tracing::info!(conn = self.id, peer = %self.peer, stream = %key, to, "RTMP 302 redirect");
         let body = command::redirect_302(&tc_url, &full);
         // SRS sends it on chunk stream 5 with message stream id 0.
         self.send(csid::STATUS, kind::COMMAND_AMF0, 0, &body);
@@ -201,6 +216,7 @@ impl Connection {
                 }
             }
             metrics::global().bytes_out.inc_by(total as u64);
+            self.bytes_out += total as u64;
         }
         match delivery.end {
             None => Ok(()),

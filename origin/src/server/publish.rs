@@ -1,5 +1,6 @@
 //! The publish policy: who may claim a stream name, here and cluster-wide.
 
+use crate::auth::Event as AuthEvent;
 use crate::config::PublishConflict;
 use crate::media::PublisherInfo;
 use crate::metrics::{self, ReasonLabel};
@@ -15,7 +16,7 @@ impl Connection {
         stream_id: u32,
     ) -> Result<(), ConnError> {
         let name = cmd.arg_str(0).unwrap_or_default().to_string();
-        let (key, _) = match self.stream_key(&name) {
+        let (key, query) = match self.stream_key(&name) {
             Ok(k) => k,
             Err(e) => {
                 return self
@@ -30,6 +31,18 @@ impl Connection {
                     status::PUBLISH_BAD_NAME,
                     "busy",
                     "connection already publishes or plays",
+                )
+                .await;
+        }
+        // Authorization first: an unauthorized client learns nothing about the stream.
+        let mut req = self.auth_request(Some((&key, query.as_deref())));
+        if let Err(refusal) = self.origin.auth.check(AuthEvent::Publish, &req).await {
+            return self
+                .refuse_publish(
+                    stream_id,
+                    status::PUBLISH_DENIED,
+                    refusal.reason,
+                    &refusal.description,
                 )
                 .await;
         }
@@ -94,7 +107,12 @@ impl Connection {
             }
         };
         tracing::info!(conn = self.id, peer = %self.peer, stream = %key, "publishing");
-        self.role = Role::Publishing(publisher);
+        req.stream_id = self.id.to_string();
+        let unpublish = self.origin.auth.notice(AuthEvent::Unpublish, req);
+        self.role = Role::Publishing {
+            publisher,
+            _unpublish: unpublish,
+        };
         self.send_control(Control::UserControl(UserControl::StreamBegin(stream_id)));
         self.send_status(
             stream_id,
