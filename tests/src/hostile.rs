@@ -50,6 +50,33 @@ pub fn pid_of_port(port: u16) -> Option<u32> {
     None
 }
 
+/// How many TCP connections to local `port` process `pid` has accepted (holds as fds);
+/// connections the kernel completed but the process has not accepted yet do not count.
+pub fn accepted_on(pid: u32, port: u16) -> usize {
+    let want = format!(":{port:04X}");
+    let mut inodes = std::collections::HashSet::new();
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        for l in text.lines().skip(1) {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            if c.len() > 9 && c[1].ends_with(&want) && c[3] != "0A" {
+                inodes.insert(format!("socket:[{}]", c[9]));
+            }
+        }
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    fds.flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|l| inodes.contains(l.to_string_lossy().as_ref()))
+        })
+        .count()
+}
+
 /// The origin process behind an [`OriginProc`].
 pub fn pid(o: &OriginProc) -> u32 {
     pid_of_port(o.api).unwrap_or_else(|| panic!("no process listens on :{}", o.api))
