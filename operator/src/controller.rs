@@ -1,11 +1,17 @@
 //! The reconcile loop: validate → build (pure) → apply (server-side apply, field manager
-//! `origin-operator`, force) → deliver coworkers → status.
+//! `origin-operator`, force, every child on every pass) → hand the coworker plan to the
+//! cluster's delivery task → status.
 //!
-//! Coworker delivery: the peer Service's EndpointSlices are watched (mapped back to the
-//! cluster by the `app.kubernetes.io/instance` label they mirror from the Service); a changed
-//! list bumps the revision, is written to ConfigMap `NAME-coworkers` first (durable; new pods
-//! start with it) and then PUT concurrently to every listed pod. Pods that did not acknowledge
-//! are retried with backoff; every `resync` all pods get the document again (heals restarts).
+//! The peer Service's EndpointSlices come from a reflector (mapped back to the cluster by the
+//! `app.kubernetes.io/instance` label they mirror from the Service). A changed list or
+//! advertised address bumps the revision; the document goes to ConfigMap `NAME-coworkers`
+//! first (durable; new pods start with it) and then to the cluster's [`Delivery`] task, which
+//! PUTs it to every pod concurrently, retries the ones that do not answer in the background
+//! and asks for a reconcile when something changed, so status follows without the reconcile
+//! ever waiting for a pod.
+//!
+//! Every API call has a deadline (see [`crate::apiclient`]): a hung API server turns into a
+//! reconcile error with backoff, a `Degraded` condition and an Event, never a stall.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -21,26 +27,28 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use origin_wire::coworkers::{Advertise, CoworkerDocument};
 use serde_json::json;
+use tokio::sync::mpsc;
 
 use crate::build;
 use crate::build::secret::Token;
 use crate::coworkers;
 use crate::crd::{AdvertiseMode, CoworkersStatus, OriginCluster, OriginClusterSpec};
+use crate::delivery::{Delivery, DeliveryConfig, Plan};
 use crate::error::Error;
 use crate::labels::{self, FIELD_MANAGER};
 use crate::metrics::{ClusterLabels, Metrics};
-use crate::push::{PushOutcome, PushTarget, Pusher};
+use crate::push::{PushTarget, Pusher};
 use crate::status::{self, Observed};
 
 /// Tunables of the controller.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Periodic reconcile (drift repair and full coworker re-push).
+    /// Periodic reconcile (drift repair) and full coworker re-push.
     pub resync: Duration,
     /// Coalescing window for bursts of watch events (slice changes during a rollout).
     pub debounce: Duration,
@@ -48,7 +56,7 @@ pub struct Settings {
     pub error_backoff: Duration,
     /// Largest retry delay after failures.
     pub max_backoff: Duration,
-    /// First retry delay for pods that did not acknowledge a push; doubled per round.
+    /// First retry delay for pods that did not acknowledge a push; doubled per failure.
     pub push_backoff: Duration,
     /// Only this namespace, or all.
     pub namespace: Option<String>,
@@ -67,20 +75,22 @@ impl Default for Settings {
     }
 }
 
+/// How long a pass waits for the EndpointSlice reflector's first list.
+const SLICES_READY_LIMIT: Duration = Duration::from_secs(30);
+
+/// Largest retry delay of one pod's delivery.
+const PUSH_RETRY_MAX: Duration = Duration::from_secs(10);
+
 /// What the operator remembers about one cluster between passes.
 #[derive(Debug, Clone, Default)]
 struct ClusterState {
     revision: u64,
     list: Option<Vec<String>>,
     advertise: BTreeMap<String, Advertise>,
-    /// pod -> (address, acknowledged revision)
-    acked: BTreeMap<String, (String, u64)>,
-    last_full_push: Option<Instant>,
-    /// Highest revision a pod reported that is above ours (after an operator restart).
-    seen_newer: u64,
     errors: u32,
-    push_rounds_failed: u32,
     last_desired: Option<i32>,
+    /// Pods whose failure was last reported in an Event (revision, pods).
+    reported_failures: Option<(u64, Vec<String>)>,
 }
 
 /// Shared state of the reconcilers.
@@ -91,6 +101,18 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     clusters: Mutex<HashMap<String, ClusterState>>,
+    deliveries: Mutex<HashMap<String, Delivery>>,
+    /// The EndpointSlice reflector's store once [`run`] started it; listed per pass without.
+    slices: Mutex<Option<Store<EndpointSlice>>>,
+    /// The OriginCluster reflector's store once [`run`] started it.
+    cluster_store: Mutex<Option<Store<OriginCluster>>>,
+    /// Reconcile requests from the delivery tasks.
+    trigger_tx: mpsc::UnboundedSender<ObjectRef<OriginCluster>>,
+    trigger_rx: Mutex<Option<mpsc::UnboundedReceiver<ObjectRef<OriginCluster>>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Context {
@@ -108,6 +130,7 @@ impl Context {
                 instance,
             },
         );
+        let (trigger_tx, trigger_rx) = mpsc::unbounded_channel();
         Self {
             client,
             recorder,
@@ -115,25 +138,96 @@ impl Context {
             metrics,
             settings,
             clusters: Mutex::new(HashMap::new()),
+            deliveries: Mutex::new(HashMap::new()),
+            slices: Mutex::new(None),
+            cluster_store: Mutex::new(None),
+            trigger_tx,
+            trigger_rx: Mutex::new(Some(trigger_rx)),
         }
     }
 
     fn with_state<R>(&self, key: &str, f: impl FnOnce(&mut ClusterState) -> R) -> R {
-        let mut map = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = lock(&self.clusters);
         f(map.entry(key.to_string()).or_default())
     }
 
+    /// Drops everything the operator holds for a cluster: its state, its delivery task and
+    /// its metric series.
     fn forget(&self, key: &str) {
-        self.clusters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+        let had = lock(&self.clusters).remove(key).is_some();
+        // Dropping the handle aborts the task.
+        let delivery = lock(&self.deliveries).remove(key);
+        let had = had || delivery.is_some();
+        drop(delivery);
+        if let Some((ns, name)) = key.split_once('/') {
+            let cl = ClusterLabels {
+                namespace: ns.to_string(),
+                cluster: name.to_string(),
+            };
+            self.metrics.coworker_revision.remove(&cl);
+            self.metrics.coworkers.remove(&cl);
+        }
+        if had {
+            tracing::info!(cluster = %key, "cluster deleted: dropped its delivery task, state and metrics");
+        }
     }
 
     /// Revision the operator holds for a cluster (tests and benchmarks).
     pub fn revision(&self, namespace: &str, name: &str) -> Option<u64> {
-        let map = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&format!("{namespace}/{name}")).map(|s| s.revision)
+        lock(&self.clusters)
+            .get(&format!("{namespace}/{name}"))
+            .map(|s| s.revision)
+    }
+
+    /// Whether a delivery task runs for a cluster.
+    pub fn has_delivery(&self, namespace: &str, name: &str) -> bool {
+        lock(&self.deliveries).contains_key(&format!("{namespace}/{name}"))
+    }
+
+    /// Delivery progress of a cluster (tests and benchmarks).
+    pub fn delivery_progress(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<crate::delivery::Progress> {
+        lock(&self.deliveries)
+            .get(&format!("{namespace}/{name}"))
+            .map(Delivery::progress)
+    }
+
+    /// Hands `plan` to the cluster's delivery task (started on first use). `None` when the
+    /// cluster was deleted meanwhile: checked under the same lock [`Self::forget`] takes, so a
+    /// pass that was already running cannot start a task for a deleted cluster.
+    fn delivery_submit(
+        &self,
+        oc: &OriginCluster,
+        key: &str,
+        plan: Plan,
+    ) -> Option<crate::delivery::Progress> {
+        let mut map = lock(&self.deliveries);
+        if let Some(store) = lock(&self.cluster_store).as_ref()
+            && store.get(&ObjectRef::from_obj(oc)).is_none()
+        {
+            return None;
+        }
+        let d = map.entry(key.to_string()).or_insert_with(|| {
+            let tx = self.trigger_tx.clone();
+            let obj = ObjectRef::from_obj(oc);
+            Delivery::spawn(
+                self.pusher.clone(),
+                self.metrics.clone(),
+                DeliveryConfig {
+                    retry_base: self.settings.push_backoff,
+                    retry_max: PUSH_RETRY_MAX,
+                    resync: self.settings.resync,
+                },
+                move || {
+                    let _ = tx.send(obj.clone());
+                },
+            )
+        });
+        d.submit(plan);
+        Some(d.progress())
     }
 
     async fn event(&self, oc: &OriginCluster, type_: EventType, reason: &str, note: String) {
@@ -188,6 +282,93 @@ pub fn validate(spec: &OriginClusterSpec) -> Result<(), Error> {
     if spec.image.trim().is_empty() {
         return Err(Error::InvalidSpec("spec.image is empty".into()));
     }
+    if let Some(auth) = &spec.auth {
+        validate_auth(auth)?;
+    }
+    Ok(())
+}
+
+/// One hook URL: `http://` or `https://`, a host, no whitespace or control characters.
+fn validate_hook_url(field: &str, i: usize, url: &str) -> Result<(), Error> {
+    let bad = |why: &str| {
+        Error::InvalidSpec(format!(
+            "spec.auth.hooks.{field}[{i}] `{}`: {why}",
+            url.chars().take(80).collect::<String>()
+        ))
+    };
+    if url.len() > crate::crd::MAX_HOOK_URL_LEN {
+        return Err(bad(&format!(
+            "longer than {} characters",
+            crate::crd::MAX_HOOK_URL_LEN
+        )));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("contains whitespace or control characters"));
+    }
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| bad("must be an http:// or https:// URL"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.is_empty() || host.starts_with(':') {
+        return Err(bad("has no host"));
+    }
+    if let Some((h, port)) = host.rsplit_once(':')
+        && !h.ends_with(']')
+        && !h.contains(':')
+        && port.parse::<u16>().map_or(true, |p| p == 0)
+    {
+        return Err(bad("has an invalid port"));
+    }
+    Ok(())
+}
+
+/// `spec.auth`: bounded URL lists, sane timeout, a valid Secret name.
+pub fn validate_auth(auth: &crate::crd::AuthSpec) -> Result<(), Error> {
+    if let Some(h) = &auth.hooks {
+        for (_, field, urls) in h.events() {
+            if urls.len() > crate::crd::MAX_HOOK_URLS {
+                return Err(Error::InvalidSpec(format!(
+                    "spec.auth.hooks.{field} has {} URLs, at most {}",
+                    urls.len(),
+                    crate::crd::MAX_HOOK_URLS
+                )));
+            }
+            for (i, u) in urls.iter().enumerate() {
+                validate_hook_url(field, i, u)?;
+            }
+        }
+        let t = humantime::parse_duration(&h.timeout).map_err(|e| {
+            Error::InvalidSpec(format!("spec.auth.hooks.timeout `{}`: {e}", h.timeout))
+        })?;
+        if t.is_zero() || t > crate::crd::MAX_HOOK_TIMEOUT {
+            return Err(Error::InvalidSpec(format!(
+                "spec.auth.hooks.timeout `{}` must be above 0 and at most 60s",
+                h.timeout
+            )));
+        }
+    }
+    if let Some(s) = &auth.secret_ref {
+        let n = &s.name;
+        let dns1123 = !n.is_empty()
+            && n.len() <= 253
+            && n.split('.').all(|part| {
+                !part.is_empty()
+                    && part.len() <= 63
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !part.starts_with('-')
+                    && !part.ends_with('-')
+            });
+        if !dns1123 {
+            return Err(Error::InvalidSpec(format!(
+                "spec.auth.secretRef.name `{}` is not a valid Secret name",
+                n.chars().take(80).collect::<String>()
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -210,7 +391,7 @@ pub async fn reconcile(oc: Arc<OriginCluster>, ctx: Arc<Context>) -> Result<Acti
         Err(e) => {
             ctx.metrics.error(e.reason());
             ctx.with_state(&key, |s| s.errors = s.errors.saturating_add(1));
-            tracing::warn!(cluster = %key, error = %e, "reconcile failed");
+            tracing::warn!(cluster = %key, reason = e.reason(), error = %e, "reconcile failed");
             let (name, _) = labels::name_ns(&oc);
             let obs = Observed {
                 generation: oc.meta().generation,
@@ -321,8 +502,9 @@ async fn ensure_token(
     }
 }
 
-/// Per-pod Services (PerPodService): applies missing ones, deletes surplus ones, and returns
-/// the advertised address of each pod whose Service has an external address.
+/// Per-pod Services (PerPodService): applies every wanted one on every pass (drift such as
+/// edited annotations is undone), deletes surplus ones, and returns the advertised address of
+/// each pod whose Service has an external address.
 async fn per_pod_services(
     oc: &OriginCluster,
     ctx: &Context,
@@ -345,36 +527,25 @@ async fn per_pod_services(
     } else {
         0
     };
-    let mut by_name: BTreeMap<String, Service> =
+    let mut surplus: BTreeMap<String, Service> =
         existing.into_iter().map(|s| (s.name_any(), s)).collect();
     let mut adv = BTreeMap::new();
     for i in 0..wanted {
-        let desired = build::service::per_pod(oc, i);
         let name = labels::pod(cluster, i);
-        let current = by_name.remove(&name);
-        let up_to_date = current.as_ref().is_some_and(|c| {
-            let (cs, ds) = (c.spec.as_ref(), desired.spec.as_ref());
-            cs.map(|s| (&s.type_, &s.selector)) == ds.map(|s| (&s.type_, &s.selector))
-                && cs
-                    .and_then(|s| s.ports.as_ref())
-                    .map(|p| p.iter().map(|p| p.port).collect::<Vec<_>>())
-                    == ds
-                        .and_then(|s| s.ports.as_ref())
-                        .map(|p| p.iter().map(|p| p.port).collect::<Vec<_>>())
-        });
-        let svc = match current {
-            Some(c) if up_to_date => c,
-            _ => {
-                api.patch(&name, &apply_params(), &Patch::Apply(&desired))
-                    .await?
-            }
-        };
+        surplus.remove(&name);
+        let svc = api
+            .patch(
+                &name,
+                &apply_params(),
+                &Patch::Apply(&build::service::per_pod(oc, i)),
+            )
+            .await?;
         if let Some(a) = build::service::advertise_for(&svc, oc) {
             adv.insert(name, a);
         }
     }
     // Scale-down (or a switch back to PodIP): remove the Services of pods that are gone.
-    for (name, _) in by_name {
+    for (name, _) in surplus {
         if labels::ordinal(cluster, &name).is_some() {
             match api.delete(&name, &DeleteParams::default()).await {
                 Ok(_) => {}
@@ -384,6 +555,40 @@ async fn per_pod_services(
         }
     }
     Ok(adv)
+}
+
+/// The peer Service's EndpointSlices: from the reflector when the controller runs, else listed.
+async fn peer_slices(ctx: &Context, ns: &str, cluster: &str) -> Result<Vec<EndpointSlice>, Error> {
+    let service = labels::peers_service(cluster);
+    let store = lock(&ctx.slices).clone();
+    if let Some(store) = store {
+        // Never compute a list from a reflector that has not listed yet: an empty list would
+        // become a new revision and overwrite the durable one in the ConfigMap.
+        match tokio::time::timeout(SLICES_READY_LIMIT, store.wait_until_ready()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => {
+                return Err(Error::NotReady(
+                    "the EndpointSlice watch has not listed yet".into(),
+                ));
+            }
+        }
+        return Ok(store
+            .state()
+            .iter()
+            .filter(|s| {
+                s.metadata.namespace.as_deref() == Some(ns)
+                    && s.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(labels::SERVICE_NAME))
+                        == Some(&service)
+            })
+            .map(|s| (**s).clone())
+            .collect());
+    }
+    let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);
+    let lp = ListParams::default().labels(&format!("{}={service}", labels::SERVICE_NAME));
+    Ok(api.list(&lp).await?.items)
 }
 
 async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result<Action, Error> {
@@ -396,13 +601,7 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
     let token = ensure_token(oc, ctx, &ns, &cluster).await?;
 
     // 2. The live peers.
-    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
-    let lp = ListParams::default().labels(&format!(
-        "{}={}",
-        labels::SERVICE_NAME,
-        labels::peers_service(&cluster)
-    ));
-    let slices = slices.list(&lp).await?.items;
+    let slices = peer_slices(ctx, &ns, &cluster).await?;
     let api_port = u16::try_from(oc.spec.ports.api).unwrap_or(origin_wire::DEFAULT_API_PORT);
     let peers = coworkers::peers(&slices, "api", api_port);
     let addrs = coworkers::addresses(&peers);
@@ -410,7 +609,7 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
     // 3. Advertised addresses (PerPodService).
     let advertise = per_pod_services(oc, ctx, &ns, &cluster).await?;
 
-    // 4. Revision: bump when the list or an advertised address changed.
+    // 4. Revision: bump when the list or an advertised address changed, or a pod is ahead.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let fresh = ctx.with_state(key, |s| s.list.is_none());
     if fresh {
@@ -430,50 +629,45 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
             if let Some(d) = &from_cm
                 && d.revision == s.revision
                 && d.coworkers == addrs
-                && advertise.is_empty()
+                && d.pod_advertise == advertise
             {
                 s.list = Some(addrs.clone());
+                s.advertise = advertise.clone();
             }
         });
     }
+    let seen_newer = ctx
+        .delivery_progress(&ns, &cluster)
+        .map_or(0, |p| p.seen_newer);
     let (revision, bumped) = ctx.with_state(key, |s| {
-        let changed = s.list.as_ref() != Some(&addrs)
-            || s.advertise != advertise
-            || s.seen_newer >= s.revision;
+        let changed =
+            s.list.as_ref() != Some(&addrs) || s.advertise != advertise || seen_newer >= s.revision;
         if changed {
-            s.revision = s.revision.max(s.seen_newer) + 1;
+            s.revision = s.revision.max(seen_newer) + 1;
             s.list = Some(addrs.clone());
             s.advertise = advertise.clone();
         }
         (s.revision, changed)
     });
-    let base = CoworkerDocument {
-        revision,
-        coworkers: addrs.clone(),
-        advertise: None,
-    };
+    // The shared document (file): every pod's address keyed by pod name, so file and PUT
+    // agree; `advertise` is pod-specific and only set in each pod's PUT.
+    let mut file_doc = CoworkerDocument::new(revision, addrs.clone(), None);
+    file_doc.pod_advertise = advertise.clone();
 
-    // 5. ConfigMap first: durable, and what new pods start with.
-    if bumped || fresh {
-        cms.patch(
-            &labels::configmap(&cluster),
-            &pp,
-            &Patch::Apply(&build::configmap::build(oc, &base)),
-        )
-        .await?;
-    }
+    // 5. ConfigMap first: durable, and what new pods start with (applied every pass).
+    cms.patch(
+        &labels::configmap(&cluster),
+        &pp,
+        &Patch::Apply(&build::configmap::build(oc, &file_doc)),
+    )
+    .await?;
 
-    // 6. Push to every pod that does not have this revision (all of them on resync).
-    let full_round = ctx.with_state(key, |s| {
-        s.last_full_push.is_none_or(|t| {
-            t.elapsed() >= ctx.settings.resync.saturating_sub(Duration::from_secs(1))
-        })
-    });
+    // 6. Hand the plan to the delivery task (it never blocks this pass).
     let targets: Vec<PushTarget> = peers
         .iter()
         .map(|p| {
             let pod = p.pod.clone().unwrap_or_else(|| p.addr.clone());
-            let mut doc = base.clone();
+            let mut doc = file_doc.clone();
             doc.advertise = advertise.get(&pod).cloned();
             PushTarget {
                 pod,
@@ -482,57 +676,35 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
             }
         })
         .collect();
-    let to_push: Vec<PushTarget> = ctx.with_state(key, |s| {
-        targets
-            .iter()
-            .filter(|t| full_round || s.acked.get(&t.pod) != Some(&(t.addr.clone(), revision)))
-            .cloned()
-            .collect()
-    });
-    let mut failures: Vec<(String, PushOutcome)> = Vec::new();
-    if !to_push.is_empty() {
-        let t0 = Instant::now();
-        let results = ctx.pusher.push_all(to_push, &token).await;
-        ctx.metrics
-            .push_round_duration
-            .observe(t0.elapsed().as_secs_f64());
-        ctx.with_state(key, |s| {
-            for (t, o) in &results {
-                ctx.metrics.push(o.label());
-                match o {
-                    PushOutcome::AlreadyCurrent { current } if *current > revision => {
-                        // The pod is ahead of us (the operator lost its state): go above it.
-                        s.seen_newer = s.seen_newer.max(*current);
-                        failures.push((t.pod.clone(), o.clone()));
-                    }
-                    o if o.acknowledged() => {
-                        s.acked.insert(t.pod.clone(), (t.addr.clone(), revision));
-                    }
-                    _ => failures.push((t.pod.clone(), o.clone())),
-                }
-            }
-            if full_round {
-                s.last_full_push = Some(Instant::now());
-            }
-        });
-        tracing::debug!(cluster = %key, revision, pods = results.len(), failed = failures.len(), elapsed_ms = t0.elapsed().as_millis() as u64, "pushed coworkers");
-    }
-    let (acknowledged, pending) = ctx.with_state(key, |s| {
-        s.acked
-            .retain(|pod, _| targets.iter().any(|t| &t.pod == pod));
-        let mut acked = Vec::new();
-        let mut pending = Vec::new();
-        for t in &targets {
-            if s.acked.get(&t.pod) == Some(&(t.addr.clone(), revision)) {
-                acked.push(t.pod.clone());
-            } else {
-                pending.push(t.pod.clone());
+    let Some(progress) = ctx.delivery_submit(
+        oc,
+        key,
+        Plan {
+            revision,
+            targets: targets.clone(),
+            token,
+        },
+    ) else {
+        // Deleted while this pass ran: nothing more to do for it.
+        ctx.forget(key);
+        return Ok(Action::await_change());
+    };
+    let mut acknowledged = Vec::new();
+    let mut pending = Vec::new();
+    let mut failures = Vec::new();
+    for t in &targets {
+        if progress.acked.get(&t.pod) == Some(&(t.addr.clone(), revision)) {
+            acknowledged.push(t.pod.clone());
+        } else {
+            pending.push(t.pod.clone());
+            if let Some(o) = progress.failed.get(&t.pod) {
+                failures.push((t.pod.clone(), o.clone()));
             }
         }
-        acked.sort();
-        pending.sort();
-        (acked, pending)
-    });
+    }
+    acknowledged.sort();
+    pending.sort();
+    failures.sort_by(|a, b| a.0.cmp(&b.0));
     let cl = ClusterLabels {
         namespace: ns.clone(),
         cluster: cluster.clone(),
@@ -546,7 +718,7 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
         .get_or_create(&cl)
         .set(addrs.len() as i64);
 
-    // 7. The other children (server-side apply; unchanged objects are no-ops).
+    // 7. The other children (server-side apply every pass; unchanged objects are no-ops).
     let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     let sts = sts_api
         .patch(
@@ -579,7 +751,7 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
         )
         .await?;
 
-    // 8. Status.
+    // 8. Status, from what the delivery task has achieved so far.
     let cw = CoworkersStatus {
         revision: i64::try_from(revision).unwrap_or(i64::MAX),
         list: addrs.clone(),
@@ -631,7 +803,15 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
         )
         .await;
     }
-    if !failures.is_empty() {
+    let failed_pods: Vec<String> = failures.iter().map(|(p, _)| p.clone()).collect();
+    let report = !failures.is_empty()
+        && ctx.with_state(key, |s| {
+            let new = Some((revision, failed_pods.clone()));
+            let changed = s.reported_failures != new;
+            s.reported_failures = new;
+            changed
+        });
+    if report {
         let detail: Vec<String> = failures
             .iter()
             .take(10)
@@ -642,7 +822,7 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
             EventType::Warning,
             "CoworkerPushFailed",
             format!(
-                "revision {revision} not acknowledged by {} origins ({})",
+                "revision {revision} not acknowledged by {} origins ({}); retrying in the background",
                 failures.len(),
                 detail.join(", ")
             ),
@@ -650,25 +830,12 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
         .await;
     }
 
-    // 10. Next pass: soon for pods still pending, else the resync.
+    // 10. Next pass: the delivery task asks for one when pushes complete; the resync repairs
+    // drift. While pods are pending, look again sooner as a safety net.
     let action = if pending.is_empty() {
-        ctx.with_state(key, |s| s.push_rounds_failed = 0);
-        let until_resync = ctx.with_state(key, |s| {
-            s.last_full_push.map_or(ctx.settings.resync, |t| {
-                ctx.settings.resync.saturating_sub(t.elapsed())
-            })
-        });
-        Action::requeue(until_resync.max(Duration::from_secs(1)))
+        Action::requeue(ctx.settings.resync)
     } else {
-        let n = ctx.with_state(key, |s| {
-            s.push_rounds_failed = s.push_rounds_failed.saturating_add(1);
-            s.push_rounds_failed
-        });
-        Action::requeue(backoff(
-            ctx.settings.push_backoff,
-            Duration::from_secs(10),
-            n,
-        ))
+        Action::requeue(ctx.settings.resync.min(PUSH_RETRY_MAX))
     };
     Ok(action)
 }
@@ -701,30 +868,89 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let ns = ctx.settings.namespace.clone();
     let managed =
         watcher::Config::default().labels(&format!("{}={FIELD_MANAGER}", labels::MANAGED_BY));
-    let slices = watcher::Config::default().labels(&labels::peer_slices_watch_selector());
-    Controller::new(
-        api_all::<OriginCluster>(&client, &ns),
-        watcher::Config::default(),
+
+    // OriginClusters: our own reflector, so deletions (and objects gone while the watch was
+    // down) drop their delivery task, state and metrics at once.
+    let (clusters, cluster_writer) = reflector::store::<OriginCluster>();
+    *lock(&ctx.cluster_store) = Some(clusters.clone());
+    let sweep_ctx = ctx.clone();
+    let sweep_store = clusters.clone();
+    let cluster_events = reflector::reflector(
+        cluster_writer,
+        watcher(
+            api_all::<OriginCluster>(&client, &ns),
+            watcher::Config::default(),
+        ),
     )
-    .owns(api_all::<StatefulSet>(&client, &ns), managed.clone())
-    .owns(api_all::<Service>(&client, &ns), managed.clone())
-    .owns(api_all::<ConfigMap>(&client, &ns), managed.clone())
-    .owns(api_all::<PodDisruptionBudget>(&client, &ns), managed)
-    .watches(
-        api_all::<EndpointSlice>(&client, &ns),
-        slices,
-        slice_to_cluster,
+    .default_backoff()
+    .inspect(move |ev| match ev {
+        Ok(watcher::Event::Delete(oc)) => sweep_ctx.forget(&key(oc)),
+        Ok(watcher::Event::InitDone) => {
+            let live: std::collections::HashSet<String> =
+                sweep_store.state().iter().map(|oc| key(oc)).collect();
+            let known: Vec<String> = lock(&sweep_ctx.clusters)
+                .keys()
+                .chain(lock(&sweep_ctx.deliveries).keys())
+                .cloned()
+                .collect();
+            for k in known.into_iter().filter(|k| !live.contains(k)) {
+                sweep_ctx.forget(&k);
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "OriginCluster watch failed; retrying with backoff"),
+    })
+    .applied_objects();
+
+    // EndpointSlices of the peer Services: a reflector the reconcile reads the peers from.
+    let (slices, slice_writer) = reflector::store::<EndpointSlice>();
+    *lock(&ctx.slices) = Some(slices);
+    let slice_events = reflector::reflector(
+        slice_writer,
+        watcher(
+            api_all::<EndpointSlice>(&client, &ns),
+            watcher::Config::default().labels(&labels::peer_slices_watch_selector()),
+        ),
     )
-    .with_config(ControllerConfig::default().debounce(ctx.settings.debounce))
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|res| async move {
-        match res {
-            Ok((obj, _)) => tracing::debug!(cluster = %obj.name, "reconciled"),
-            Err(e) => tracing::debug!(error = %e, "reconcile did not complete"),
+    .default_backoff()
+    .inspect(|ev| {
+        if let Err(e) = ev {
+            tracing::warn!(error = %e, "EndpointSlice watch failed; retrying with backoff");
         }
     })
-    .await;
+    .touched_objects();
+
+    let triggers = lock(&ctx.trigger_rx).take();
+    let mut controller = Controller::for_stream(cluster_events, clusters)
+        .owns(api_all::<StatefulSet>(&client, &ns), managed.clone())
+        .owns(api_all::<Service>(&client, &ns), managed.clone())
+        .owns(api_all::<ConfigMap>(&client, &ns), managed.clone())
+        .owns(api_all::<PodDisruptionBudget>(&client, &ns), managed)
+        .watches_stream(slice_events, slice_to_cluster)
+        .with_config(ControllerConfig::default().debounce(ctx.settings.debounce));
+    if let Some(rx) = triggers {
+        controller = controller.reconcile_on(tokio_stream_from(rx));
+    }
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(cluster = %obj.name, "reconciled"),
+                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {} // logged above
+                Err(e) => tracing::warn!(error = %e, "controller error"),
+            }
+        })
+        .await;
+    *lock(&ctx.slices) = None;
+    *lock(&ctx.cluster_store) = None;
+}
+
+/// An mpsc receiver as a stream.
+fn tokio_stream_from<T: Send + 'static>(
+    rx: mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
 }
 
 #[cfg(test)]

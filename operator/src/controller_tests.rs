@@ -4,7 +4,8 @@
 use super::*;
 use crate::build::fixtures;
 use crate::push::PushConfig;
-use crate::testing::{FakeApiServer, FakeOrigin, Recorded, endpoint_slice};
+use crate::push::{PushOutcome, PushTarget};
+use origin_test_support::{FakeApiServer, FakeOrigin, Recorded, endpoint_slice};
 use serde_json::Value;
 
 const NS: &str = "media";
@@ -423,6 +424,7 @@ async fn deletion_leaves_nothing_that_owner_references_do_not_cover() {
     assert_eq!(action, Action::await_change());
     assert!(fake.requests().is_empty());
     assert_eq!(ctx.revision(NS, "big"), None);
+    assert!(!ctx.has_delivery(NS, "big"));
 }
 
 /// Pre-creates the admin-token Secret so fake origins can be started with a known token.
@@ -476,6 +478,39 @@ fn token_of(fake: &FakeApiServer, cluster: &str) -> String {
         .to_string()
 }
 
+/// Waits (polling) until `f` holds; panics with `what` after `limit`.
+async fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "timed out after {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until the delivery task has recorded `n` acknowledgements of `rev`.
+async fn acked(ctx: &Context, n: usize, rev: u64) {
+    until(Duration::from_secs(5), "acknowledgements recorded", || {
+        ctx.delivery_progress(NS, "live")
+            .is_some_and(|p| p.acked.values().filter(|(_, r)| *r == rev).count() == n)
+    })
+    .await;
+}
+
+fn cm_doc(fake: &FakeApiServer, cluster: &str) -> CoworkerDocument {
+    let cm = fake
+        .get(&format!(
+            "/api/v1/namespaces/media/configmaps/{cluster}-coworkers"
+        ))
+        .expect("configmap");
+    CoworkerDocument::from_slice(
+        cm["data"]["coworkers.json"]
+            .as_str()
+            .unwrap_or("")
+            .as_bytes(),
+    )
+    .expect("document")
+}
+
 #[tokio::test]
 async fn coworkers_are_pushed_and_acknowledged() {
     let (fake, ctx) = setup();
@@ -489,16 +524,24 @@ async fn coworkers_are_pushed_and_acknowledged() {
         .await
         .expect("reconcile");
     assert_eq!(token_of(&fake, "live"), "t0ken");
+    until(Duration::from_secs(2), "every origin at revision 1", || {
+        os.iter().all(|o| o.revision() == 1)
+    })
+    .await;
     let expect: Vec<String> = {
         let mut v: Vec<String> = os.iter().map(|o| o.addr.clone()).collect();
         v.sort();
         v
     };
     for o in &os {
-        assert_eq!(o.revision(), 1);
         assert_eq!(o.document().coworkers, expect);
         assert_eq!(o.last_authorization().as_deref(), Some("Bearer t0ken"));
     }
+    // The next pass records what the delivery task achieved.
+    acked(&ctx, 3, 1).await;
+    reconcile(Arc::new(current(&fake, &oc)), ctx.clone())
+        .await
+        .expect("status pass");
     let oc = current(&fake, &oc);
     let cw = oc
         .status
@@ -513,44 +556,65 @@ async fn coworkers_are_pushed_and_acknowledged() {
 
     // One origin leaves and another one is down when the change happens.
     fake.delete(&format!("{SLICES}/live-peers-2"));
-    os[1].fail_next(100);
-    let action = reconcile(Arc::new(oc.clone()), ctx.clone())
+    os[1].fail_next(1000);
+    let t0 = Instant::now();
+    reconcile(Arc::new(oc.clone()), ctx.clone())
         .await
         .expect("reconcile");
-    assert_eq!(
-        action,
-        Action::requeue(Duration::from_millis(250)),
-        "pending pod retried soon"
+    assert!(
+        t0.elapsed() < Duration::from_millis(250),
+        "the pass does not wait for pods: {:?}",
+        t0.elapsed()
     );
-    assert_eq!(os[0].revision(), 2);
+    until(Duration::from_secs(1), "origin 0 at revision 2", || {
+        os[0].revision() == 2
+    })
+    .await;
+    until(
+        Duration::from_secs(2),
+        "origin 1's failure recorded",
+        || {
+            ctx.delivery_progress(NS, "live")
+                .is_some_and(|p| p.failed.contains_key("live-1"))
+        },
+    )
+    .await;
     assert_eq!(os[1].revision(), 1);
     assert_eq!(os[2].revision(), 1, "removed origins are not pushed to");
+    reconcile(Arc::new(current(&fake, &oc)), ctx.clone())
+        .await
+        .expect("status pass");
     let oc = current(&fake, &oc);
     assert_eq!(
         cond(&oc, status::COWORKERS_SYNCED),
         ("False".into(), "PushPending".into())
     );
-    let cm = fake
-        .get("/api/v1/namespaces/media/configmaps/live-coworkers")
-        .expect("cm");
-    assert!(
-        cm["data"]["coworkers.json"]
-            .as_str()
-            .is_some_and(|s| s.contains(r#""revision":2"#))
-    );
+    assert_eq!(cm_doc(&fake, "live").revision, 2);
+    let warned = fake.requests().iter().any(|r| {
+        r.body
+            .as_ref()
+            .is_some_and(|b| b["reason"] == "CoworkerPushFailed")
+    });
+    assert!(warned, "a Warning event names the pending pod");
 
-    // It comes back: the retry pass delivers only to it.
-    os[1].fail_next(0);
+    // It comes back: the background retry delivers to it, and only to it.
     let puts0 = os[0].puts();
-    reconcile(Arc::new(oc.clone()), ctx.clone())
-        .await
-        .expect("retry");
-    assert_eq!(os[1].revision(), 2);
+    os[1].fail_next(0);
+    until(
+        Duration::from_secs(5),
+        "origin 1 retried in the background",
+        || os[1].revision() == 2,
+    )
+    .await;
     assert_eq!(
         os[0].puts(),
         puts0,
         "acknowledged pods are not pushed again before the resync"
     );
+    acked(&ctx, 2, 2).await;
+    reconcile(Arc::new(current(&fake, &oc)), ctx.clone())
+        .await
+        .expect("status pass");
     let oc = current(&fake, &oc);
     assert_eq!(cond(&oc, status::COWORKERS_SYNCED).0, "True");
 }
@@ -566,7 +630,10 @@ async fn restarted_operator_continues_above_the_durable_revision() {
     reconcile(Arc::new(oc.clone()), ctx.clone())
         .await
         .expect("first");
-    assert_eq!(os[0].revision(), 1);
+    until(Duration::from_secs(2), "revision 1 delivered", || {
+        os[0].revision() == 1
+    })
+    .await;
     let oc = current(&fake, &oc);
 
     // A new operator process with empty memory, and one origin that is ahead (pushed by a
@@ -579,6 +646,7 @@ async fn restarted_operator_continues_above_the_durable_revision() {
         settings(),
         None,
     ));
+    drop(ctx);
     reconcile(Arc::new(oc.clone()), ctx2.clone())
         .await
         .expect("restart");
@@ -599,59 +667,166 @@ async fn restarted_operator_continues_above_the_durable_revision() {
     reconcile(Arc::new(oc.clone()), ctx2.clone())
         .await
         .expect("pass sees a newer pod");
+    until(Duration::from_secs(2), "the newer pod reported", || {
+        ctx2.delivery_progress(NS, "live")
+            .is_some_and(|p| p.seen_newer == 7)
+    })
+    .await;
     reconcile(Arc::new(current(&fake, &oc)), ctx2.clone())
         .await
         .expect("pass above it");
     assert_eq!(ctx2.revision(NS, "live"), Some(8));
+    until(Duration::from_secs(2), "revision 8 everywhere", || {
+        [&os[0], &os[1], &other].iter().all(|o| o.revision() == 8)
+    })
+    .await;
     for o in [&os[0], &os[1], &other] {
-        assert_eq!(o.revision(), 8);
         assert_eq!(o.document().coworkers.len(), 3);
     }
+}
+
+/// Runs the controller loop; the sender stops it.
+fn run_loop(
+    ctx: &Arc<Context>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(run(ctx.clone(), async move {
+        let _ = rx.await;
+    }));
+    (tx, runner)
 }
 
 #[tokio::test]
 async fn controller_loop_delivers_slice_changes_fast() {
     let (fake, ctx) = setup();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = tokio::spawn(run(ctx.clone(), async move {
-        let _ = rx.await;
-    }));
+    let (tx, runner) = run_loop(&ctx);
     let oc = store(&fake, &fixtures::minimal());
     // The controller creates the children (and the token) on its own.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while fake
-        .get("/apis/apps/v1/namespaces/media/statefulsets/live")
-        .is_none()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "StatefulSet not created by the controller"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until(
+        Duration::from_secs(5),
+        "StatefulSet created by the controller",
+        || {
+            fake.get("/apis/apps/v1/namespaces/media/statefulsets/live")
+                .is_some()
+        },
+    )
+    .await;
     let token = token_of(&fake, "live");
     let os = origins(5, &token).await;
     let refs: Vec<&FakeOrigin> = os.iter().collect();
     let t0 = Instant::now();
     put_slices(&fake, "live", &refs);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !os.iter().all(|o| o.document().coworkers.len() == 5) {
-        assert!(
-            Instant::now() < deadline,
-            "slice change did not reach every origin"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until(
+        Duration::from_secs(5),
+        "slice change reached every origin",
+        || os.iter().all(|o| o.document().coworkers.len() == 5),
+    )
+    .await;
     let took = t0.elapsed();
     assert!(took < Duration::from_secs(1), "convergence took {took:?}");
-    let _ = oc;
+    // Status follows without another watch event: the delivery task asks for a pass.
+    until(
+        Duration::from_secs(3),
+        "status shows every pod acknowledged",
+        || {
+            let oc = current(&fake, &oc);
+            oc.status
+                .and_then(|s| s.coworkers)
+                .is_some_and(|c| c.acknowledged.len() == 5 && c.pending.is_empty())
+        },
+    )
+    .await;
     let _ = tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), runner).await;
     assert_rbac_covers(&fake.requests());
 }
 
 #[tokio::test]
-async fn per_pod_service_address_is_pushed_as_advertise() {
+async fn restart_never_overwrites_the_durable_list_before_the_slices_are_listed() {
+    let (fake, ctx) = setup();
+    let oc = store(&fake, &fixtures::minimal());
+    store_token(&fake, &oc, "tok");
+    let os = origins(2, "tok").await;
+    put_slices(&fake, "live", &[&os[0], &os[1]]);
+    let mut addrs: Vec<String> = os.iter().map(|o| o.addr.clone()).collect();
+    addrs.sort();
+    // What a previous operator process left: revision 5 with the current list.
+    let durable = CoworkerDocument::new(5, addrs.clone(), None);
+    fake.put(
+        "/api/v1/namespaces/media/configmaps",
+        serde_json::to_value(build::configmap::build(&oc, &durable)).expect("cm"),
+    );
+    // The new process starts while the EndpointSlice list hangs.
+    fake.hang("GET", "/endpointslices");
+    let (tx, runner) = run_loop(&ctx);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        cm_doc(&fake, "live"),
+        durable,
+        "no list before the slices are known"
+    );
+    fake.unhang();
+    until(Duration::from_secs(5), "the origins get revision 5", || {
+        os.iter().all(|o| o.revision() == 5)
+    })
+    .await;
+    assert_eq!(
+        ctx.revision(NS, "live"),
+        Some(5),
+        "same list: no new revision"
+    );
+    assert_eq!(cm_doc(&fake, "live"), durable);
+    let _ = tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), runner).await;
+}
+
+#[tokio::test]
+async fn deleting_a_cluster_drops_its_task_state_and_metrics() {
+    let (fake, ctx) = setup();
+    let (tx, runner) = run_loop(&ctx);
+    let oc = store(&fake, &fixtures::minimal());
+    store_token(&fake, &oc, "tok");
+    let os = origins(2, "tok").await;
+    put_slices(&fake, "live", &[&os[0], &os[1]]);
+    until(Duration::from_secs(5), "delivered and acknowledged", || {
+        ctx.delivery_progress(NS, "live")
+            .is_some_and(|p| p.acked.len() == 2)
+    })
+    .await;
+    assert!(ctx.has_delivery(NS, "live"));
+    assert!(ctx.revision(NS, "live").is_some());
+    let text = ctx.metrics.encode();
+    assert!(text.contains(r#"cluster="live""#));
+    let acks: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("origin_operator_coworker_delivery_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        acks >= 2,
+        "delivery latency observed per acknowledgement: {text}"
+    );
+    // kubectl delete ocl/live (no finalizer: the API server removes it at once).
+    fake.delete(&format!("{CR_COLL}/live"));
+    until(Duration::from_secs(3), "cluster forgotten", || {
+        !ctx.has_delivery(NS, "live") && ctx.revision(NS, "live").is_none()
+    })
+    .await;
+    let text = ctx.metrics.encode();
+    assert!(!text.contains(r#"cluster="live""#), "{text}");
+    // No more pushes after the task is gone (a resync or retry would show up here).
+    let puts: Vec<u32> = os.iter().map(|o| o.puts()).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(os.iter().map(|o| o.puts()).collect::<Vec<_>>(), puts);
+    let _ = tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), runner).await;
+}
+
+#[tokio::test]
+async fn per_pod_service_advertise_agrees_in_file_and_push_at_every_revision() {
     let (fake, ctx) = setup();
     let mut oc = fixtures::minimal();
     oc.spec.replicas = 2;
@@ -660,51 +835,118 @@ async fn per_pod_service_address_is_pushed_as_advertise() {
     store_token(&fake, &oc, "tok");
     let os = origins(2, "tok").await;
     put_slices(&fake, "live", &[&os[0], &os[1]]);
+    let pods = ["live-0", "live-1"];
+
+    // Each step: what the cloud has assigned to the per-pod Services so far.
+    let steps: [[Option<&str>; 2]; 4] = [
+        [None, None],
+        [Some("203.0.113.10"), None],
+        [Some("203.0.113.10"), Some("203.0.113.11")],
+        [Some("203.0.113.20"), Some("203.0.113.11")],
+    ];
+    let mut last_rev = 0;
+    for (step, addrs) in steps.iter().enumerate() {
+        for (i, a) in addrs.iter().enumerate() {
+            let path = format!("/api/v1/namespaces/media/services/live-{i}");
+            if let (Some(ip), Some(mut svc)) = (a, fake.get(&path)) {
+                svc["status"] = serde_json::json!({"loadBalancer": {"ingress": [{"ip": ip}]}});
+                fake.put("/api/v1/namespaces/media/services", svc);
+            }
+        }
+        reconcile(Arc::new(current(&fake, &oc)), ctx.clone())
+            .await
+            .expect("pass");
+        let rev = ctx.revision(NS, "live").expect("revision");
+        assert!(
+            rev > last_rev,
+            "step {step}: a new address is a new revision"
+        );
+        last_rev = rev;
+        until(
+            Duration::from_secs(2),
+            "both origins at the revision",
+            || os.iter().all(|o| o.revision() == rev),
+        )
+        .await;
+        let file = cm_doc(&fake, "live");
+        assert_eq!(file.revision, rev);
+        assert_eq!(
+            file.advertise, None,
+            "the shared file has no pod-specific advertise"
+        );
+        for (i, pod) in pods.iter().enumerate() {
+            let pushed = os[i].document();
+            let want = addrs[i].map(|ip| Advertise {
+                rtmp: Some(format!("{ip}:1935")),
+                http: Some(format!("{ip}:8080")),
+            });
+            assert_eq!(pushed.advertise, want, "step {step}: PUT to {pod}");
+            assert_eq!(
+                file.advertise_for(pod),
+                pushed.advertise_for(pod),
+                "step {step}: file and PUT disagree for {pod}"
+            );
+            assert_eq!(
+                file.advertise_for(pod),
+                want.as_ref(),
+                "step {step}: file for {pod}"
+            );
+            assert_eq!(pushed.pod_advertise, file.pod_advertise);
+        }
+    }
+    // A pod that read revision R from the file answers the PUT of R with 409: it still has
+    // its address (from pod_advertise), so the acknowledgement is true.
+    let file = cm_doc(&fake, "live");
+    assert!(file.advertise_for("live-0").is_some());
+}
+
+#[tokio::test]
+async fn drifted_children_are_restored_on_the_next_pass() {
+    let (fake, ctx) = setup();
+    let oc = store(&fake, &fixtures::full());
     reconcile(Arc::new(oc.clone()), ctx.clone())
         .await
         .expect("first pass");
-    assert_eq!(
-        os[0].document().advertise,
-        None,
-        "no load balancer address yet"
+    let svc_path = "/api/v1/namespaces/media/services/big-0";
+    let original = fake.get(svc_path).expect("per-pod service");
+    let annotations = original["metadata"]["annotations"].clone();
+    assert!(
+        annotations.as_object().is_some_and(|a| !a.is_empty()),
+        "the fixture sets Service annotations: {original}"
     );
-    let svc = fake
-        .get("/api/v1/namespaces/media/services/live-0")
-        .expect("per-pod service");
-    assert_eq!(
-        svc["spec"]["selector"]["statefulset.kubernetes.io/pod-name"],
-        "live-0"
-    );
-    assert_eq!(svc["spec"]["type"], "LoadBalancer");
+    // Someone edits the per-pod Service and the ConfigMap by hand.
+    let mut tampered = original.clone();
+    for (_, v) in tampered["metadata"]["annotations"]
+        .as_object_mut()
+        .expect("annotations")
+        .iter_mut()
+    {
+        *v = Value::from("tampered");
+    }
+    tampered["spec"]["externalTrafficPolicy"] = Value::from("Cluster");
+    fake.put("/api/v1/namespaces/media/services", tampered);
+    let cm_path = "/api/v1/namespaces/media/configmaps/big-coworkers";
+    let mut cm = fake.get(cm_path).expect("configmap");
+    let cm_data = cm["data"].clone();
+    cm["data"]["coworkers.json"] = Value::from(r#"{"revision":999,"coworkers":[]}"#);
+    fake.put("/api/v1/namespaces/media/configmaps", cm);
 
-    // The cloud assigns an address to pod 0's Service.
-    let mut svc = svc;
-    svc["status"] = serde_json::json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}});
-    fake.put("/api/v1/namespaces/media/services", svc);
-    let rev1 = os[0].revision();
     reconcile(Arc::new(current(&fake, &oc)), ctx.clone())
         .await
-        .expect("second pass");
-    let d0 = os[0].document();
+        .expect("next pass");
+    let restored = fake.get(svc_path).expect("service");
     assert_eq!(
-        d0.revision,
-        rev1 + 1,
-        "a new advertised address is a new revision"
+        restored["metadata"]["annotations"], annotations,
+        "annotations restored"
     );
-    let adv = d0.advertise.expect("advertise pushed to pod 0");
-    assert_eq!(adv.rtmp.as_deref(), Some("203.0.113.10:1935"));
-    assert_eq!(adv.http.as_deref(), Some("203.0.113.10:8080"));
-    let d1 = os[1].document();
-    assert_eq!(d1.revision, rev1 + 1);
-    assert_eq!(d1.advertise, None, "pod 1 has no external address yet");
-    // The ConfigMap document never carries a pod-specific address.
-    let cm = fake
-        .get("/api/v1/namespaces/media/configmaps/live-coworkers")
-        .expect("cm");
-    assert!(
-        cm["data"]["coworkers.json"]
-            .as_str()
-            .is_some_and(|s| s.ends_with(r#""advertise":null}"#))
+    assert_eq!(
+        restored["spec"]["externalTrafficPolicy"],
+        original["spec"]["externalTrafficPolicy"]
+    );
+    assert_eq!(
+        fake.get(cm_path).expect("configmap")["data"],
+        cm_data,
+        "ConfigMap restored"
     );
 }
 
@@ -721,6 +963,70 @@ fn slices_map_back_to_their_cluster() {
         l.insert(labels::MANAGED_BY.into(), "someone-else".into());
     }
     assert!(slice_to_cluster(foreign).is_none());
+}
+
+#[test]
+fn auth_validation_names_the_bad_field() {
+    use crate::crd::{AuthSpec, HookSpec, SecretRef};
+    let hooks = |urls: Vec<&str>| AuthSpec {
+        hooks: Some(HookSpec {
+            on_play: urls.into_iter().map(str::to_string).collect(),
+            ..HookSpec::default()
+        }),
+        secret_ref: None,
+    };
+    assert!(validate_auth(&hooks(vec!["http://a:8085/x", "https://b.example"])).is_ok());
+    for (url, why) in [
+        ("ftp://a/x", "http:// or https://"),
+        ("http:///x", "no host"),
+        ("http://a b/x", "whitespace"),
+        ("http://a:99999/x", "invalid port"),
+        ("file:///etc/passwd", "http:// or https://"),
+    ] {
+        let e = validate_auth(&hooks(vec![url])).expect_err(url).to_string();
+        assert!(
+            e.contains("spec.auth.hooks.onPlay[0]") && e.contains(why),
+            "{url}: {e}"
+        );
+    }
+    let long = format!("http://a/{}", "x".repeat(3000));
+    assert!(
+        validate_auth(&hooks(vec![&long]))
+            .expect_err("long")
+            .to_string()
+            .contains("longer than")
+    );
+    let many = vec!["http://a/x"; crate::crd::MAX_HOOK_URLS + 1];
+    let e = validate_auth(&hooks(many))
+        .expect_err("too many")
+        .to_string();
+    assert!(e.contains("onPlay has 9 URLs, at most 8"), "{e}");
+    let mut bad_t = hooks(vec![]);
+    if let Some(h) = bad_t.hooks.as_mut() {
+        h.timeout = "10m".into();
+    }
+    assert!(
+        validate_auth(&bad_t)
+            .expect_err("timeout")
+            .to_string()
+            .contains("at most 60s")
+    );
+    let bad_secret = AuthSpec {
+        hooks: None,
+        secret_ref: Some(SecretRef {
+            name: "Not_A_Name".into(),
+        }),
+    };
+    assert!(
+        validate_auth(&bad_secret)
+            .expect_err("name")
+            .to_string()
+            .contains("secretRef.name")
+    );
+    // Through validate(): an invalid spec, reported and not retried.
+    let mut spec = fixtures::minimal().spec;
+    spec.auth = Some(hooks(vec!["gopher://x"]));
+    assert!(matches!(validate(&spec), Err(Error::InvalidSpec(_))));
 }
 
 #[test]
@@ -752,4 +1058,47 @@ fn validation_messages() {
         backoff(Duration::from_secs(1), Duration::from_secs(300), 40),
         Duration::from_secs(300)
     );
+}
+
+mod hook_url_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn hooks(url: String) -> crate::crd::AuthSpec {
+        crate::crd::AuthSpec {
+            hooks: Some(crate::crd::HookSpec {
+                on_publish: vec![url],
+                ..crate::crd::HookSpec::default()
+            }),
+            secret_ref: None,
+        }
+    }
+
+    proptest! {
+        /// Hostile input never panics; whatever is accepted is a bounded http(s) URL with a
+        /// host and no whitespace, so it is safe to pass as one `--on-publish=` argument.
+        #[test]
+        fn accepted_urls_are_bounded_http_urls(url in any::<String>()) {
+            if validate_auth(&hooks(url.clone())).is_ok() {
+                prop_assert!(url.starts_with("http://") || url.starts_with("https://"));
+                prop_assert!(url.len() <= crate::crd::MAX_HOOK_URL_LEN);
+                prop_assert!(!url.chars().any(|c| c.is_whitespace() || c.is_control()));
+            }
+        }
+
+        #[test]
+        fn well_formed_urls_are_accepted(
+            https in any::<bool>(),
+            host in "[a-z][a-z0-9-]{0,20}(\\.[a-z0-9]{1,10}){0,3}",
+            port in proptest::option::of(1u16..),
+            path in "(/[A-Za-z0-9._~%-]{0,12}){0,4}(\\?[a-z]=[0-9]{1,4})?",
+        ) {
+            let url = format!(
+                "{}://{host}{}{path}",
+                if https { "https" } else { "http" },
+                port.map(|p| format!(":{p}")).unwrap_or_default()
+            );
+            prop_assert!(validate_auth(&hooks(url.clone())).is_ok(), "{}", url);
+        }
+    }
 }

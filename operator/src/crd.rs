@@ -99,6 +99,133 @@ pub struct OriginClusterSpec {
     /// Which address each origin puts into its redirects.
     #[serde(default)]
     pub advertise: AdvertiseMode,
+    /// Publish/play authorization: HTTP hooks (SRS http_hooks compatible) and an auth file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+}
+
+/// Largest number of URLs per hook event.
+pub const MAX_HOOK_URLS: usize = 8;
+/// Longest hook URL.
+pub const MAX_HOOK_URL_LEN: usize = 2048;
+/// Longest hook timeout accepted.
+pub const MAX_HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Directory the auth Secret is mounted at (never a subPath mount).
+pub const AUTH_DIR: &str = "/etc/origin/auth";
+/// Key of the auth file in the Secret (and its file name under [`AUTH_DIR`]).
+pub const AUTH_KEY: &str = "auth.toml";
+
+/// Authorization of connect/publish/play (DESIGN §9).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// HTTP callbacks asked before a client may connect, publish or play, and told when it
+    /// stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<HookSpec>,
+    /// A Secret with the auth file under key `auth.toml`, mounted at `/etc/origin/auth/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+}
+
+/// Reference to a Secret in the cluster's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// What an origin does when a hook cannot be reached or does not answer in time.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HookFailure {
+    /// Refuse the client.
+    #[default]
+    Deny,
+    /// Let the client in.
+    Allow,
+}
+
+impl HookFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookFailure::Deny => "deny",
+            HookFailure::Allow => "allow",
+        }
+    }
+}
+
+/// HTTP hooks per event: each a list of `http(s)://` URLs, asked in order.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HookSpec {
+    /// Asked when a client connects (RTMP connect).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8), inner(length(min = 1, max = 2048), regex(pattern = HOOK_URL_PATTERN)))]
+    pub on_connect: Vec<String>,
+    /// Asked before a publish is accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8), inner(length(min = 1, max = 2048), regex(pattern = HOOK_URL_PATTERN)))]
+    pub on_publish: Vec<String>,
+    /// Told when a publisher stops.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8), inner(length(min = 1, max = 2048), regex(pattern = HOOK_URL_PATTERN)))]
+    pub on_unpublish: Vec<String>,
+    /// Asked before a player is accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8), inner(length(min = 1, max = 2048), regex(pattern = HOOK_URL_PATTERN)))]
+    pub on_play: Vec<String>,
+    /// Told when a player stops.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8), inner(length(min = 1, max = 2048), regex(pattern = HOOK_URL_PATTERN)))]
+    pub on_stop: Vec<String>,
+    /// Told when a client connection closes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8), inner(length(min = 1, max = 2048), regex(pattern = HOOK_URL_PATTERN)))]
+    pub on_close: Vec<String>,
+    /// Timeout of one hook call (e.g. `3s`).
+    #[serde(default = "default_hook_timeout")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub timeout: String,
+    /// Unreachable or slow hook: `deny` (default) or `allow`.
+    #[serde(default)]
+    pub failure: HookFailure,
+}
+
+const HOOK_URL_PATTERN: &str = r"^https?://[^\s/?#]+([/?#]\S*)?$";
+
+fn default_hook_timeout() -> String {
+    "3s".into()
+}
+
+impl Default for HookSpec {
+    fn default() -> Self {
+        Self {
+            on_connect: vec![],
+            on_publish: vec![],
+            on_unpublish: vec![],
+            on_play: vec![],
+            on_stop: vec![],
+            on_close: vec![],
+            timeout: default_hook_timeout(),
+            failure: HookFailure::default(),
+        }
+    }
+}
+
+impl HookSpec {
+    /// `(flag, field, urls)` per event, in a fixed order.
+    pub fn events(&self) -> [(&'static str, &'static str, &[String]); 6] {
+        [
+            ("--on-connect", "onConnect", &self.on_connect),
+            ("--on-publish", "onPublish", &self.on_publish),
+            ("--on-unpublish", "onUnpublish", &self.on_unpublish),
+            ("--on-play", "onPlay", &self.on_play),
+            ("--on-stop", "onStop", &self.on_stop),
+            ("--on-close", "onClose", &self.on_close),
+        ]
+    }
 }
 
 /// The origin image built from this repository at the operator's version.
@@ -285,6 +412,29 @@ impl LogFormat {
     }
 }
 
+/// How an origin serves a player whose stream another origin owns (`--route`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteMode {
+    /// Redirect clients that follow redirects, relay for the others.
+    #[default]
+    Auto,
+    /// Always relay (pull from the owner, fan out locally).
+    Relay,
+    /// Always redirect (RTMP 302 / HTTP 302).
+    Redirect,
+}
+
+impl RouteMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteMode::Auto => "auto",
+            RouteMode::Relay => "relay",
+            RouteMode::Redirect => "redirect",
+        }
+    }
+}
+
 /// Settings every origin gets as environment variables.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -303,6 +453,9 @@ pub struct OriginSettings {
     /// Log format of the origins.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Players of a stream another origin owns: `auto` (default), `relay` or `redirect`.
+    #[serde(default)]
+    pub route: RouteMode,
 }
 
 fn default_wait_for_publisher() -> String {
@@ -319,6 +472,7 @@ impl Default for OriginSettings {
             publish_conflict: PublishConflict::default(),
             discovery_timeout: default_discovery_timeout(),
             log_format: LogFormat::default(),
+            route: RouteMode::default(),
         }
     }
 }

@@ -1,35 +1,112 @@
 //! Optional leader election on a `coordination.k8s.io/v1` Lease, so two operator replicas can
-//! run: only the holder reconciles. Acquire/renew use the Lease's resourceVersion (optimistic
-//! concurrency), so two candidates can never both win the same round.
+//! run while only the holder reconciles. Semantics of client-go's `leaderelection`:
+//!
+//! - A lease held by someone else counts as expired only when this process has not seen it
+//!   change for `leaseDurationSeconds`, measured on the local monotonic clock from when the
+//!   change was observed. `renewTime` is written for humans and never compared with our wall
+//!   clock, so clock skew between replicas cannot hand a live lease to a second leader.
+//! - Acquire and renew are `replace` calls carrying the resourceVersion that was read, so of
+//!   two racing candidates only one write succeeds (the other gets 409).
+//! - The holder renews every `retry_period`; when no renewal succeeded for `renew_deadline`
+//!   (shorter than the lease duration), [`LeaderElector::keep`] returns and the caller must
+//!   stop reconciling at once: another replica can take over only a full lease duration after
+//!   it saw the last renewal, so there is a `lease_duration - renew_deadline` margin.
+//! - On shutdown the holder releases the lease ([`LeaderElector::release`]) so a standby
+//!   takes over without waiting for expiry.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::PostParams;
+
+/// Timing of the election.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaderTiming {
+    /// How long a lease is valid without renewal (what others wait before taking over).
+    pub lease_duration: Duration,
+    /// The holder gives up when it could not renew for this long (< `lease_duration`).
+    pub renew_deadline: Duration,
+    /// Interval between attempts (acquire and renew).
+    pub retry_period: Duration,
+}
+
+impl Default for LeaderTiming {
+    /// client-go's defaults: 15 s, 10 s, 2 s.
+    fn default() -> Self {
+        Self {
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The lease record as last seen, and when (monotonic).
+#[derive(Debug, Clone)]
+struct ObservedLease {
+    record: (String, Option<MicroTime>, Option<i32>, Option<i32>),
+    duration: Duration,
+    at: Instant,
+}
 
 /// One candidate.
 pub struct LeaderElector {
     api: Api<Lease>,
     name: String,
     identity: String,
-    lease_duration: Duration,
+    timing: LeaderTiming,
+    observed: Mutex<Option<ObservedLease>>,
+    /// When this candidate last wrote the lease successfully as its holder.
+    last_renew: Mutex<Option<Instant>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl LeaderElector {
+    /// A candidate with client-go's default timing and the given lease duration.
     pub fn new(
         api: Api<Lease>,
         name: impl Into<String>,
         identity: impl Into<String>,
         lease_duration: Duration,
     ) -> Self {
+        let d = LeaderTiming::default();
+        let scale = |x: Duration| {
+            Duration::from_secs_f64(
+                x.as_secs_f64() * lease_duration.as_secs_f64() / d.lease_duration.as_secs_f64(),
+            )
+        };
+        Self::with_timing(
+            api,
+            name,
+            identity,
+            LeaderTiming {
+                lease_duration,
+                renew_deadline: scale(d.renew_deadline),
+                retry_period: scale(d.retry_period),
+            },
+        )
+    }
+
+    pub fn with_timing(
+        api: Api<Lease>,
+        name: impl Into<String>,
+        identity: impl Into<String>,
+        timing: LeaderTiming,
+    ) -> Self {
         Self {
             api,
             name: name.into(),
             identity: identity.into(),
-            lease_duration,
+            timing,
+            observed: Mutex::new(None),
+            last_renew: Mutex::new(None),
         }
     }
 
@@ -37,71 +114,106 @@ impl LeaderElector {
         &self.identity
     }
 
-    /// How often a holder renews (a third of the lease duration).
-    pub fn renew_interval(&self) -> Duration {
-        self.lease_duration / 3
+    pub fn timing(&self) -> LeaderTiming {
+        self.timing
     }
 
-    fn spec(&self, now: Timestamp, transitions: i32, acquired: Option<MicroTime>) -> LeaseSpec {
+    fn lease_seconds(&self) -> i32 {
+        i32::try_from(self.timing.lease_duration.as_secs_f64().ceil() as i64)
+            .unwrap_or(i32::MAX)
+            .max(1)
+    }
+
+    fn spec(&self, transitions: i32, acquired: Option<MicroTime>) -> LeaseSpec {
+        let now = MicroTime(Timestamp::now());
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(
-                i32::try_from(self.lease_duration.as_secs())
-                    .unwrap_or(i32::MAX)
-                    .max(1),
-            ),
-            acquire_time: Some(acquired.unwrap_or(MicroTime(now))),
-            renew_time: Some(MicroTime(now)),
+            lease_duration_seconds: Some(self.lease_seconds()),
+            acquire_time: Some(acquired.unwrap_or_else(|| now.clone())),
+            renew_time: Some(now),
             lease_transitions: Some(transitions),
             ..LeaseSpec::default()
         }
     }
 
+    /// Records the lease as seen now if it differs from what we saw last.
+    fn observe(&self, spec: &LeaseSpec) -> ObservedLease {
+        let record = (
+            spec.holder_identity.clone().unwrap_or_default(),
+            spec.renew_time.clone(),
+            spec.lease_transitions,
+            spec.lease_duration_seconds,
+        );
+        let duration = Duration::from_secs(
+            u64::try_from(spec.lease_duration_seconds.unwrap_or(15)).unwrap_or(15),
+        );
+        let mut o = lock(&self.observed);
+        match o.as_ref() {
+            Some(prev) if prev.record == record => prev.clone(),
+            _ => {
+                let fresh = ObservedLease {
+                    record,
+                    duration,
+                    at: Instant::now(),
+                };
+                *o = Some(fresh.clone());
+                fresh
+            }
+        }
+    }
+
     /// Acquires or renews the Lease. `Ok(true)`: we hold it now.
     pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
-        let now = Timestamp::now();
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.name.clone()),
                     ..ObjectMeta::default()
                 },
-                spec: Some(self.spec(now, 0, None)),
+                spec: Some(self.spec(0, None)),
             };
             return match self.api.create(&PostParams::default(), &lease).await {
-                Ok(_) => Ok(true),
+                Ok(created) => {
+                    self.won(&created);
+                    Ok(true)
+                }
                 Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
                 Err(e) => Err(e),
             };
         };
         let spec = lease.spec.clone().unwrap_or_default();
+        let seen = self.observe(&spec);
         let holder = spec.holder_identity.clone().unwrap_or_default();
         let transitions = spec.lease_transitions.unwrap_or(0);
         let new_spec = if holder == self.identity {
-            self.spec(now, transitions, spec.acquire_time.clone())
+            self.spec(transitions, spec.acquire_time.clone())
         } else {
-            let duration =
-                SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(15)));
-            let expired = match &spec.renew_time {
-                Some(MicroTime(t)) => t.checked_add(duration).map_or(true, |end| end < now),
-                None => true,
-            };
-            if !holder.is_empty() && !expired {
+            if !holder.is_empty() && seen.at.elapsed() < seen.duration {
                 return Ok(false);
             }
-            self.spec(now, transitions + 1, None)
+            self.spec(transitions + 1, None)
         };
         lease.spec = Some(new_spec);
-        // replace carries our resourceVersion: a concurrent writer makes this fail with 409.
+        // replace carries the resourceVersion we read: a concurrent writer makes it fail.
         match self
             .api
             .replace(&self.name, &PostParams::default(), &lease)
             .await
         {
-            Ok(_) => Ok(true),
+            Ok(written) => {
+                self.won(&written);
+                Ok(true)
+            }
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    fn won(&self, lease: &Lease) {
+        if let Some(spec) = &lease.spec {
+            self.observe(spec);
+        }
+        *lock(&self.last_renew) = Some(Instant::now());
     }
 
     /// Blocks until this candidate holds the Lease.
@@ -114,66 +226,69 @@ impl LeaderElector {
                     tracing::warn!(error = %e, lease = %self.name, "leader election request failed")
                 }
             }
-            tokio::time::sleep(self.renew_interval()).await;
+            tokio::time::sleep(self.timing.retry_period).await;
         }
     }
 
-    /// Renews until a renewal fails for longer than the lease duration; returns then (the
-    /// caller must stop reconciling: another replica may take over).
+    /// Renews every retry period; returns when the lease is lost: someone else holds it, or no
+    /// renewal succeeded within the renew deadline. The caller must stop reconciling then.
     pub async fn keep(&self) {
-        let mut last_ok = std::time::Instant::now();
         loop {
-            tokio::time::sleep(self.renew_interval()).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_ok = std::time::Instant::now(),
-                Ok(false) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, lease = %self.name, "lease renewal failed");
-                    if last_ok.elapsed() >= self.lease_duration {
-                        return;
-                    }
+            let last = lock(&self.last_renew).unwrap_or_else(Instant::now);
+            let deadline = last + self.timing.renew_deadline;
+            let wake = (Instant::now() + self.timing.retry_period).min(deadline);
+            tokio::time::sleep_until(wake.into()).await;
+            if Instant::now() >= deadline {
+                tracing::warn!(lease = %self.name, deadline = ?self.timing.renew_deadline, "could not renew the lease in time");
+                return;
+            }
+            match tokio::time::timeout_at(deadline.into(), self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    tracing::warn!(lease = %self.name, "another replica holds the lease");
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, lease = %self.name, "lease renewal failed")
+                }
+                Err(_) => {
+                    tracing::warn!(lease = %self.name, deadline = ?self.timing.renew_deadline, "could not renew the lease in time");
+                    return;
                 }
             }
+        }
+    }
+
+    /// Gives the lease up (on shutdown) if we hold it, so a standby takes over at once.
+    pub async fn release(&self) -> Result<(), kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(());
+        };
+        let mut spec = lease.spec.clone().unwrap_or_default();
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(());
+        }
+        let now = MicroTime(Timestamp::now());
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(now.clone());
+        spec.acquire_time = Some(now);
+        lease.spec = Some(spec);
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => {
+                *lock(&self.last_renew) = None;
+                Ok(())
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testing::FakeApiServer;
-
-    #[tokio::test]
-    async fn one_holder_and_takeover_after_expiry() {
-        let fake = FakeApiServer::new();
-        let (client, _t) = fake.client();
-        let api: Api<Lease> = Api::namespaced(client, "ops");
-        let a = LeaderElector::new(api.clone(), "origin-operator", "a", Duration::from_secs(15));
-        let b = LeaderElector::new(api.clone(), "origin-operator", "b", Duration::from_secs(15));
-        assert!(a.try_acquire_or_renew().await.expect("a"));
-        assert!(
-            !b.try_acquire_or_renew().await.expect("b"),
-            "a holds a fresh lease"
-        );
-        assert!(a.try_acquire_or_renew().await.expect("a renews"));
-        // a stops renewing: make its renewal old.
-        let mut lease = api.get("origin-operator").await.expect("lease");
-        if let Some(s) = lease.spec.as_mut() {
-            s.renew_time = Some(MicroTime(Timestamp::now() - SignedDuration::from_secs(60)));
-        }
-        api.replace("origin-operator", &PostParams::default(), &lease)
-            .await
-            .expect("age it");
-        assert!(b.try_acquire_or_renew().await.expect("b takes over"));
-        let lease = api.get("origin-operator").await.expect("lease");
-        let spec = lease.spec.expect("spec");
-        assert_eq!(spec.holder_identity.as_deref(), Some("b"));
-        assert_eq!(spec.lease_transitions, Some(1));
-        assert!(!a.try_acquire_or_renew().await.expect("a"), "a lost it");
-        for r in fake.requests() {
-            let (g, res, verb) =
-                crate::rbac::request_attributes(&r.method, &r.path, &r.query).expect("attrs");
-            assert!(crate::rbac::allows(&g, &res, &verb), "{verb} {g}/{res}");
-        }
-    }
-}
+#[path = "leader_tests.rs"]
+mod tests;

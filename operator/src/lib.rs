@@ -3,19 +3,22 @@
 //!
 //! Shape (after stackabletech/zookeeper-operator): `validate` → `build` (pure functions in
 //! [`build`]) → `apply` (server-side apply in [`controller`]) → `status` (pure in [`status`]).
+//! Coworker delivery runs beside the reconcile, one task per cluster ([`delivery`]).
 
+pub mod apiclient;
 pub mod build;
 pub mod controller;
 pub mod coworkers;
 pub mod crd;
+pub mod delivery;
 pub mod error;
+pub mod http;
 pub mod labels;
+pub mod leader;
 pub mod metrics;
 pub mod push;
 pub mod rbac;
+pub mod render;
 pub mod status;
-pub mod testing;
 
 pub use error::Error;
-pub mod http;
-pub mod leader;

@@ -27,6 +27,8 @@ const CRD_NAME: &str = "originclusters.origincluster.dev";
     about = "Kubernetes operator for OriginCluster (RTMP origin clusters)"
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Only one replica reconciles at a time, elected through a coordination.k8s.io Lease.
     #[arg(long)]
     leader_elect: bool,
@@ -36,12 +38,18 @@ struct Args {
     /// Namespace of the Lease (defaults to the operator's own namespace).
     #[arg(long, env = "POD_NAMESPACE")]
     lease_namespace: Option<String>,
+    /// How long a lease is valid without renewal (the holder gives up after two thirds).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: Duration,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "OPERATOR_HTTP_LISTEN", default_value = "0.0.0.0:8080")]
     http_listen: SocketAddr,
+    /// Deadline of every Kubernetes API request (e.g. `10s`, `500ms`).
+    #[arg(long, env = "OPERATOR_API_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    api_timeout: Duration,
     /// Periodic reconcile and full coworker re-push, in seconds.
     #[arg(long, default_value_t = 60)]
     resync_seconds: u64,
@@ -54,6 +62,16 @@ struct Args {
     /// Log format.
     #[arg(long, env = "OPERATOR_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Print (as YAML) every object the operator would create for the OriginClusters in
+    /// FILE, without contacting a cluster.
+    Render {
+        /// A manifest with one or more OriginCluster documents (`-`: stdin).
+        file: std::path::PathBuf,
+    },
 }
 
 fn init_tracing(format: &str) {
@@ -89,16 +107,39 @@ async fn shutdown_signal() {
     }
 }
 
-/// One clear line when the CRD is missing, instead of a watcher error loop.
-async fn check_crd(client: &Client, ns: &Option<String>) -> anyhow::Result<()> {
+enum Startup {
+    /// Fatal: one clear line and exit.
+    Fatal(anyhow::Error),
+    /// Transient (timeout, connection refused, 5xx): retry with backoff.
+    Retry(String),
+}
+
+fn not_installed() -> Startup {
+    Startup::Fatal(anyhow::anyhow!(
+        "the CustomResourceDefinition {CRD_NAME} is not installed; apply it first: \
+         kubectl apply -f crds/originclusters.origincluster.dev.yaml"
+    ))
+}
+
+fn transient(what: &str, e: &kube::Error) -> Startup {
+    if origin_operator::apiclient::is_kube_timeout(e) {
+        Startup::Retry(format!(
+            "{what}: Kubernetes API server did not answer in time ({e})"
+        ))
+    } else {
+        Startup::Retry(format!("{what}: {e}"))
+    }
+}
+
+/// Checks that the CRD exists: one clear line when it is missing, retries when the API
+/// server cannot be reached.
+async fn check_crd(client: &Client, ns: &Option<String>) -> Result<(), Startup> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     match crds.get_opt(CRD_NAME).await {
         Ok(Some(_)) => return Ok(()),
-        Ok(None) => anyhow::bail!(
-            "the CustomResourceDefinition {CRD_NAME} is not installed; apply it first: \
-             kubectl apply -f crds/originclusters.origincluster.dev.yaml"
-        ),
-        Err(_) => {} // e.g. no permission to read CRDs: probe the resource instead
+        Ok(None) => return Err(not_installed()),
+        Err(kube::Error::Api(s)) if s.code == 403 || s.code == 401 => {} // probe the resource
+        Err(e) => return Err(transient("cannot read CustomResourceDefinitions", &e)),
     }
     let api: Api<OriginCluster> = match ns {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -106,25 +147,49 @@ async fn check_crd(client: &Client, ns: &Option<String>) -> anyhow::Result<()> {
     };
     match api.list(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => anyhow::bail!(
-            "the CustomResourceDefinition {CRD_NAME} is not installed; apply it first: \
-             kubectl apply -f crds/originclusters.origincluster.dev.yaml"
-        ),
-        Err(e) => Err(anyhow::anyhow!("cannot list OriginClusters: {e}")),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(not_installed()),
+        Err(kube::Error::Api(s)) if s.code < 500 && s.code != 429 => Err(Startup::Fatal(
+            anyhow::anyhow!("cannot list OriginClusters: {}", s.message),
+        )),
+        Err(e) => Err(transient("cannot list OriginClusters", &e)),
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let client = Client::try_default()
-        .await
-        .context("no Kubernetes configuration (in-cluster service account or KUBECONFIG)")?;
-    check_crd(&client, &args.namespace).await?;
+fn render(file: &std::path::Path) -> anyhow::Result<()> {
+    use origin_operator::build::secret::Token;
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("read stdin")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?
+    };
+    let clusters = origin_operator::render::clusters_from_yaml(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    if clusters.is_empty() {
+        anyhow::bail!("{}: no OriginCluster in it", file.display());
+    }
+    let mut out = String::new();
+    for oc in &clusters {
+        origin_operator::controller::validate(&oc.spec)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        for obj in origin_operator::render::objects(oc, &Token::generate())? {
+            out.push_str("---\n");
+            out.push_str(&serde_saphyr::to_string(&obj)?);
+        }
+    }
+    print!("{out}");
+    Ok(())
+}
 
+async fn run(args: Args) -> anyhow::Result<()> {
+    // Health first: /healthz answers whatever the API server does.
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let listener = tokio::net::TcpListener::bind(args.http_listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.http_listen))?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(addr = %addr, "serving /healthz, /readyz and /metrics");
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http = {
         let app = router(metrics.clone(), health.clone());
@@ -142,6 +207,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let config = kube::Config::infer()
+        .await
+        .context("no Kubernetes configuration (in-cluster service account or KUBECONFIG)")?;
+    let client = origin_operator::apiclient::client(config, args.api_timeout)
+        .context("cannot build the Kubernetes client")?;
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let attempt = tokio::select! {
+            r = check_crd(&client, &args.namespace) => r,
+            _ = stopped(stop_rx.clone()) => { let _ = http.await; return Ok(()); }
+        };
+        match attempt {
+            Ok(()) => break,
+            Err(Startup::Fatal(e)) => return Err(e),
+            Err(Startup::Retry(msg)) => {
+                tracing::error!(timeout = %humantime::format_duration(args.api_timeout), retry_in = %humantime::format_duration(delay), "{msg}");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stopped(stop_rx.clone()) => { let _ = http.await; return Ok(()); }
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
     health.set_ready(true);
 
     let identity = std::env::var("POD_NAME")
@@ -154,17 +247,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .clone()
             .or_else(|| args.namespace.clone())
             .unwrap_or_else(|| client.default_namespace().to_string());
-        let e = LeaderElector::new(
+        let e = Arc::new(LeaderElector::new(
             Api::namespaced(client.clone(), &ns),
             args.lease_name.clone(),
             identity.clone(),
-            Duration::from_secs(15),
-        );
+            args.lease_duration,
+        ));
         tracing::info!(lease = %args.lease_name, namespace = %ns, identity = %identity, "waiting for leadership");
-        let mut rx = stop_rx.clone();
         tokio::select! {
             _ = e.acquire() => {}
-            _ = rx.wait_for(|s| *s) => { let _ = http.await; return Ok(()); }
+            _ = stopped(stop_rx.clone()) => { let _ = http.await; return Ok(()); }
         }
         tracing::info!(identity = %identity, "leading");
         metrics.leader.set(1);
@@ -190,30 +282,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         settings,
         Some(identity),
     ));
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
-    if let Some(e) = elector {
-        tokio::spawn(async move {
-            e.keep().await;
-            let _ = lost_tx.send(());
-        });
-    } else {
-        drop(lost_tx);
-    }
-    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let shutdown = {
-        let mut rx = stop_rx.clone();
-        let lost = lost.clone();
-        async move {
+    tracing::info!(namespace = ?args.namespace, api_timeout = %humantime::format_duration(args.api_timeout), "controller starting");
+    let controller = controller::run(ctx, stopped(stop_rx.clone()));
+    match &elector {
+        Some(e) => {
+            // Losing the lease stops reconciling at once (the controller future, with every
+            // reconcile in it, is dropped) and ends the process.
             tokio::select! {
-                _ = rx.wait_for(|s| *s) => {}
-                r = lost_rx => if r.is_ok() { lost.store(true, std::sync::atomic::Ordering::SeqCst); }
+                _ = controller => {}
+                _ = e.keep() => {
+                    metrics.leader.set(0);
+                    anyhow::bail!("lost the leader lease; stopped reconciling, exiting so another replica can lead");
+                }
+            }
+            metrics.leader.set(0);
+            if let Err(err) = e.release().await {
+                tracing::warn!(error = %err, "could not release the leader lease");
+            } else {
+                tracing::info!("released the leader lease");
             }
         }
-    };
-    tracing::info!(namespace = ?args.namespace, "controller starting");
-    controller::run(ctx, shutdown).await;
-    if lost.load(std::sync::atomic::Ordering::SeqCst) {
-        anyhow::bail!("lost the leader lease; exiting so another replica can lead");
+        None => controller.await,
     }
     let _ = http.await;
     Ok(())
@@ -222,6 +311,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(Command::Render { file }) = &args.command {
+        return match render(file) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("origin-operator: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     init_tracing(&args.log_format);
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -31,7 +31,7 @@ pub struct Metrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration: Histogram,
     pub pushes: Family<OutcomeLabels, Counter>,
-    pub push_round_duration: Histogram,
+    pub delivery_latency: Histogram,
     pub coworker_revision: Family<ClusterLabels, Gauge>,
     pub coworkers: Family<ClusterLabels, Gauge>,
     pub leader: Gauge,
@@ -52,8 +52,7 @@ impl Metrics {
         let reconcile_duration =
             Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
         let pushes = Family::<OutcomeLabels, Counter>::default();
-        let push_round_duration =
-            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]);
+        let delivery_latency = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]);
         let coworker_revision = Family::<ClusterLabels, Gauge>::default();
         let coworkers = Family::<ClusterLabels, Gauge>::default();
         let leader = Gauge::default();
@@ -74,9 +73,9 @@ impl Metrics {
             pushes.clone(),
         );
         registry.register(
-            "coworker_push_round_duration_seconds",
-            "Duration of one concurrent push round",
-            push_round_duration.clone(),
+            "coworker_delivery_seconds",
+            "Time from a new coworker revision to a pod's acknowledgement",
+            delivery_latency.clone(),
         );
         registry.register(
             "coworker_revision",
@@ -94,7 +93,7 @@ impl Metrics {
             reconcile_errors,
             reconcile_duration,
             pushes,
-            push_round_duration,
+            delivery_latency,
             coworker_revision,
             coworkers,
             leader,

@@ -258,7 +258,7 @@ fn revision_of(body: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::FakeOrigin;
+    use origin_test_support::FakeOrigin;
 
     fn doc(rev: u64) -> CoworkerDocument {
         CoworkerDocument::new(rev, ["10.0.0.1:1985".to_string()], None)
@@ -346,11 +346,16 @@ mod tests {
     async fn unreachable_pod_fails_quickly_others_succeed() {
         let token = Token::new("tok");
         let o = FakeOrigin::start("tok").await.expect("origin");
-        // A port nobody listens on.
-        let dead = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            l.local_addr().expect("addr").to_string()
-        };
+        // A pod whose API hangs up on every connection (kept bound: no port race).
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let dead = l.local_addr().expect("addr").to_string();
+        let _hangup = tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                drop(s);
+            }
+        });
         let pusher = Pusher::new(fast());
         let started = std::time::Instant::now();
         let res = pusher

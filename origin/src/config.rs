@@ -11,6 +11,7 @@ use origin_wire::addr::HostPort;
 use serde::Deserialize;
 
 use crate::auth::{AuthConfig, HookFailure, LimitsConfig};
+use crate::hls::HlsConfig;
 use crate::media::MediaConfig;
 
 /// A duration written like `500ms`, `5s` or `1m`.
@@ -126,6 +127,10 @@ pub struct Settings {
     /// How long a relay keeps its upstream after its last player left.
     #[arg(long, env = "ORIGIN_RELAY_LINGER")]
     pub relay_linger: Option<Dur>,
+    /// This origin's pod name (the operator sets `POD_NAME`): its advertise addresses
+    /// are the document's `pod_advertise` entry of that name.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
     /// How long an HTTP client may take to send a request header; also closes idle
     /// keep-alive connections.
     #[arg(long, env = "ORIGIN_HTTP_HEADER_TIMEOUT")]
@@ -210,7 +215,119 @@ pub struct Settings {
     #[arg(long, env = "ORIGIN_MAX_CONNECTION_RATE_PER_IP")]
     pub max_connection_rate_per_ip: Option<f64>,
     // ---- end of authorization ----
+    /// HLS (TOML: an `[hls]` table).
+    #[command(flatten)]
+    pub hls: HlsSettings,
 }
+
+// --- HLS settings (flags --hls-*, env ORIGIN_HLS_*, TOML table [hls]) ---
+
+/// HLS packaging settings, as given.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HlsSettings {
+    /// Serve Low-Latency HLS (fMP4 parts, blocking reload) instead of MPEG-TS segments.
+    #[arg(long = "hls-low-latency", env = "ORIGIN_HLS_LOW_LATENCY", num_args = 0..=1, default_missing_value = "true")]
+    pub low_latency: Option<bool>,
+    /// HLS target segment duration (segments are cut at the first keyframe past it).
+    #[arg(long = "hls-segment", env = "ORIGIN_HLS_SEGMENT")]
+    pub segment: Option<Dur>,
+    /// Segments listed in an HLS playlist.
+    #[arg(long = "hls-window", env = "ORIGIN_HLS_WINDOW")]
+    pub window: Option<usize>,
+    /// LL-HLS part target duration.
+    #[arg(long = "hls-part", env = "ORIGIN_HLS_PART")]
+    pub part: Option<Dur>,
+    /// An HLS packager stops after this long without a request.
+    #[arg(long = "hls-idle-timeout", env = "ORIGIN_HLS_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<Dur>,
+    /// Most media bytes one HLS packager holds.
+    #[arg(long = "hls-max-bytes", env = "ORIGIN_HLS_MAX_BYTES")]
+    pub max_bytes: Option<usize>,
+}
+
+impl HlsSettings {
+    fn or(self, o: HlsSettings) -> HlsSettings {
+        HlsSettings {
+            low_latency: self.low_latency.or(o.low_latency),
+            segment: self.segment.or(o.segment),
+            window: self.window.or(o.window),
+            part: self.part.or(o.part),
+            idle_timeout: self.idle_timeout.or(o.idle_timeout),
+            max_bytes: self.max_bytes.or(o.max_bytes),
+        }
+    }
+
+    fn resolve(&self) -> HlsOptions {
+        let d = HlsConfig::default();
+        HlsOptions {
+            packager: HlsConfig {
+                low_latency: self.low_latency.unwrap_or(d.low_latency),
+                target_duration: self.segment.map_or(d.target_duration, |x| x.0),
+                window: self.window.unwrap_or(d.window),
+                part_target: self.part.map_or(d.part_target, |x| x.0),
+                max_window_bytes: self.max_bytes.unwrap_or(d.max_window_bytes),
+            }
+            .sanitized(),
+            idle_timeout: self.idle_timeout.map_or(Duration::from_secs(30), |x| x.0),
+        }
+    }
+}
+
+/// Resolved HLS settings of one origin.
+#[derive(Debug, Clone, Copy)]
+pub struct HlsOptions {
+    pub packager: HlsConfig,
+    /// A packager stops after this long without an HLS request.
+    pub idle_timeout: Duration,
+}
+
+#[cfg(test)]
+mod hls_settings_tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        s: Settings,
+    }
+
+    #[test]
+    fn flags_toml_and_defaults() {
+        let d = Config::default().hls;
+        assert!(!d.packager.low_latency);
+        assert_eq!(d.packager.window, 6);
+        let cli = Cli::try_parse_from([
+            "origin",
+            "--hls-low-latency",
+            "--hls-part",
+            "500ms",
+            "--hls-window",
+            "4",
+        ])
+        .unwrap()
+        .s;
+        let file =
+            Settings::from_toml("[hls]\nsegment = \"4s\"\nwindow = 9\nidle_timeout = 5\n").unwrap();
+        let c = Config::from_settings(cli.or(file), None).hls;
+        assert!(c.packager.low_latency);
+        assert_eq!(c.packager.part_target, Duration::from_millis(500));
+        assert_eq!(c.packager.window, 4, "flags win over the file");
+        assert_eq!(c.packager.target_duration, Duration::from_secs(4));
+        assert_eq!(c.idle_timeout, Duration::from_secs(5));
+        assert!(Settings::from_toml("[hls]\nbogus = 1\n").is_err());
+        // Out-of-range values are clamped, not trusted.
+        let wild = Cli::try_parse_from(["origin", "--hls-window", "100000", "--hls-part", "0"])
+            .unwrap()
+            .s;
+        let c = Config::from_settings(wild, None).hls;
+        assert_eq!(c.packager.window, 100);
+        assert_eq!(c.packager.part_target, Duration::from_millis(100));
+    }
+}
+
+// --- end of HLS settings ---
 
 impl Settings {
     /// Fills every unset field from `other` (lower precedence).
@@ -232,6 +349,7 @@ impl Settings {
             route,
             relay_linger,
             http_header_timeout,
+            pod_name,
             max_api_connections,
             write_timeout,
             discovery_timeout,
@@ -265,6 +383,7 @@ impl Settings {
         if self.coworkers.is_empty() {
             self.coworkers = other.coworkers;
         }
+        self.hls = self.hls.or(other.hls);
         self
     }
 
@@ -331,6 +450,7 @@ pub struct Config {
     pub route: Route,
     pub relay_linger: Duration,
     pub http_header_timeout: Duration,
+    pub pod_name: Option<String>,
     pub max_api_connections: usize,
     pub discovery_timeout: Duration,
     pub discovery_cache: Duration,
@@ -347,6 +467,7 @@ pub struct Config {
     pub media: MediaConfig,
     pub log_format: LogFormat,
     pub auth: AuthConfig,
+    pub hls: HlsOptions,
 }
 
 impl Default for Config {
@@ -385,6 +506,7 @@ impl Config {
             relay_linger: d(s.relay_linger, Duration::from_secs(5)),
             http_header_timeout: d(s.http_header_timeout, Duration::from_secs(10)),
             max_api_connections: s.max_api_connections.unwrap_or(1024),
+            pod_name: s.pod_name.filter(|p| !p.is_empty()),
             discovery_timeout: d(s.discovery_timeout, Duration::from_millis(500)),
             discovery_cache: d(s.discovery_cache, Duration::from_secs(2)),
             republish_timeout: d(s.republish_timeout, Duration::from_secs(30)),
@@ -419,6 +541,7 @@ impl Config {
                         .unwrap_or(0.0),
                 },
             },
+            hls: s.hls.resolve(),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod hls;
 pub mod http;
 pub mod media;
 pub mod metrics;

@@ -60,6 +60,9 @@ pub struct Metrics {
     pub hook_calls: Family<HookLabel, Counter>,
     pub hook_latency: Histogram,
     pub auth_refusals: Family<AuthRefusalLabel, Counter>,
+    pub hls_requests: Family<KindLabel, Counter>,
+    pub hls_bytes: Counter,
+    pub hls_packagers: Gauge,
     registry: Registry,
 }
 
@@ -94,6 +97,9 @@ impl Metrics {
                 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
             ]),
             auth_refusals: Family::default(),
+            hls_requests: Family::default(),
+            hls_bytes: Counter::default(),
+            hls_packagers: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "Open connections", m.connections.clone());
@@ -194,6 +200,21 @@ impl Metrics {
             "auth_refusals",
             "Connects, publishes and plays refused by authorization, by event and reason",
             m.auth_refusals.clone(),
+        );
+        registry.register(
+            "hls_requests",
+            "HLS requests by kind (playlist, segment, part, init, bad)",
+            m.hls_requests.clone(),
+        );
+        registry.register(
+            "hls_sent_bytes",
+            "HLS playlist and media bytes sent",
+            m.hls_bytes.clone(),
+        );
+        registry.register(
+            "hls_packagers",
+            "Streams being packaged for HLS",
+            m.hls_packagers.clone(),
         );
         Self { registry, ..m }
     }

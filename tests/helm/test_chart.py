@@ -291,7 +291,7 @@ def test_leader_election_two_replicas() -> None:
     assert dep["spec"]["replicas"] == 2
     assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
     c = _container(r)
-    assert c["args"] == ["--leader-elect", f"--lease-name={FULLNAME}"]
+    assert c["args"] == ["--api-timeout=10s", "--leader-elect", f"--lease-name={FULLNAME}"]
     assert {"POD_NAME", "POD_NAMESPACE"} <= _env(c).keys()
     role = r.one("Role")
     assert role["metadata"]["namespace"] == NAMESPACE
@@ -312,8 +312,8 @@ def test_everything_override() -> None:
     r = render(OVERRIDES["everything"])
     c = _container(r)
     assert c["image"] == "registry.example:5000/media/origin-operator@sha256:" + "ab" * 32
-    assert c["args"] == ["--leader-elect", f"--lease-name={FULLNAME}", "--namespace=streams",
-                         "--some-flag"]
+    assert c["args"] == ["--api-timeout=10s", "--leader-elect", f"--lease-name={FULLNAME}",
+                         "--namespace=streams", "--some-flag"]
     assert c["ports"][0]["containerPort"] == 9090
     assert _env(c)["OPERATOR_HTTP_LISTEN"] == "0.0.0.0:9090"
     assert _env(c)["OPERATOR_LOG_FORMAT"] == "text"
@@ -439,8 +439,16 @@ def test_rbac_equals_operator_rules(case: str, operator_rules: set[Triple]) -> N
         f" extra (the operator never calls these): {sorted(extra)}")
 
 
+def test_api_timeout_is_passed_and_validated() -> None:
+    c = _container(render({"apiTimeout": "1m30s"}))
+    assert "--api-timeout=1m30s" in c["args"]
+    with pytest.raises(Exception):
+        render({"apiTimeout": "forever"})
+
+
 def test_operator_accepts_the_flags_the_chart_passes() -> None:
-    """Every flag the chart can pass (--leader-elect, --namespace) exists in the operator's CLI."""
+    """Every flag the chart can pass (--api-timeout, --leader-elect, --namespace) exists in the
+    operator's CLI."""
     main = ROOT / "operator" / "src" / "main.rs"
     text = main.read_text() if main.is_file() else ""
     if "clap" not in text and "Parser" not in text:

@@ -7,7 +7,6 @@ pub mod players;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,139 +14,62 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-/// Path of a workspace binary (`origin`), built once per test process into the same
-/// target directory as the running test executable.
-pub fn bin_path(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "--bin", "origin", "-p", "origin"])
-            .current_dir(workspace_root())
-            .status()
-            .expect("run cargo build for the origin binary");
-        assert!(status.success(), "cargo build of the origin binary failed");
-    });
-    // test executables live in <target>/<profile>/deps/
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile> directory");
-    let path = profile_dir.join(name);
-    assert!(path.exists(), "{} was not built", path.display());
-    path
-}
+// One origin-process harness for every test crate: origin_test_support. Ports are
+// kernel-assigned unless a test asks for fixed ones (no bind-then-release race).
+pub use origin_test_support::{OriginOpts, bin_path, free_port, workspace_root};
 
-/// The repository root.
-pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-/// A port nobody listens on right now. Ports come from a per-process counter below the
-/// kernel's ephemeral range, so parallel tests (and their clients' source ports) never
-/// hand out the same port twice.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: OnceLock<AtomicU16> = OnceLock::new();
-    let next =
-        NEXT.get_or_init(|| AtomicU16::new(20_000 + (std::process::id() % 100) as u16 * 120));
-    loop {
-        let p = next.fetch_add(1, Ordering::Relaxed);
-        if p >= 32_000 {
-            next.store(20_000, Ordering::Relaxed);
-            continue;
-        }
-        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
-
-/// One origin process on loopback; killed on drop.
+/// One origin process on loopback; killed on drop. A thin handle over
+/// [`origin_test_support::OriginProc`] (which it derefs to: `restart`, `pid`, ...).
 pub struct OriginProc {
     pub rtmp: u16,
     pub api: u16,
     pub flv: u16,
-    child: Child,
-}
-
-/// Options of a test origin.
-#[derive(Default, Clone)]
-pub struct OriginOpts {
-    pub coworkers: Vec<String>,
-    pub token_file: Option<PathBuf>,
-    pub extra: Vec<String>,
+    inner: origin_test_support::OriginProc,
+    /// The coworker file of [`start_cluster`], removed with the last origin.
+    _cluster_dir: Option<std::sync::Arc<origin_test_support::TempDir>>,
 }
 
 impl OriginProc {
+    fn wrap(
+        inner: origin_test_support::OriginProc,
+        dir: Option<std::sync::Arc<origin_test_support::TempDir>>,
+    ) -> Self {
+        Self {
+            rtmp: inner.rtmp,
+            api: inner.api,
+            flv: inner.flv,
+            inner,
+            _cluster_dir: dir,
+        }
+    }
+
+    /// An origin on 127.0.0.1 with kernel-assigned ports.
     pub fn start(opts: &OriginOpts) -> Self {
-        Self::start_on(free_port(), free_port(), free_port(), opts)
+        Self::wrap(origin_test_support::OriginProc::start(opts), None)
     }
 
+    /// An origin on 127.0.0.1 with the given ports (0: kernel-assigned).
     pub fn start_on(rtmp: u16, api: u16, flv: u16, opts: &OriginOpts) -> Self {
-        let mut cmd = Command::new(bin_path("origin"));
-        cmd.arg("serve")
-            .args(["--rtmp-listen", &format!("127.0.0.1:{rtmp}")])
-            .args(["--api-listen", &format!("127.0.0.1:{api}")])
-            .args(["--flv-listen", &format!("127.0.0.1:{flv}")])
-            .env(
-                "RUST_LOG",
-                std::env::var("ORIGIN_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null());
-        for c in &opts.coworkers {
-            cmd.args(["--coworker", c]);
-        }
-        if let Some(t) = &opts.token_file {
-            cmd.arg("--admin-token-file").arg(t);
-        }
-        cmd.args(&opts.extra);
-        let child = cmd.spawn().expect("spawn origin");
-        let p = Self {
-            rtmp,
-            api,
-            flv,
-            child,
-        };
-        p.wait_ready();
-        p
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.api)).is_ok()
-                && std::net::TcpStream::connect(("127.0.0.1", self.rtmp)).is_ok()
-                && std::net::TcpStream::connect(("127.0.0.1", self.flv)).is_ok()
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "origin did not start listening on {}/{}/{}",
-            self.rtmp, self.api, self.flv
-        );
+        Self::wrap(
+            origin_test_support::OriginProc::start_on(rtmp, api, flv, opts),
+            None,
+        )
     }
 
     pub fn api_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.api)
+        self.inner.api_addr()
     }
 
     pub fn rtmp_url(&self, path: &str) -> String {
-        format!("rtmp://127.0.0.1:{}/{path}", self.rtmp)
+        self.inner.rtmp_url(path)
     }
 
     pub fn flv_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.flv)
+        self.inner.flv_url(path)
     }
 
     pub fn api_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.api)
+        self.inner.api_url(path)
     }
 
     /// Publishes an ffmpeg test pattern to `app/stream` and waits until this origin has it
@@ -178,40 +100,36 @@ impl OriginProc {
 
     /// Stops the process with SIGKILL.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.inner.kill();
     }
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        self.inner.terminate();
     }
 }
 
-impl Drop for OriginProc {
-    fn drop(&mut self) {
-        self.kill();
+impl std::ops::Deref for OriginProc {
+    type Target = origin_test_support::OriginProc;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for OriginProc {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
     }
 }
 
 /// Starts `n` origins that list each other (and themselves) as coworkers.
 pub fn start_cluster(n: usize, opts: &OriginOpts) -> Vec<OriginProc> {
-    let ports: Vec<(u16, u16, u16)> = (0..n)
-        .map(|_| (free_port(), free_port(), free_port()))
-        .collect();
-    let all: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{}", p.1)).collect();
-    ports
-        .iter()
-        .map(|&(r, a, f)| {
-            let mut o = opts.clone();
-            o.coworkers.extend(all.iter().cloned());
-            o.extra
-                .extend(["--self-api".to_string(), format!("127.0.0.1:{a}")]);
-            OriginProc::start_on(r, a, f, &o)
-        })
+    let (procs, dir) = origin_test_support::start_cluster_at("127.0.0.1", n, opts)
+        .unwrap_or_else(|e| panic!("origin cluster did not start: {e}"));
+    let dir = std::sync::Arc::new(dir);
+    procs
+        .into_iter()
+        .map(|p| OriginProc::wrap(p, Some(dir.clone())))
         .collect()
 }
 

@@ -11,10 +11,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use origin_operator::build::secret::{self, Token};
 use origin_operator::controller::{self, Context, Settings};
+use origin_operator::crd::{OriginCluster, OriginClusterSpec, Ports};
 use origin_operator::metrics::Metrics;
 use origin_operator::push::{PushConfig, PushOutcome, PushTarget, Pusher};
-use origin_operator::testing::{
-    FakeApiServer, OriginProcess, endpoint_slice, fetch_coworkers, free_port, loopback_cluster,
+use origin_test_support::{
+    FakeApiServer, OriginOpts, OriginProc, TempDir, endpoint_slice, fetch_coworkers,
 };
 use origin_wire::coworkers::CoworkerDocument;
 
@@ -22,37 +23,89 @@ const NS: &str = "media";
 const NAME: &str = "live";
 const SLICES: &str = "/apis/discovery.k8s.io/v1/namespaces/media/endpointslices";
 
+/// An OriginCluster as the tests drive the controller with (ports are per origin here: each
+/// origin's slice carries its own kernel-assigned port).
+fn loopback_cluster(replicas: usize) -> OriginCluster {
+    let mut oc = OriginCluster::new(
+        NAME,
+        OriginClusterSpec {
+            replicas: replicas as i32,
+            image: "origin:test".into(),
+            image_pull_policy: None,
+            image_pull_secrets: vec![],
+            ports: Ports::default(),
+            service: None,
+            resources: None,
+            pod_template: None,
+            origin: Default::default(),
+            drain_seconds: 60,
+            advertise: Default::default(),
+            auth: None,
+        },
+    );
+    oc.metadata.namespace = Some(NS.into());
+    oc.metadata.uid = Some("uid-live".into());
+    oc
+}
+
+/// A listed address that accepts connections and never answers; counts the connections.
+struct BlackHole {
+    addr: std::net::SocketAddr,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BlackHole {
+    async fn start(ip: &str) -> BlackHole {
+        let l = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let n = accepted.clone();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(s); // never answered
+            }
+        });
+        BlackHole {
+            addr,
+            accepted,
+            task,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 struct Harness {
     fake: FakeApiServer,
     ctx: Arc<Context>,
-    origins: Vec<OriginProcess>,
-    ips: Vec<String>,
-    api_port: u16,
+    origins: Vec<OriginProc>,
+    /// Extra listed endpoints that never answer.
+    holes: Vec<BlackHole>,
     token: Token,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     runner: Option<tokio::task::JoinHandle<()>>,
     _dir: TempDir,
 }
 
-struct TempDir(std::path::PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 impl Harness {
     async fn start(n: usize, subnet: u8) -> Harness {
-        let bin = origin_cluster_tests::bin_path("origin");
-        let dir =
-            std::env::temp_dir().join(format!("operator-push-{}-{subnet}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let (api_port, rtmp_port, flv_port) = (
-            free_port().expect("port"),
-            free_port().expect("port"),
-            free_port().expect("port"),
-        );
-        let oc = loopback_cluster(NAME, NS, "uid-live", n, rtmp_port, api_port, flv_port);
+        Self::start_with_holes(n, 0, subnet).await
+    }
+
+    async fn start_with_holes(n: usize, holes: usize, subnet: u8) -> Harness {
+        let dir = TempDir::new("operator-push").expect("temp dir");
+        let oc = loopback_cluster(n + holes);
 
         let fake = FakeApiServer::new();
         let (client, _task) = fake.client();
@@ -61,25 +114,21 @@ impl Harness {
             "/api/v1/namespaces/media/secrets",
             serde_json::to_value(secret::build(&oc, &token)).expect("secret json"),
         );
-        let token_file = dir.join("token");
+        let token_file = dir.path().join("token");
         std::fs::write(&token_file, token.expose()).expect("token file");
 
-        let ips: Vec<String> = (0..n)
-            .map(|i| format!("127.0.{subnet}.{}", i + 1))
-            .collect();
-        let mut origins = Vec::new();
-        for ip in &ips {
-            origins.push(
-                OriginProcess::start(
-                    &bin,
-                    format!("{ip}:{api_port}"),
-                    format!("{ip}:{rtmp_port}"),
-                    format!("{ip}:{flv_port}"),
-                    &token_file,
-                )
-                .await
-                .expect("origin starts"),
-            );
+        let opts = OriginOpts {
+            token_file: Some(token_file),
+            ..OriginOpts::default()
+        };
+        let origins: Vec<OriginProc> = tokio::task::block_in_place(|| {
+            (0..n)
+                .map(|i| OriginProc::start_at(&format!("127.0.{subnet}.{}", i + 1), &opts))
+                .collect()
+        });
+        let mut hs = Vec::new();
+        for i in 0..holes {
+            hs.push(BlackHole::start(&format!("127.0.{subnet}.{}", 200 + i)).await);
         }
         fake.put(
             "/apis/origincluster.dev/v1alpha1/namespaces/media/originclusters",
@@ -112,32 +161,48 @@ impl Harness {
             fake,
             ctx,
             origins,
-            ips,
-            api_port,
+            holes: hs,
             token,
             stop: Some(stop),
             runner: Some(runner),
-            _dir: TempDir(dir),
+            _dir: dir,
         }
     }
 
-    /// One slice listing the origins whose flag is true.
+    /// One slice per origin (its own port), ready as flagged; black holes always listed.
     fn set_slice(&self, ready: &[bool]) {
-        let pods: Vec<String> = (0..self.ips.len()).map(|i| format!("{NAME}-{i}")).collect();
-        let eps: Vec<(&str, &str, bool)> = pods
-            .iter()
-            .zip(&self.ips)
-            .zip(ready)
-            .map(|((p, ip), r)| (p.as_str(), ip.as_str(), *r))
-            .collect();
-        self.fake.put(
-            SLICES,
-            endpoint_slice(NAME, NS, "live-peers-x1", self.api_port, &eps),
-        );
+        for (i, (o, r)) in self.origins.iter().zip(ready).enumerate() {
+            let pod = format!("{NAME}-{i}");
+            self.fake.put(
+                SLICES,
+                endpoint_slice(
+                    NAME,
+                    NS,
+                    &format!("live-peers-{i}"),
+                    o.api,
+                    &[(&pod, o.ip(), *r)],
+                ),
+            );
+        }
+        for (j, h) in self.holes.iter().enumerate() {
+            let i = self.origins.len() + j;
+            let pod = format!("{NAME}-{i}");
+            let ip = h.addr.ip().to_string();
+            self.fake.put(
+                SLICES,
+                endpoint_slice(
+                    NAME,
+                    NS,
+                    &format!("live-peers-{i}"),
+                    h.addr.port(),
+                    &[(&pod, &ip, true)],
+                ),
+            );
+        }
     }
 
     fn addr(&self, i: usize) -> String {
-        format!("{}:{}", self.ips[i], self.api_port)
+        self.origins[i].api_addr()
     }
 
     async fn revision(&self, i: usize) -> u64 {
@@ -186,9 +251,7 @@ impl Harness {
         if let Some(r) = self.runner.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
         }
-        for o in &mut self.origins {
-            o.stop().await;
-        }
+        self.origins.clear();
     }
 }
 
@@ -247,12 +310,12 @@ async fn origin_that_was_down_gets_the_change_when_back() {
         h.wait_for(i, rev, Duration::from_secs(3)).await;
     }
     // Origin 2 is down (its endpoint still listed: Kubernetes has not noticed yet).
-    h.origins[2].stop().await;
+    h.origins[2].kill();
     h.set_slice(&[true, false, true]);
     let rev2 = h.operator_revision(rev + 1).await;
     h.wait_for(0, rev2, Duration::from_secs(2)).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    h.origins[2].restart().await.expect("origin restarts");
+    tokio::task::block_in_place(|| h.origins[2].restart()).expect("origin restarts");
     // Back with an empty list; the operator's retry delivers the current revision.
     let doc = h.wait_for(2, rev2, Duration::from_secs(15)).await;
     assert_eq!(doc["coworkers"].as_array().map(Vec::len), Some(2), "{doc}");
@@ -293,6 +356,7 @@ async fn older_revision_pushed_late_is_refused_with_409() {
 
     // A late push of the older revision (e.g. a delayed retry): raw HTTP sees 409 ...
     let old = CoworkerDocument::new(rev, [h.addr(0), h.addr(1)], None);
+    let _ = &h.holes;
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let req = http::Request::put(format!("http://{}/api/v1/coworkers", h.addr(0)))
         .header("authorization", format!("Bearer {}", h.token.expose()))
@@ -332,5 +396,94 @@ async fn older_revision_pushed_late_is_refused_with_409() {
         .await;
     assert_eq!(out, PushOutcome::Unauthorized);
     assert_eq!(h.revision(0).await, rev2);
+    h.shutdown().await;
+}
+
+/// Issue 11: 10 real origins and 3 black-holed addresses in the slices. A change reaches
+/// every reachable origin in under a second; the black-holed ones do not hold anyone up and
+/// are retried in the background.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_pods_do_not_hold_up_the_others() {
+    let h = Harness::start_with_holes(10, 3, 24).await;
+    let all = vec![true; 10];
+    h.set_slice(&all);
+    let rev = h.operator_revision(1).await;
+    for i in 0..10 {
+        h.wait_for(i, rev, Duration::from_secs(3)).await;
+    }
+    // Four changes in a row, each while the black holes still hold pushes of the last one.
+    let mut rev = rev;
+    for round in 0..4 {
+        let mut ready = all.clone();
+        ready[9] = round % 2 == 1; // origin 9 leaves and comes back
+        let t0 = Instant::now();
+        h.set_slice(&ready);
+        let next = h.operator_revision(rev + 1).await;
+        for i in (0..10).filter(|&i| ready[i]) {
+            h.wait_for(i, next, Duration::from_secs(3)).await;
+        }
+        let took = t0.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "round {round}: every reachable origin had revision {next} after {took:?}"
+        );
+        let doc = fetch_coworkers(&h.addr(0)).await.expect("document");
+        let listed = 9 + usize::from(ready[9]) + 3;
+        assert_eq!(
+            doc["coworkers"].as_array().map(Vec::len),
+            Some(listed),
+            "{doc}"
+        );
+        rev = next;
+    }
+    // The black holes are retried in the background (new connections keep arriving) and show
+    // up as pending, the reachable ones as acknowledged.
+    let before: Vec<usize> = h.holes.iter().map(BlackHole::accepted).collect();
+    let t0 = Instant::now();
+    while h.holes.iter().zip(&before).any(|(b, n)| b.accepted() <= *n) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(8),
+            "black-holed pods not retried: {before:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t0 = Instant::now();
+    loop {
+        let oc = h
+            .fake
+            .get("/apis/origincluster.dev/v1alpha1/namespaces/media/originclusters/live")
+            .expect("cluster");
+        let cw = &oc["status"]["coworkers"];
+        let pending: Vec<&str> = cw["pending"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        if cw["revision"] == rev && pending == ["live-10", "live-11", "live-12"] {
+            assert_eq!(
+                cw["acknowledged"].as_array().map(Vec::len),
+                Some(10),
+                "{cw}"
+            );
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "status: {cw}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Their failures are recorded per pod (after each attempt times out), while retries go on.
+    let t0 = Instant::now();
+    loop {
+        let progress = h.ctx.delivery_progress(NS, NAME).expect("delivery task");
+        let failed = ["live-10", "live-11", "live-12"]
+            .iter()
+            .all(|pod| matches!(progress.failed.get(*pod), Some(PushOutcome::Failed { .. })));
+        if failed {
+            assert_eq!(progress.acked.len(), 10, "{progress:?}");
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "{progress:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     h.shutdown().await;
 }

@@ -1,6 +1,8 @@
 //! The coworker document (DESIGN §5): what the operator writes to the ConfigMap and PUTs
 //! to every origin, and what an origin shows on `GET /api/v1/coworkers`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::addr::HostPort;
@@ -25,13 +27,24 @@ pub struct Advertise {
     pub http: Option<String>,
 }
 
-/// `{"revision": n, "coworkers": ["ip:port", ...], "advertise": {...} | null}`.
+/// Largest per-pod advertise map accepted (one entry per replica).
+pub const MAX_POD_ADVERTISE: usize = 4096;
+
+/// `{"revision": n, "coworkers": ["ip:port", ...], "advertise": {...} | null,
+/// "pod_advertise": {"<pod name>": {...}, ...}}` (`pod_advertise` only when non-empty).
+///
+/// `pod_advertise` is the same in the ConfigMap file and in every PUT of a revision, so an
+/// origin that knows its pod name finds its address in either ([`Self::advertise_for`]);
+/// origins that ignore the field keep using `advertise`, which the operator sets per pod in
+/// the PUT and leaves `null` in the shared file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CoworkerDocument {
     pub revision: u64,
     pub coworkers: Vec<String>,
     #[serde(default)]
     pub advertise: Option<Advertise>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_advertise: BTreeMap<String, Advertise>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +58,14 @@ pub enum DocumentError {
     #[error("coworker entry {index}: {source}")]
     BadCoworker {
         index: usize,
+        source: crate::addr::AddrError,
+    },
+    #[error("too many pod_advertise entries ({0}, at most {MAX_POD_ADVERTISE})")]
+    TooManyPods(usize),
+    #[error("pod_advertise.{pod}.{field}: {source}")]
+    BadPodAdvertise {
+        pod: String,
+        field: &'static str,
         source: crate::addr::AddrError,
     },
     #[error("advertise.{field}: {source}")]
@@ -68,7 +89,13 @@ impl CoworkerDocument {
             revision,
             coworkers: list,
             advertise,
+            pod_advertise: BTreeMap::new(),
         }
+    }
+
+    /// The address pod `pod` advertises: its `pod_advertise` entry, else `advertise`.
+    pub fn advertise_for(&self, pod: &str) -> Option<&Advertise> {
+        self.pod_advertise.get(pod).or(self.advertise.as_ref())
     }
 
     /// Parses and validates a document received from the network or a file.
@@ -91,6 +118,20 @@ impl CoworkerDocument {
                 if let Some(v) = v {
                     HostPort::parse(v)
                         .map_err(|source| DocumentError::BadAdvertise { field, source })?;
+                }
+            }
+        }
+        if self.pod_advertise.len() > MAX_POD_ADVERTISE {
+            return Err(DocumentError::TooManyPods(self.pod_advertise.len()));
+        }
+        for (pod, adv) in &self.pod_advertise {
+            for (field, v) in [("rtmp", &adv.rtmp), ("http", &adv.http)] {
+                if let Some(v) = v {
+                    HostPort::parse(v).map_err(|source| DocumentError::BadPodAdvertise {
+                        pod: pod.clone(),
+                        field,
+                        source,
+                    })?;
                 }
             }
         }
@@ -148,5 +189,47 @@ mod tests {
         let ok =
             CoworkerDocument::from_slice(br#"{"revision":1,"coworkers":["[::1]:1985"]}"#).unwrap();
         assert_eq!(ok.advertise, None);
+        assert!(
+            CoworkerDocument::from_slice(
+                br#"{"revision":1,"coworkers":[],"pod_advertise":{"o-0":{"rtmp":"nope"}}}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn pod_advertise_is_optional_and_resolves_per_pod() {
+        let shared = Advertise {
+            rtmp: Some("10.0.0.9:1935".into()),
+            http: None,
+        };
+        let mine = Advertise {
+            rtmp: Some("203.0.113.1:1935".into()),
+            http: Some("203.0.113.1:8080".into()),
+        };
+        let mut doc = CoworkerDocument::new(3, ["10.0.0.1:1985".to_string()], None);
+        // Without entries the JSON is exactly the DESIGN §5 shape.
+        assert!(!doc.to_json().contains("pod_advertise"));
+        doc.pod_advertise.insert("o-0".into(), mine.clone());
+        let json = doc.to_json();
+        let back = CoworkerDocument::from_slice(json.as_bytes()).unwrap();
+        assert_eq!(back, doc);
+        assert_eq!(back.advertise_for("o-0"), Some(&mine));
+        assert_eq!(back.advertise_for("o-1"), None);
+        doc.advertise = Some(shared.clone());
+        assert_eq!(doc.advertise_for("o-1"), Some(&shared));
+        assert_eq!(doc.advertise_for("o-0"), Some(&mine));
+        // A reader that knows only the old fields still parses the new document.
+        #[derive(serde::Deserialize)]
+        struct Old {
+            revision: u64,
+            coworkers: Vec<String>,
+            advertise: Option<Advertise>,
+        }
+        let old: Old = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            (old.revision, old.coworkers.len(), old.advertise),
+            (3, 1, None)
+        );
     }
 }

@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::build::child_meta;
-use crate::crd::{AdvertiseMode, OriginCluster};
+use crate::crd::{AUTH_DIR, AUTH_KEY, AdvertiseMode, OriginCluster};
 use crate::labels;
 
 /// Path of the origin binary in the image.
@@ -90,6 +90,29 @@ pub fn origin_env(oc: &OriginCluster) -> Vec<EnvVar> {
     vars
 }
 
+/// Arguments of the origin container: `serve`, the route mode and the auth settings.
+pub fn origin_args(oc: &OriginCluster) -> Vec<String> {
+    let mut args = vec![
+        "serve".to_string(),
+        format!("--route={}", oc.spec.origin.route.as_str()),
+    ];
+    if let Some(auth) = &oc.spec.auth {
+        if let Some(h) = &auth.hooks {
+            for (flag, _, urls) in h.events() {
+                for u in urls {
+                    args.push(format!("{flag}={u}"));
+                }
+            }
+            args.push(format!("--hook-timeout={}", h.timeout));
+            args.push(format!("--hook-failure={}", h.failure.as_str()));
+        }
+        if auth.secret_ref.is_some() {
+            args.push(format!("--auth-file={AUTH_DIR}/{AUTH_KEY}"));
+        }
+    }
+    args
+}
+
 fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -137,12 +160,17 @@ pub fn build(oc: &OriginCluster) -> StatefulSet {
     let mut pod_labels: BTreeMap<String, String> = overrides.labels.clone();
     pod_labels.extend(labels::labels(&cluster));
 
+    let auth_secret = spec
+        .auth
+        .as_ref()
+        .and_then(|a| a.secret_ref.as_ref())
+        .map(|s| s.name.clone());
     let container = Container {
         name: "origin".into(),
         image: Some(spec.image.clone()),
         image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
         command: Some(vec![ORIGIN_BIN.into()]),
-        args: Some(vec!["serve".into()]),
+        args: Some(origin_args(oc)),
         env: Some(origin_env(oc)),
         ports: Some(vec![
             ContainerPort {
@@ -192,25 +220,35 @@ pub fn build(oc: &OriginCluster) -> StatefulSet {
             }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "coworkers".into(),
-                mount_path: origin_wire::coworkers::MOUNT_DIR.into(),
+        volume_mounts: Some(
+            vec![
+                VolumeMount {
+                    name: "coworkers".into(),
+                    mount_path: origin_wire::coworkers::MOUNT_DIR.into(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                },
+                VolumeMount {
+                    name: "admin-token".into(),
+                    mount_path: ADMIN_DIR.into(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                },
+                VolumeMount {
+                    name: "tmp".into(),
+                    mount_path: "/tmp".into(),
+                    ..VolumeMount::default()
+                },
+            ]
+            .into_iter()
+            .chain(auth_secret.as_ref().map(|_| VolumeMount {
+                name: "auth".into(),
+                mount_path: AUTH_DIR.into(),
                 read_only: Some(true),
                 ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "admin-token".into(),
-                mount_path: ADMIN_DIR.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "tmp".into(),
-                mount_path: "/tmp".into(),
-                ..VolumeMount::default()
-            },
-        ]),
+            }))
+            .collect(),
+        ),
         ..Container::default()
     };
 
@@ -242,7 +280,24 @@ pub fn build(oc: &OriginCluster) -> StatefulSet {
             empty_dir: Some(EmptyDirVolumeSource::default()),
             ..Volume::default()
         },
-    ];
+    ]
+    .into_iter()
+    .chain(auth_secret.map(|name| Volume {
+        name: "auth".into(),
+        // The whole Secret as a directory (never subPath: updates must reach the pod).
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(name),
+            default_mode: Some(0o440),
+            items: Some(vec![KeyToPath {
+                key: AUTH_KEY.into(),
+                path: AUTH_KEY.into(),
+                mode: None,
+            }]),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }))
+    .collect::<Vec<_>>();
 
     let pod_spec = PodSpec {
         containers: vec![container],
@@ -351,7 +406,10 @@ mod tests {
 
         let c = container(&sts);
         assert_eq!(c.command, Some(vec!["/origin".to_string()]));
-        assert_eq!(c.args, Some(vec!["serve".to_string()]));
+        assert_eq!(
+            c.args,
+            Some(vec!["serve".to_string(), "--route=auto".to_string()])
+        );
         let env = env_map(&sts);
         assert_eq!(val(&env, "ORIGIN_RTMP_LISTEN"), "0.0.0.0:1935");
         assert_eq!(val(&env, "ORIGIN_API_LISTEN"), "0.0.0.0:1985");
@@ -535,5 +593,68 @@ mod tests {
         assert_eq!(b["spec"]["replicas"], 9);
         b["spec"]["replicas"] = a["spec"]["replicas"].clone();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn route_and_auth_become_origin_flags_and_a_directory_mount() {
+        let mut oc = fixtures::minimal();
+        let sts = build(&oc);
+        assert_eq!(
+            container(&sts).args.as_deref(),
+            Some(&["serve".to_string(), "--route=auto".to_string()][..])
+        );
+        assert!(!pod(&sts).volumes.iter().flatten().any(|v| v.name == "auth"));
+
+        oc.spec.origin.route = crate::crd::RouteMode::Redirect;
+        oc.spec.auth = Some(crate::crd::AuthSpec {
+            hooks: Some(crate::crd::HookSpec {
+                on_publish: vec![
+                    "http://auth:8085/pub".into(),
+                    "https://b.example/p?x=1".into(),
+                ],
+                on_play: vec!["http://auth:8085/play".into()],
+                on_close: vec!["http://auth:8085/close".into()],
+                timeout: "2s".into(),
+                failure: crate::crd::HookFailure::Allow,
+                ..crate::crd::HookSpec::default()
+            }),
+            secret_ref: Some(crate::crd::SecretRef {
+                name: "origin-auth".into(),
+            }),
+        });
+        let sts = build(&oc);
+        let args = container(&sts).args.clone().expect("args");
+        assert_eq!(
+            args,
+            [
+                "serve",
+                "--route=redirect",
+                "--on-publish=http://auth:8085/pub",
+                "--on-publish=https://b.example/p?x=1",
+                "--on-play=http://auth:8085/play",
+                "--on-close=http://auth:8085/close",
+                "--hook-timeout=2s",
+                "--hook-failure=allow",
+                "--auth-file=/etc/origin/auth/auth.toml",
+            ]
+        );
+        let mount = container(&sts)
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "auth")
+            .expect("auth mount");
+        assert_eq!(mount.mount_path, "/etc/origin/auth");
+        assert!(mount.sub_path.is_none(), "never a subPath mount");
+        assert_eq!(mount.read_only, Some(true));
+        let vol = pod(&sts)
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "auth")
+            .and_then(|v| v.secret.clone())
+            .expect("auth volume");
+        assert_eq!(vol.secret_name.as_deref(), Some("origin-auth"));
+        assert_eq!(vol.items.expect("items")[0].key, "auth.toml");
     }
 }

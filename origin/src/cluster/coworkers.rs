@@ -83,6 +83,16 @@ impl Coworkers {
         self.snapshot().document.advertise.clone()
     }
 
+    /// The advertise addresses for pod `pod`: its own entry of `pod_advertise` (the same in
+    /// the mounted file and in every PUT), else the document's `advertise`.
+    pub fn advertise_for(&self, pod: Option<&str>) -> Option<Advertise> {
+        let s = self.snapshot();
+        match pod {
+            Some(p) => s.document.advertise_for(p).cloned(),
+            None => s.document.advertise.clone(),
+        }
+    }
+
     /// Applies a document if its revision is newer (or identical, which is a no-op).
     pub fn apply(&self, document: CoworkerDocument, source: &str) -> Result<Applied, ApplyError> {
         let parsed = document.validate()?;
@@ -180,6 +190,26 @@ mod tests {
 
     fn hp(s: &str) -> HostPort {
         HostPort::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_pod_finds_its_own_advertise_entry_in_the_shared_document() {
+        let c = Coworkers::new(vec![], vec![]);
+        let mut doc = CoworkerDocument::new(1, ["10.0.0.2:1985".to_string()], None);
+        let mine = Advertise {
+            rtmp: Some("203.0.113.7:1935".into()),
+            http: Some("203.0.113.7:8080".into()),
+        };
+        doc.pod_advertise.insert("live-1".into(), mine.clone());
+        c.apply(doc, "file:/etc/origin/coworkers/coworkers.json")
+            .unwrap();
+        assert_eq!(c.advertise_for(Some("live-1")), Some(mine));
+        assert_eq!(
+            c.advertise_for(Some("live-0")),
+            None,
+            "no entry, no advertise"
+        );
+        assert_eq!(c.advertise_for(None), None);
     }
 
     #[test]

@@ -101,7 +101,9 @@ async fn clusters(
         coworker: get("coworker"),
     };
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let pushed = origin.coworkers.advertise();
+    let pushed = origin
+        .coworkers
+        .advertise_for(origin.config.pod_name.as_deref());
     let answer = ownership::answer(
         &q,
         &origin.registry,

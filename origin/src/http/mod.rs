@@ -8,6 +8,7 @@ pub mod api;
 pub mod cors;
 pub mod deadline;
 pub mod flv;
+pub mod hls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,7 +52,8 @@ pub async fn serve_api(origin: Arc<Origin>, listener: TcpListener) {
 }
 
 pub async fn serve_play(origin: Arc<Origin>, listener: TcpListener) {
-    let router = flv::router(origin.clone());
+    let hls = hls::Hls::new(origin.clone(), origin.config.hls);
+    let router = hls::layer(flv::router(origin.clone()), hls);
     serve(origin, listener, router, Pool::Media).await
 }
 

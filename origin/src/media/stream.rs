@@ -88,6 +88,9 @@ pub struct StreamStats {
     pub players: usize,
     /// For a relay: the owner it pulls from.
     pub relay_from: Option<String>,
+    /// HLS viewers: playlist polls in the last target duration (the packager itself
+    /// counts once in `players`).
+    pub hls_viewers: u64,
     pub bytes_in: u64,
     pub frames_in: u64,
     pub uptime_seconds: f64,
@@ -115,6 +118,7 @@ pub struct Stream {
     timeline: Mutex<Timeline>,
     tx: broadcast::Sender<Event>,
     players: AtomicUsize,
+    hls_viewers: AtomicU64,
     bytes_in: AtomicU64,
     frames_in: AtomicU64,
 }
@@ -133,6 +137,7 @@ impl Stream {
             timeline: Mutex::new(Timeline::default()),
             tx,
             players: AtomicUsize::new(0),
+            hls_viewers: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             frames_in: AtomicU64::new(0),
         }
@@ -162,6 +167,11 @@ impl Stream {
 
     pub fn players(&self) -> usize {
         self.players.load(Ordering::Relaxed)
+    }
+
+    /// Set by the stream's HLS packager: playlist polls in the last target duration.
+    pub fn set_hls_viewers(&self, n: u64) {
+        self.hls_viewers.store(n, Ordering::Relaxed);
     }
 
     /// Claims the stream for a publisher.
@@ -365,6 +375,7 @@ impl Stream {
             audio_codec: (!c.audio_codec.is_empty()).then_some(c.audio_codec),
             players: self.players(),
             relay_from: c.publisher.as_ref().and_then(|p| p.upstream.clone()),
+            hls_viewers: self.hls_viewers.load(Ordering::Relaxed),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             frames_in: self.frames_in.load(Ordering::Relaxed),
             uptime_seconds: c

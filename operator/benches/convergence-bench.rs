@@ -1,5 +1,6 @@
-//! Convergence benchmark: time from an EndpointSlice event to every origin serving the new
-//! coworker revision, for 10 and 50 origins.
+//! Convergence benchmark: time from an EndpointSlice event to every reachable origin serving
+//! the new coworker revision, for 10 and 50 origins, and for 50 origins of which 5 listed
+//! addresses are black-holed (accept, never answer).
 //!
 //! The operator's real controller loop (production debounce and push settings) runs against the
 //! in-memory API server; the slice change is a watch event. Origins are real `origin serve`
@@ -7,7 +8,8 @@
 //! `$ORIGIN_BIN`, or next to this binary), else lightweight real HTTP servers implementing the
 //! same coworker API. The output says which.
 //!
-//! `cargo run --release -p origin-operator --bin convergence-bench -- [--sizes 10,50] [--rounds 5]`
+//! `cargo bench -p origin-operator --bench convergence-bench -- [--sizes 10,50,50/5] [--rounds 5]`
+//! (`N/K`: N listed origins, K of them black-holed).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,24 +17,26 @@ use std::time::{Duration, Instant};
 
 use origin_operator::build::secret::{self, Token};
 use origin_operator::controller::{self, Context, Settings};
+use origin_operator::crd::{OriginCluster, OriginClusterSpec, Ports};
 use origin_operator::metrics::Metrics;
 use origin_operator::push::{PushConfig, Pusher};
-use origin_operator::testing::{
-    FakeApiServer, FakeOrigin, OriginProcess, endpoint_slice, free_port, loopback_cluster,
+use origin_test_support::{
+    FakeApiServer, FakeOrigin, OriginOpts, OriginProc, endpoint_slice, fetch_coworkers,
 };
 
 const NS: &str = "bench";
 const NAME: &str = "bench";
 
 struct Args {
-    sizes: Vec<usize>,
+    /// (listed origins, black-holed among them)
+    sizes: Vec<(usize, usize)>,
     rounds: usize,
     origin_bin: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
-        sizes: vec![10, 50],
+        sizes: vec![(10, 0), (50, 0), (50, 5)],
         rounds: 5,
         origin_bin: std::env::var_os("ORIGIN_BIN").map(PathBuf::from),
     };
@@ -44,7 +48,13 @@ fn parse_args() -> Result<Args, String> {
                 let v = it.next().ok_or("--sizes needs a value")?;
                 a.sizes = v
                     .split(',')
-                    .map(|s| s.trim().parse().map_err(|_| format!("bad size {s}")))
+                    .map(|s| {
+                        let (n, k) = s.trim().split_once('/').unwrap_or((s.trim(), "0"));
+                        match (n.parse::<usize>(), k.parse::<usize>()) {
+                            (Ok(n), Ok(k)) if k < n => Ok((n, k)),
+                            _ => Err(format!("bad size {s} (N or N/K with K < N)")),
+                        }
+                    })
                     .collect::<Result<_, _>>()?;
             }
             "--rounds" => {
@@ -62,27 +72,68 @@ fn parse_args() -> Result<Args, String> {
     if force_fake {
         a.origin_bin = None;
     } else if a.origin_bin.is_none() {
-        // Next to this binary (same target directory and profile).
-        a.origin_bin = std::env::current_exe()
-            .ok()
-            .and_then(|e| e.parent().map(|d| d.join("origin")))
-            .filter(|p| p.is_file());
+        // In the same target directory and profile (benches run from <profile>/deps/).
+        a.origin_bin = std::env::current_exe().ok().and_then(|e| {
+            e.ancestors()
+                .skip(1)
+                .take(2)
+                .map(|d| d.join("origin"))
+                .find(|p| p.is_file())
+        });
     }
     Ok(a)
 }
 
 enum Origins {
-    Real(Vec<OriginProcess>),
+    Real(Vec<OriginProc>),
     Fake(Vec<FakeOrigin>),
 }
 
 impl Origins {
     fn api_addrs(&self) -> Vec<String> {
         match self {
-            Origins::Real(v) => v.iter().map(|o| o.api.clone()).collect(),
+            Origins::Real(v) => v.iter().map(OriginProc::api_addr).collect(),
             Origins::Fake(v) => v.iter().map(|o| o.addr.clone()).collect(),
         }
     }
+}
+
+/// A listed address that accepts connections and never answers.
+async fn black_hole(ip: &str) -> Result<(String, tokio::task::JoinHandle<()>), String> {
+    let l = tokio::net::TcpListener::bind((ip, 0))
+        .await
+        .map_err(|e| format!("black hole on {ip}: {e}"))?;
+    let addr = l.local_addr().map_err(|e| e.to_string())?.to_string();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    Ok((addr, task))
+}
+
+fn cluster(n: usize) -> OriginCluster {
+    let mut oc = OriginCluster::new(
+        NAME,
+        OriginClusterSpec {
+            replicas: n as i32,
+            image: "origin:bench".into(),
+            image_pull_policy: None,
+            image_pull_secrets: vec![],
+            ports: Ports::default(),
+            service: None,
+            resources: None,
+            pod_template: None,
+            origin: Default::default(),
+            drain_seconds: 60,
+            advertise: Default::default(),
+            auth: None,
+        },
+    );
+    oc.metadata.namespace = Some(NS.into());
+    oc.metadata.uid = Some("bench-uid".into());
+    oc
 }
 
 /// Polls every address until it serves revision ≥ `rev`; returns when all do.
@@ -90,7 +141,7 @@ async fn wait_all(addrs: &[String], rev: u64, limit: Duration) -> Result<Duratio
     let t0 = Instant::now();
     let waits = addrs.iter().map(|a| async move {
         loop {
-            let got = origin_operator::testing::fetch_coworkers(a)
+            let got = fetch_coworkers(a)
                 .await
                 .and_then(|v| v["revision"].as_u64())
                 .unwrap_or(0);
@@ -109,50 +160,52 @@ async fn wait_all(addrs: &[String], rev: u64, limit: Duration) -> Result<Duratio
     Ok(t0.elapsed())
 }
 
+/// `n` listed origins, the last `holes` of them black-holed.
 async fn run_size(
     n: usize,
+    holes: usize,
     rounds: usize,
     bin: Option<&PathBuf>,
     dir: &std::path::Path,
 ) -> Result<Vec<Duration>, String> {
     let fake = FakeApiServer::new();
     let (client, _task) = fake.client();
-    let api_port = free_port().map_err(|e| e.to_string())?;
-    let rtmp_port = free_port().map_err(|e| e.to_string())?;
-    let flv_port = free_port().map_err(|e| e.to_string())?;
-    let oc = loopback_cluster(NAME, NS, "bench-uid", n, rtmp_port, api_port, flv_port);
+    let oc = cluster(n);
     let token = Token::generate();
     fake.put(
         "/api/v1/namespaces/bench/secrets",
         serde_json::to_value(secret::build(&oc, &token)).map_err(|e| e.to_string())?,
     );
-    let token_file = dir.join(format!("token-{n}"));
+    let token_file = dir.join(format!("token-{n}-{holes}"));
     std::fs::write(&token_file, token.expose()).map_err(|e| e.to_string())?;
 
+    let live = n - holes;
     let ips: Vec<String> = (0..n).map(|i| format!("127.0.1.{}", i + 1)).collect();
     let origins = match bin {
         Some(bin) => {
+            let opts = OriginOpts {
+                token_file: Some(token_file.clone()),
+                ..OriginOpts::default()
+            };
             let mut v = Vec::new();
-            for ip in &ips {
+            for ip in &ips[..live] {
+                let (bin, ip, opts) = (bin.clone(), ip.clone(), opts.clone());
                 v.push(
-                    OriginProcess::start(
-                        bin,
-                        format!("{ip}:{api_port}"),
-                        format!("{ip}:{rtmp_port}"),
-                        format!("{ip}:{flv_port}"),
-                        &token_file,
-                    )
+                    tokio::task::spawn_blocking(move || {
+                        OriginProc::spawn(&bin, &ip, (0, 0, 0), &opts)
+                            .map_err(|e| format!("origin on {ip}: {e}"))
+                    })
                     .await
-                    .map_err(|e| format!("origin on {ip}: {e}"))?,
+                    .map_err(|e| e.to_string())??,
                 );
             }
             Origins::Real(v)
         }
         None => {
             let mut v = Vec::new();
-            for ip in &ips {
+            for ip in &ips[..live] {
                 v.push(
-                    FakeOrigin::start_on(&format!("{ip}:{api_port}"), token.expose())
+                    FakeOrigin::start_on(&format!("{ip}:0"), token.expose())
                         .await
                         .map_err(|e| e.to_string())?,
                 );
@@ -161,6 +214,13 @@ async fn run_size(
         }
     };
     let addrs = origins.api_addrs();
+    let mut hole_tasks = Vec::new();
+    let mut listed = addrs.clone();
+    for ip in &ips[live..] {
+        let (a, t) = black_hole(ip).await?;
+        listed.push(a);
+        hole_tasks.push(t);
+    }
 
     fake.put(
         "/apis/origincluster.dev/v1alpha1/namespaces/bench/originclusters",
@@ -178,21 +238,27 @@ async fn run_size(
         let _ = stop_rx.await;
     }));
 
-    let pods: Vec<String> = (0..n).map(|i| format!("{NAME}-{i}")).collect();
-    let slice = |ready_last: bool| {
-        let eps: Vec<(&str, &str, bool)> = pods
-            .iter()
-            .zip(&ips)
-            .enumerate()
-            .map(|(i, (p, ip))| (p.as_str(), ip.as_str(), i + 1 < n || ready_last))
-            .collect();
-        endpoint_slice(NAME, NS, "bench-peers-abcde", api_port, &eps)
-    };
+    // One slice per listed address (each has its own port); the measured change flips the
+    // readiness of the first origin's endpoint.
     let slices = "/apis/discovery.k8s.io/v1/namespaces/bench/endpointslices";
+    let slice = |i: usize, ready: bool| {
+        let (ip, port) = listed[i].rsplit_once(':').unwrap_or(("", "0"));
+        let port: u16 = port.parse().unwrap_or(0);
+        let pod = format!("{NAME}-{i}");
+        endpoint_slice(
+            NAME,
+            NS,
+            &format!("bench-peers-{i}"),
+            port,
+            &[(&pod, ip, ready)],
+        )
+    };
+    for i in 0..n {
+        fake.put(slices, slice(i, true));
+    }
     // Warm-up: first list (not measured).
-    fake.put(slices, slice(true));
     let mut rev = 0;
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while rev == 0
         || wait_all(&addrs, rev, Duration::from_millis(10))
             .await
@@ -208,28 +274,23 @@ async fn run_size(
 
     let mut times = Vec::new();
     for round in 0..rounds {
-        // Alternate: the last origin goes not-ready / comes back.
-        let ready_last = round % 2 == 1;
+        // Alternate: origin 0 goes not-ready / comes back.
+        let ready0 = round % 2 == 1;
         let expect = rev + 1;
         let t0 = Instant::now();
-        fake.put(slices, slice(ready_last));
-        let listed = if ready_last {
-            &addrs[..]
-        } else {
-            &addrs[..n - 1]
-        };
-        wait_all(listed, expect, Duration::from_secs(10)).await?;
+        fake.put(slices, slice(0, ready0));
+        let reachable = if ready0 { &addrs[..] } else { &addrs[1..] };
+        wait_all(reachable, expect, Duration::from_secs(10)).await?;
         times.push(t0.elapsed());
         rev = expect;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), runner).await;
-    if let Origins::Real(mut v) = origins {
-        for o in &mut v {
-            o.stop().await;
-        }
+    for t in hole_tasks {
+        t.abort();
     }
+    drop(origins);
     Ok(times)
 }
 
@@ -258,22 +319,24 @@ async fn main() -> std::process::ExitCode {
         ),
     }
     println!(
-        "measured: EndpointSlice watch event -> every listed origin serves the new revision (GET /api/v1/coworkers); \
+        "measured: EndpointSlice watch event -> every reachable listed origin serves the new revision (GET /api/v1/coworkers); \
          operator defaults: debounce {} ms, push timeout 500 ms",
         Settings::default().debounce.as_millis()
     );
     println!(
-        "{:>8} {:>7} {:>9} {:>9} {:>9}",
-        "origins", "rounds", "min_ms", "median_ms", "max_ms"
+        "{:>8} {:>12} {:>7} {:>9} {:>9} {:>9}",
+        "origins", "black-holed", "rounds", "min_ms", "median_ms", "max_ms"
     );
     let mut ok = true;
-    for &n in &args.sizes {
-        match run_size(n.max(2), args.rounds.max(1), args.origin_bin.as_ref(), &dir).await {
+    for &(n, holes) in &args.sizes {
+        let n = n.max(holes + 2);
+        match run_size(n, holes, args.rounds.max(1), args.origin_bin.as_ref(), &dir).await {
             Ok(mut t) => {
                 t.sort();
                 println!(
-                    "{:>8} {:>7} {:>9.1} {:>9.1} {:>9.1}",
+                    "{:>8} {:>12} {:>7} {:>9.1} {:>9.1} {:>9.1}",
                     n,
+                    holes,
                     t.len(),
                     ms(t[0]),
                     ms(t[t.len() / 2]),
@@ -282,7 +345,7 @@ async fn main() -> std::process::ExitCode {
             }
             Err(e) => {
                 ok = false;
-                println!("{n:>8} failed: {e}");
+                println!("{n:>8} {holes:>12} failed: {e}");
             }
         }
     }

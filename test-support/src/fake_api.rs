@@ -1,164 +1,30 @@
-//! Test doubles with real network behaviour, shared by the unit tests, the cross-component
-//! tests and the convergence benchmark:
-//! - [`FakeOrigin`]: a real HTTP server (axum on 127.0.0.1:0) implementing the origin's
-//!   coworker API contract (PUT with bearer token → 200/409/401/400, GET).
-//! - [`FakeApiServer`]: an in-memory Kubernetes API server behind `tower_test::mock::pair`
-//!   (the controller-rs ApiServerVerifier pattern, generalised): it answers get/list/watch/
-//!   apply/create/delete, streams watch events, records every request and can inject errors.
+//! [`FakeApiServer`]: an in-memory Kubernetes API server for a `kube::Client` (the
+//! controller-rs ApiServerVerifier pattern, generalised). It answers get/list/watch/apply/
+//! create/replace/delete, streams watch events, honours `resourceVersion` on replace (409 on a
+//! stale PUT, as optimistic concurrency needs), records every request, and can inject errors or
+//! hang requests (accept them and never answer, like an overloaded API server). It serves a
+//! `kube::Client` in-process (`tower_test::mock::pair`) or over real TCP ([`FakeApiServer::serve_tcp`])
+//! for tests that run the operator binary with a kubeconfig.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
-use origin_wire::coworkers::CoworkerDocument;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Fake origin
-
-#[derive(Default)]
-struct OriginState {
-    token: String,
-    doc: CoworkerDocument,
-    puts: u32,
-    fail_next: u32,
-    last_auth: Option<String>,
-}
-
-/// A real HTTP server with the origin's coworker API.
-pub struct FakeOrigin {
-    /// `127.0.0.1:port`.
-    pub addr: String,
-    state: Arc<Mutex<OriginState>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeOrigin {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn put_coworkers(
-    State(st): State<Arc<Mutex<OriginState>>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, String) {
-    let mut s = lock(&st);
-    s.puts += 1;
-    let auth = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    s.last_auth = auth.clone();
-    if s.fail_next > 0 {
-        s.fail_next -= 1;
-        return (StatusCode::SERVICE_UNAVAILABLE, "try again".into());
-    }
-    if auth.as_deref() != Some(&format!("Bearer {}", s.token)) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            r#"{"error":"unauthorized"}"#.into(),
-        );
-    }
-    let doc = match CoworkerDocument::from_slice(&body) {
-        Ok(d) => d,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                json!({"error": e.to_string()}).to_string(),
-            );
-        }
-    };
-    if doc.revision <= s.doc.revision {
-        return (
-            StatusCode::CONFLICT,
-            json!({"error": "revision not newer", "revision": s.doc.revision}).to_string(),
-        );
-    }
-    s.doc = doc;
-    (
-        StatusCode::OK,
-        json!({"revision": s.doc.revision}).to_string(),
-    )
-}
-
-async fn get_coworkers(State(st): State<Arc<Mutex<OriginState>>>) -> String {
-    let s = lock(&st);
-    let mut v = serde_json::to_value(&s.doc).unwrap_or(Value::Null);
-    v["source"] = json!("api");
-    v.to_string()
-}
-
-impl FakeOrigin {
-    /// Starts on a free loopback port.
-    pub async fn start(token: &str) -> std::io::Result<Self> {
-        Self::start_on("127.0.0.1:0", token).await
-    }
-
-    /// Starts on `addr` (e.g. the address of an origin that went down, to bring it back).
-    pub async fn start_on(addr: &str, token: &str) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?.to_string();
-        let state = Arc::new(Mutex::new(OriginState {
-            token: token.to_string(),
-            ..OriginState::default()
-        }));
-        let app = Router::new()
-            .route(
-                origin_wire::paths::COWORKERS,
-                get(get_coworkers).put(put_coworkers),
-            )
-            .with_state(state.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { addr, state, task })
-    }
-
-    /// Revision the origin holds.
-    pub fn revision(&self) -> u64 {
-        lock(&self.state).doc.revision
-    }
-
-    /// Document the origin holds.
-    pub fn document(&self) -> CoworkerDocument {
-        lock(&self.state).doc.clone()
-    }
-
-    /// PUT requests received.
-    pub fn puts(&self) -> u32 {
-        lock(&self.state).puts
-    }
-
-    /// Answer the next `n` PUTs with 503.
-    pub fn fail_next(&self, n: u32) {
-        lock(&self.state).fail_next = n;
-    }
-
-    pub fn last_authorization(&self) -> Option<String> {
-        lock(&self.state).last_auth.clone()
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Fake API server
+use crate::lock;
 
 /// Body type of the fake API server's responses (watch responses stream).
 pub type ApiBody = UnsyncBoxBody<Bytes, Infallible>;
+
+/// The in-process transport a `kube::Client` of this fake is built on.
+pub type MockService = tower_test::mock::Mock<Request<kube::client::Body>, Response<ApiBody>>;
 
 /// One request the operator sent.
 #[derive(Debug, Clone)]
@@ -205,13 +71,27 @@ struct ApiState {
     rv: u64,
     requests: Vec<Recorded>,
     failures: Vec<Failure>,
+    /// Requests matching one of these (`METHOD`, path substring; empty matches all) are
+    /// accepted and not answered until the hang is lifted.
+    hangs: Vec<(String, String)>,
     watchers: Vec<Watcher>,
 }
 
 /// An in-memory Kubernetes API server for a `kube::Client`.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct FakeApiServer {
     state: Arc<Mutex<ApiState>>,
+    /// Bumped whenever the hang list changes (hung requests re-check it).
+    hang_changed: Arc<watch::Sender<u64>>,
+}
+
+impl Default for FakeApiServer {
+    fn default() -> Self {
+        Self {
+            state: Arc::default(),
+            hang_changed: Arc::new(watch::channel(0).0),
+        }
+    }
 }
 
 struct Parsed {
@@ -339,16 +219,92 @@ impl FakeApiServer {
 
     /// A `kube::Client` served by this fake, and the task answering it.
     pub fn client(&self) -> (kube::Client, tokio::task::JoinHandle<()>) {
+        self.client_with(|svc| kube::Client::new(svc, "default"))
+    }
+
+    /// Like [`Self::client`], with the client built by `make` from the mock service (e.g.
+    /// with the operator's timeout layer around it).
+    pub fn client_with(
+        &self,
+        make: impl FnOnce(MockService) -> kube::Client,
+    ) -> (kube::Client, tokio::task::JoinHandle<()>) {
         let (svc, mut handle) =
             tower_test::mock::pair::<Request<kube::client::Body>, Response<ApiBody>>();
         let this = self.clone();
         let task = tokio::spawn(async move {
             while let Some((req, send)) = handle.next_request().await {
-                let resp = this.handle(req).await;
-                send.send_response(resp);
+                // One task per request: a hung request must not hold up the others.
+                let this = this.clone();
+                tokio::spawn(async move {
+                    let resp = this.handle(req).await;
+                    send.send_response(resp);
+                });
             }
         });
-        (kube::Client::new(svc, "default"), task)
+        (make(svc), task)
+    }
+
+    /// Serves this fake over HTTP/1.1 on `127.0.0.1:0` (for a kubeconfig); the task stops
+    /// when dropped or aborted.
+    pub async fn serve_tcp(&self) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let this = this.clone();
+                tokio::spawn(async move {
+                    let svc =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let this = this.clone();
+                            async move {
+                                let (parts, body) = req.into_parts();
+                                let bytes = body
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                Ok::<_, Infallible>(
+                                    this.answer(parts.method.as_str(), &parts.uri, bytes).await,
+                                )
+                            }
+                        });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, svc)
+                        .await;
+                });
+            }
+        });
+        Ok((addr, task))
+    }
+
+    /// Accept requests whose method is `method` (empty: any) and whose path contains
+    /// `path_contains` (empty: any), and never answer them until [`Self::unhang`].
+    pub fn hang(&self, method: &str, path_contains: &str) {
+        self.st().hangs.push((method.into(), path_contains.into()));
+        self.hang_changed.send_modify(|g| *g += 1);
+    }
+
+    /// Every request hangs (a server that accepts connections and never answers).
+    pub fn hang_all(&self) {
+        self.hang("", "");
+    }
+
+    /// Lifts every hang; requests held so far are answered (their clients gave up long ago).
+    pub fn unhang(&self) {
+        self.st().hangs.clear();
+        self.hang_changed.send_modify(|g| *g += 1);
+    }
+
+    fn is_hung(&self, method: &str, path: &str) -> bool {
+        self.st()
+            .hangs
+            .iter()
+            .any(|(m, p)| (m.is_empty() || m == method) && path.contains(p.as_str()))
     }
 
     fn st(&self) -> MutexGuard<'_, ApiState> {
@@ -454,13 +410,24 @@ impl FakeApiServer {
     }
 
     async fn handle(&self, req: Request<kube::client::Body>) -> Response<ApiBody> {
-        let method = req.method().to_string();
-        let path = req.uri().path().to_string();
-        let query = req.uri().query().unwrap_or_default().to_string();
-        let bytes = match req.into_body().collect().await {
+        let (parts, body) = req.into_parts();
+        let bytes = match body.collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => Bytes::new(),
         };
+        self.answer(parts.method.as_str(), &parts.uri, bytes).await
+    }
+
+    async fn answer(&self, method: &str, uri: &http::Uri, bytes: Bytes) -> Response<ApiBody> {
+        let method = method.to_string();
+        let path = uri.path().to_string();
+        let query = uri.query().unwrap_or_default().to_string();
+        let mut hang_rx = self.hang_changed.subscribe();
+        while self.is_hung(&method, &path) {
+            if hang_rx.changed().await.is_err() {
+                break;
+            }
+        }
         let body: Option<Value> = serde_json::from_slice(&bytes).ok();
         let rec = Recorded {
             method: method.clone(),
@@ -561,6 +528,30 @@ impl FakeApiServer {
                     .cloned()
                     .unwrap_or_else(|| json!({"metadata": {}}));
                 let existed = st.objects.contains_key(&key);
+                if method == "PUT" {
+                    // Replace: the object must exist, and a resourceVersion in the body must
+                    // be the current one (optimistic concurrency).
+                    if !existed {
+                        return full(
+                            404,
+                            status_body(404, "NotFound", &format!("{name} not found")),
+                        );
+                    }
+                    let want = patch["metadata"]["resourceVersion"].as_str();
+                    let have = obj["metadata"]["resourceVersion"].as_str();
+                    if want.is_some() && want != have {
+                        return full(
+                            409,
+                            status_body(
+                                409,
+                                "Conflict",
+                                &format!(
+                                    "Operation cannot be fulfilled on {name}: the object has been modified; please apply your changes to the latest version and try again"
+                                ),
+                            ),
+                        );
+                    }
+                }
                 if p.sub.as_deref() == Some("status") {
                     if !existed {
                         return full(
@@ -570,6 +561,16 @@ impl FakeApiServer {
                     }
                     if let Some(s) = patch.get("status") {
                         obj["status"] = s.clone();
+                    }
+                } else if method == "PUT" {
+                    let old_spec = obj.get("spec").cloned();
+                    let meta = obj["metadata"].clone();
+                    obj = patch.clone();
+                    obj["metadata"]["uid"] = meta["uid"].clone();
+                    obj["metadata"]["generation"] = meta["generation"].clone();
+                    if obj.get("spec").cloned() != old_spec {
+                        let g = meta["generation"].as_i64().unwrap_or(0) + 1;
+                        obj["metadata"]["generation"] = json!(g);
                     }
                 } else {
                     let old_spec = obj.get("spec").cloned();
@@ -651,11 +652,16 @@ pub fn endpoint_slice(
     port: u16,
     endpoints: &[(&str, &str, bool)],
 ) -> Value {
-    let mut labels = crate::labels::service_labels(cluster, crate::labels::ROLE_PEERS);
-    labels.insert(
-        crate::labels::SERVICE_NAME.into(),
-        crate::labels::peers_service(cluster),
-    );
+    // The labels a peer Service's slices mirror from it (DESIGN §2) plus the slice
+    // controller's own `kubernetes.io/service-name`.
+    let labels = json!({
+        "app.kubernetes.io/name": "origin",
+        "app.kubernetes.io/instance": cluster,
+        "app.kubernetes.io/managed-by": "origin-operator",
+        "app.kubernetes.io/component": "origin",
+        "origincluster.dev/service-role": "peers",
+        "kubernetes.io/service-name": format!("{cluster}-peers"),
+    });
     let endpoints: Vec<Value> = endpoints
         .iter()
         .map(|(pod, ip, ready)| {
@@ -691,149 +697,59 @@ pub fn by_name(objs: &[Value]) -> HashMap<String, Value> {
         .collect()
 }
 
-// ---------------------------------------------------------------------------------------------
-// Real origin processes
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::Api;
+    use kube::api::PostParams;
 
-/// A real `origin serve` process on loopback.
-pub struct OriginProcess {
-    bin: std::path::PathBuf,
-    /// `ip:port` of its HTTP API (the coworker address).
-    pub api: String,
-    pub rtmp: String,
-    pub flv: String,
-    token_file: std::path::PathBuf,
-    child: Option<tokio::process::Child>,
-}
-
-impl OriginProcess {
-    /// Starts `bin serve` with the given listen addresses and waits until `/healthz` answers.
-    pub async fn start(
-        bin: &std::path::Path,
-        api: String,
-        rtmp: String,
-        flv: String,
-        token_file: &std::path::Path,
-    ) -> std::io::Result<Self> {
-        let mut p = Self {
-            bin: bin.to_path_buf(),
-            api,
-            rtmp,
-            flv,
-            token_file: token_file.to_path_buf(),
-            child: None,
-        };
-        p.restart().await?;
-        Ok(p)
-    }
-
-    /// (Re)starts the process on the same addresses.
-    pub async fn restart(&mut self) -> std::io::Result<()> {
-        self.stop().await;
-        let child = tokio::process::Command::new(&self.bin)
-            .arg("serve")
-            .args(["--rtmp-listen", &self.rtmp])
-            .args(["--api-listen", &self.api])
-            .args(["--flv-listen", &self.flv])
-            .args(["--self-api", &self.api])
-            .arg("--admin-token-file")
-            .arg(&self.token_file)
-            .env("RUST_LOG", "warn")
-            .env_remove("ORIGIN_COWORKER_FILE")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            if tokio::net::TcpStream::connect(&self.api).await.is_ok() {
-                return Ok(());
-            }
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                return Err(std::io::Error::other(format!(
-                    "origin exited at start: {status}"
-                )));
-            }
-            if std::time::Instant::now() > deadline {
-                return Err(std::io::Error::other(format!(
-                    "origin API {} did not come up",
-                    self.api
-                )));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    #[tokio::test]
+    async fn replace_honours_resource_version() {
+        let fake = FakeApiServer::new();
+        let (client, _t) = fake.client();
+        let api: Api<Lease> = Api::namespaced(client, "ns");
+        let mut lease = Lease::default();
+        lease.metadata.name = Some("l".into());
+        let created = api
+            .create(&PostParams::default(), &lease)
+            .await
+            .expect("create");
+        let mut a = created.clone();
+        let mut b = created;
+        a.spec = Some(Default::default());
+        api.replace("l", &PostParams::default(), &a)
+            .await
+            .expect("first writer wins");
+        b.spec = Some(Default::default());
+        match api.replace("l", &PostParams::default(), &b).await {
+            Err(kube::Error::Api(s)) => assert_eq!(s.code, 409),
+            other => panic!("stale replace accepted: {other:?}"),
+        }
+        // Replacing what does not exist is 404 (no create-on-update).
+        let mut ghost = Lease::default();
+        ghost.metadata.name = Some("ghost".into());
+        match api.replace("ghost", &PostParams::default(), &ghost).await {
+            Err(kube::Error::Api(s)) => assert_eq!(s.code, 404),
+            other => panic!("{other:?}"),
         }
     }
 
-    /// Kills the process.
-    pub async fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill().await;
-        }
+    #[tokio::test]
+    async fn hung_requests_are_answered_after_unhang() {
+        let fake = FakeApiServer::new();
+        let (client, _t) = fake.client();
+        let api: Api<Lease> = Api::namespaced(client, "ns");
+        fake.hang_all();
+        let call = tokio::spawn(async move { api.get_opt("x").await });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!call.is_finished(), "answered while hung");
+        fake.unhang();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(2), call)
+            .await
+            .expect("answered after unhang")
+            .expect("join")
+            .expect("ok");
+        assert!(got.is_none());
     }
-}
-
-/// A TCP port that was free on 127.0.0.1 a moment ago.
-pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// `GET /api/v1/coworkers` of an origin (real or fake): the JSON document.
-pub async fn fetch_coworkers(addr: &str) -> Option<Value> {
-    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
-    let uri: http::Uri = format!("http://{addr}{}", origin_wire::paths::COWORKERS)
-        .parse()
-        .ok()?;
-    let fut = async {
-        let resp = client.get(uri).await.ok()?;
-        let body = resp.into_body().collect().await.ok()?.to_bytes();
-        serde_json::from_slice(&body).ok()
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(1), fut)
-        .await
-        .ok()
-        .flatten()
-}
-
-/// An `OriginCluster` with the given ports and no other settings: the fixture the
-/// cross-component tests and the convergence bench drive the controller with.
-pub fn loopback_cluster(
-    name: &str,
-    namespace: &str,
-    uid: &str,
-    replicas: usize,
-    rtmp: u16,
-    api: u16,
-    flv: u16,
-) -> crate::crd::OriginCluster {
-    use crate::crd::{OriginCluster, OriginClusterSpec, Ports};
-    let mut oc = OriginCluster::new(
-        name,
-        OriginClusterSpec {
-            replicas: replicas as i32,
-            image: "origin:test".into(),
-            image_pull_policy: None,
-            image_pull_secrets: vec![],
-            ports: Ports {
-                rtmp: i32::from(rtmp),
-                api: i32::from(api),
-                http: i32::from(flv),
-            },
-            service: None,
-            resources: None,
-            pod_template: None,
-            origin: Default::default(),
-            drain_seconds: 60,
-            advertise: Default::default(),
-        },
-    );
-    oc.metadata.namespace = Some(namespace.into());
-    oc.metadata.uid = Some(uid.into());
-    oc
 }

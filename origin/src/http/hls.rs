@@ -1,0 +1,661 @@
+//! HLS on the HTTP-FLV port: `GET /<app>/<stream>.m3u8` and the segments, parts and init
+//! segments it names (`/<app>/<stream>/<session>/<name>`), answered from the in-memory
+//! packager of `hls::live`. Packaging starts on the first playlist request (through the
+//! same `locate` HTTP-FLV uses) and stops after `--hls-idle-timeout` without requests.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next as MiddlewareNext;
+use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use tokio::time::Instant;
+
+use super::api::parse_query;
+use super::cors;
+use super::flv::request_host;
+use crate::auth::{self, Event as AuthEvent};
+use crate::cluster::ownership::flv_redirect;
+use crate::config::HlsOptions;
+use crate::hls::live::{Live, Packagers};
+use crate::hls::names::{self, Resource};
+use crate::hls::playlist::{self, Uris};
+use crate::hls::reload::{self, Lookup, ReloadRequest};
+use crate::media::StreamKey;
+use crate::media::name::{percent_decode, valid_name};
+use crate::metrics::{self, KindLabel};
+use crate::state::{Located, Origin};
+
+/// Longest request path and query accepted.
+const MAX_PATH: usize = 1024;
+const MAX_QUERY: usize = 1024;
+/// Most HLS requests waiting at once (blocking reloads, first playlists, hinted parts).
+const MAX_WAITING: usize = 20_000;
+/// How long an authorized client is not asked again, and how many are remembered.
+const AUTH_TTL: Duration = Duration::from_secs(30);
+const MAX_ALLOWED: usize = 50_000;
+
+#[derive(Clone)]
+enum Outcome {
+    Live(Arc<Live>),
+    Redirect(String),
+    NotFound,
+}
+
+type Starting = Shared<BoxFuture<'static, Outcome>>;
+
+pub struct Hls {
+    origin: Arc<Origin>,
+    options: HlsOptions,
+    packagers: Arc<Packagers>,
+    /// One `locate` per stream however many first requests arrive together.
+    starting: Mutex<HashMap<(StreamKey, bool), Starting>>,
+    waiting: AtomicUsize,
+    /// Clients allowed to play recently: (address, stream, query) until when.
+    allowed: Mutex<HashMap<AllowedSlot, Instant>>,
+}
+
+type AllowedSlot = (Option<IpAddr>, StreamKey, String);
+
+impl Hls {
+    pub fn new(origin: Arc<Origin>, options: HlsOptions) -> Arc<Self> {
+        Arc::new(Self {
+            origin,
+            options: HlsOptions {
+                packager: options.packager.sanitized(),
+                ..options
+            },
+            packagers: Arc::default(),
+            starting: Mutex::default(),
+            waiting: AtomicUsize::new(0),
+            allowed: Mutex::default(),
+        })
+    }
+
+    pub fn active_packagers(&self) -> u64 {
+        self.packagers.active()
+    }
+}
+
+/// Wraps the HTTP-FLV router: HLS paths are answered here, everything else passes on.
+pub fn layer(router: axum::Router, hls: Arc<Hls>) -> axum::Router {
+    router.layer(axum::middleware::from_fn_with_state(hls, intercept))
+}
+
+/// What an HLS path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Playlist {
+        app: String,
+        stream: String,
+    },
+    Resource {
+        app: String,
+        stream: String,
+        session: String,
+        name: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+enum PathError {
+    #[error("request path too long")]
+    TooLong,
+    #[error("bad percent-encoding in path")]
+    Encoding,
+    #[error("expected /<app>/<stream>.m3u8 or a name it lists")]
+    Shape,
+    #[error("invalid app or stream name")]
+    Name,
+}
+
+fn is_hls_path(path: &str) -> bool {
+    let last = path.rsplit('/').next().unwrap_or("");
+    [".m3u8", ".ts", ".m4s", ".mp4"]
+        .iter()
+        .any(|ext| last.ends_with(ext))
+}
+
+fn parse_target(path: &str) -> Result<Target, PathError> {
+    if path.len() > MAX_PATH {
+        return Err(PathError::TooLong);
+    }
+    let segs: Vec<String> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(|seg| percent_decode(seg).ok_or(PathError::Encoding))
+        .collect::<Result<_, _>>()?;
+    let valid = |app: &str, stream: &str| valid_name(app) && valid_name(stream);
+    if let Some(stream) = segs.last().and_then(|l| l.strip_suffix(".m3u8")) {
+        if segs.len() < 2 {
+            return Err(PathError::Shape);
+        }
+        let app = segs[..segs.len() - 1].join("/");
+        if !valid(&app, stream) {
+            return Err(PathError::Name);
+        }
+        return Ok(Target::Playlist {
+            app,
+            stream: stream.to_string(),
+        });
+    }
+    let n = segs.len();
+    if n < 4 {
+        return Err(PathError::Shape);
+    }
+    let app = segs[..n - 3].join("/");
+    if !valid(&app, &segs[n - 3]) {
+        return Err(PathError::Name);
+    }
+    Ok(Target::Resource {
+        app,
+        stream: segs[n - 3].clone(),
+        session: segs[n - 2].clone(),
+        name: segs[n - 1].clone(),
+    })
+}
+
+fn text(status: StatusCode, msg: impl Into<String>) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        msg.into(),
+    )
+        .into_response()
+}
+
+fn count(kind: &'static str) {
+    metrics::global()
+        .hls_requests
+        .get_or_create(&KindLabel { kind })
+        .inc();
+}
+
+async fn intercept(State(hls): State<Arc<Hls>>, req: Request, next: MiddlewareNext) -> Response {
+    if !is_hls_path(req.uri().path()) {
+        return next.run(req).await;
+    }
+    cors::add_headers(hls.answer(req).await).await
+}
+
+/// Counts a waiting request while it waits.
+struct WaitSlot<'a>(&'a AtomicUsize);
+
+impl Drop for WaitSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Hls {
+    fn wait_slot(&self) -> Option<WaitSlot<'_>> {
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(WaitSlot(&self.waiting))
+    }
+
+    /// Three target durations: how long the spec lets a blocked request wait.
+    fn block_limit(&self, live: &Live) -> Duration {
+        Duration::from_secs(3 * live.with(|p| p.target_secs()).max(1))
+    }
+
+    async fn answer(self: &Arc<Self>, req: Request) -> Response {
+        match *req.method() {
+            Method::OPTIONS => return StatusCode::NO_CONTENT.into_response(),
+            Method::GET | Method::HEAD => {}
+            _ => return text(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD only\n"),
+        }
+        let raw = req.uri().query().unwrap_or_default().to_string();
+        if raw.len() > MAX_QUERY {
+            count("bad");
+            return text(StatusCode::BAD_REQUEST, "query too long\n");
+        }
+        let target = match parse_target(req.uri().path()) {
+            Ok(t) => t,
+            Err(e) => {
+                count("bad");
+                let status = if e == PathError::Shape {
+                    StatusCode::NOT_FOUND
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                return text(status, format!("{e}\n"));
+            }
+        };
+        let params = parse_query(&raw);
+        let vhost = params
+            .iter()
+            .find(|(k, _)| k == "vhost")
+            .map_or("", |(_, v)| v.as_str());
+        let (app, stream) = match &target {
+            Target::Playlist { app, stream } | Target::Resource { app, stream, .. } => {
+                (app, stream)
+            }
+        };
+        let key = match StreamKey::parse(vhost, app, stream) {
+            Ok(k) => k,
+            Err(e) => {
+                count("bad");
+                return text(StatusCode::BAD_REQUEST, format!("{e}\n"));
+            }
+        };
+        // The client's own query (tokens, vhost) without the blocking-reload parameters:
+        // authorized once per client and carried by every URI of its playlist.
+        let client_query = raw
+            .split('&')
+            .filter(|kv| !kv.is_empty() && !kv.starts_with("_HLS_"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let (host_header, referer, host) = {
+            let header = |name| {
+                req.headers()
+                    .get(name)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            (
+                header(header::HOST),
+                header(header::REFERER),
+                request_host(req.headers()),
+            )
+        };
+        drop(req);
+        if let Err(refused) = self
+            .authorize(peer, &host_header, &referer, &key, &client_query)
+            .await
+        {
+            return refused;
+        }
+        match target {
+            Target::Playlist { .. } => {
+                count("playlist");
+                self.playlist(key, &params, &client_query, &host).await
+            }
+            Target::Resource { session, name, .. } => self.resource(&key, &session, &name).await,
+        }
+    }
+
+    /// Play authorization (DESIGN §9), as for an HTTP-FLV player: rules and on_play hooks
+    /// decide; an allowed (address, stream, query) is remembered for `AUTH_TTL`, so a
+    /// polling client is not re-checked on every playlist and segment.
+    async fn authorize(
+        &self,
+        ip: Option<IpAddr>,
+        host_header: &str,
+        referer: &str,
+        key: &StreamKey,
+        client_query: &str,
+    ) -> Result<(), Response> {
+        let slot = (ip, key.clone(), client_query.to_string());
+        let now = Instant::now();
+        {
+            let cache = self.allowed.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.get(&slot).is_some_and(|until| *until > now) {
+                return Ok(());
+            }
+        }
+        let request = auth::Request {
+            client_id: self.origin.next_id().to_string(),
+            ip,
+            vhost: key.vhost.clone(),
+            app: key.app.clone(),
+            stream: key.stream.clone(),
+            param: if client_query.is_empty() {
+                String::new()
+            } else {
+                format!("?{client_query}")
+            },
+            tc_url: format!("http://{host_header}/{}", key.app),
+            page_url: referer.to_string(),
+            stream_id: self
+                .origin
+                .registry
+                .get(key)
+                .and_then(|s| s.publisher())
+                .map(|p| p.id.to_string())
+                .unwrap_or_default(),
+            ..auth::Request::default()
+        };
+        if let Err(refusal) = self.origin.auth.check(AuthEvent::Play, &request).await {
+            count("refused");
+            tracing::info!(stream = %key, ip = ?ip, reason = refusal.reason, "HLS play refused");
+            return Err(text(StatusCode::FORBIDDEN, format!("{refusal}\n")));
+        }
+        let mut cache = self.allowed.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_ALLOWED {
+            cache.retain(|_, until| *until > now);
+            if cache.len() >= MAX_ALLOWED {
+                cache.clear();
+            }
+        }
+        cache.insert(slot, now + AUTH_TTL);
+        Ok(())
+    }
+
+    async fn live(self: &Arc<Self>, key: &StreamKey, raw: &str, host: &str) -> Outcome {
+        if let Some(l) = self.packagers.get(key) {
+            return Outcome::Live(l);
+        }
+        let opted_in = crate::rtmp::url::query_param(raw, "redirect") == Some("302");
+        let redirect = self.origin.redirects(false, opted_in);
+        let slot = (key.clone(), redirect);
+        let fut = {
+            let mut starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
+            starting
+                .entry(slot.clone())
+                .or_insert_with(|| {
+                    // A task, so the start completes (and leaves the map) even when every
+                    // client that asked has gone.
+                    let me = self.clone();
+                    let (key, raw, host) = (key.clone(), raw.to_string(), host.to_string());
+                    let task = tokio::spawn(async move {
+                        let out = me.clone().start(key.clone(), raw, host, redirect).await;
+                        me.starting
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&(key, redirect));
+                        out
+                    });
+                    async move { task.await.unwrap_or(Outcome::NotFound) }
+                        .boxed()
+                        .shared()
+                })
+                .clone()
+        };
+        fut.await
+    }
+
+    async fn start(
+        self: Arc<Self>,
+        key: StreamKey,
+        raw: String,
+        host: String,
+        redirect: bool,
+    ) -> Outcome {
+        if let Some(l) = self.packagers.get(&key) {
+            return Outcome::Live(l);
+        }
+        match self.origin.locate(&key, &host, redirect).await {
+            Located::Local(player) => Outcome::Live(self.packagers.start(
+                &key,
+                player,
+                self.options.packager,
+                self.options.idle_timeout,
+            )),
+            Located::Remote { found, player } => {
+                if !redirect {
+                    // A relay brings the stream here; the local packager plays it.
+                    return match self.origin.relay(&key, found, player, &host).await {
+                        Some(player) => Outcome::Live(self.packagers.start(
+                            &key,
+                            player,
+                            self.options.packager,
+                            self.options.idle_timeout,
+                        )),
+                        None => Outcome::NotFound,
+                    };
+                }
+                drop(player);
+                let query: String = raw
+                    .split('&')
+                    .filter(|kv| !kv.starts_with("_HLS_"))
+                    .collect::<Vec<_>>()
+                    .join("&");
+                let flv = flv_redirect(
+                    &found.owner,
+                    self.origin.identity.flv_port,
+                    &key,
+                    Some(query.as_str()),
+                );
+                let (path, q) = flv.split_once('?').unwrap_or((&flv, ""));
+                let base = path.strip_suffix(".flv").unwrap_or(path);
+                let location = if q.is_empty() {
+                    format!("{base}.m3u8")
+                } else {
+                    format!("{base}.m3u8?{q}")
+                };
+                metrics::global()
+                    .redirects
+                    .get_or_create(&KindLabel { kind: "hls" })
+                    .inc();
+                tracing::info!(stream = %key, to = %location, "HLS 302 redirect");
+                Outcome::Redirect(location)
+            }
+            Located::NotFound => Outcome::NotFound,
+        }
+    }
+
+    async fn playlist(
+        self: &Arc<Self>,
+        key: StreamKey,
+        params: &[(String, String)],
+        raw: &str,
+        host: &str,
+    ) -> Response {
+        let ll = self.options.packager.low_latency;
+        let block = if ll {
+            match ReloadRequest::parse(params) {
+                Ok(b) => b,
+                Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+            }
+        } else {
+            None
+        };
+        let Some(_slot) = self.wait_slot() else {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many waiting HLS requests\n",
+            );
+        };
+        let live = match self.live(&key, raw, host).await {
+            Outcome::Live(l) => l,
+            Outcome::Redirect(location) => {
+                return (StatusCode::FOUND, [(header::LOCATION, location)], "").into_response();
+            }
+            Outcome::NotFound => {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "stream {}/{} is not published on any origin\n",
+                        key.app, key.stream
+                    ),
+                );
+            }
+        };
+        let _request = live.request();
+        live.count_poll();
+        // Resources carry the client's query (vhost, tokens) and the packager's session.
+        let mut uris = Uris::for_stream(&key.stream, raw);
+        uris.prefix.push_str(&format!("{}/", live.session));
+        let limit = self.block_limit(&live);
+        let deadline = Instant::now()
+            + match block {
+                Some(_) => limit,
+                // The first segment needs a keyframe past the target duration.
+                None => (limit + Duration::from_secs(5)).min(Duration::from_secs(30)),
+            };
+        let rendered = live
+            .wait_for(deadline, |p| {
+                let ready = match block {
+                    Some(b) => b.ready(p),
+                    None => Ok(true),
+                };
+                match ready {
+                    Ok(true) => live
+                        .cached(&uris.query, || playlist::render(p, &uris))
+                        .map(Ok),
+                    Ok(false) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            })
+            .await;
+        match rendered {
+            Some(Ok(body)) => {
+                metrics::global().hls_bytes.inc_by(body.len() as u64);
+                (
+                    StatusCode::OK,
+                    [
+                        (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
+                        (header::CACHE_CONTROL, "no-cache"),
+                    ],
+                    body,
+                )
+                    .into_response()
+            }
+            Some(Err(e)) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+            None => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the playlist is not ready yet (no complete segment, or the requested part did not appear in time)\n",
+            ),
+        }
+    }
+
+    async fn resource(self: &Arc<Self>, key: &StreamKey, session: &str, name: &str) -> Response {
+        let ll = self.options.packager.low_latency;
+        let resource = match names::parse_resource(name, ll) {
+            Ok(r) => r,
+            Err(e) => {
+                count("bad");
+                return text(StatusCode::NOT_FOUND, format!("{e}\n"));
+            }
+        };
+        let (kind, content_type) = match resource {
+            Resource::Segment(_) if !ll => ("segment", "video/mp2t"),
+            Resource::Segment(_) => ("segment", "video/mp4"),
+            Resource::Part(..) => ("part", "video/mp4"),
+            Resource::Init(_) => ("init", "video/mp4"),
+        };
+        count(kind);
+        let live = match self.packagers.get(key) {
+            Some(l) if names::number::<u64>(session).ok() == Some(l.session) => l,
+            _ => {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    "no such HLS session (expired or never was)\n",
+                );
+            }
+        };
+        let _request = live.request();
+        let lookup = |p: &crate::hls::Packager| match resource {
+            Resource::Segment(msn) => reload::segment(p, msn),
+            Resource::Part(msn, i) => reload::part(p, msn, u64::from(i)),
+            Resource::Init(generation) => match p.init_of(generation) {
+                Some(b) => Lookup::Found(vec![b.clone()]),
+                None => Lookup::Gone,
+            },
+        };
+        let found = match live.with(lookup) {
+            Lookup::Found(b) => Some(b),
+            Lookup::Gone => None,
+            Lookup::Soon => {
+                let Some(_slot) = self.wait_slot() else {
+                    return text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many waiting HLS requests\n",
+                    );
+                };
+                let deadline = Instant::now() + self.block_limit(&live);
+                live.wait_for(deadline, |p| match lookup(p) {
+                    Lookup::Found(b) => Some(Some(b)),
+                    Lookup::Gone => Some(None),
+                    Lookup::Soon => None,
+                })
+                .await
+                .flatten()
+            }
+        };
+        let Some(chunks) = found else {
+            return text(
+                StatusCode::NOT_FOUND,
+                "no such segment or part (expired, or never will be)\n",
+            );
+        };
+        let len: usize = chunks.iter().map(Bytes::len).sum();
+        metrics::global().hls_bytes.inc_by(len as u64);
+        // Shared chunks, never copied; a client that stops reading is cut by the
+        // connection's send deadline.
+        let body = Body::from_stream(futures::stream::iter(
+            chunks.into_iter().map(Ok::<_, std::convert::Infallible>),
+        ));
+        (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, content_type.to_string()),
+                (
+                    header::CACHE_CONTROL,
+                    "public, max-age=31536000, immutable".to_string(),
+                ),
+                (header::CONTENT_LENGTH, len.to_string()),
+            ],
+            body,
+        )
+            .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            parse_target("/live/s.m3u8"),
+            Ok(Target::Playlist {
+                app: "live".into(),
+                stream: "s".into()
+            })
+        );
+        assert_eq!(
+            parse_target("/a/b/s%20t.m3u8"),
+            Ok(Target::Playlist {
+                app: "a/b".into(),
+                stream: "s t".into()
+            })
+        );
+        assert_eq!(
+            parse_target("/live/s/17/seg3.ts"),
+            Ok(Target::Resource {
+                app: "live".into(),
+                stream: "s".into(),
+                session: "17".into(),
+                name: "seg3.ts".into()
+            })
+        );
+        assert_eq!(parse_target("/s.m3u8"), Err(PathError::Shape));
+        assert_eq!(parse_target("/live/seg3.ts"), Err(PathError::Shape));
+        assert_eq!(parse_target("/live/%zz.m3u8"), Err(PathError::Encoding));
+        assert_eq!(parse_target("/../s.m3u8"), Err(PathError::Name));
+        assert_eq!(
+            parse_target(&format!("/live/{}.m3u8", "x".repeat(2000))),
+            Err(PathError::TooLong)
+        );
+        assert!(is_hls_path("/live/s.m3u8") && is_hls_path("/l/s/1/part1.2.m4s"));
+        assert!(!is_hls_path("/live/s.flv"));
+    }
+
+    proptest! {
+        #[test]
+        fn prop_paths_never_panic(s in "(/[a-z0-9%.]{0,6}){0,6}") {
+            let _ = parse_target(&s);
+        }
+    }
+}
