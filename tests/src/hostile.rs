@@ -1,5 +1,5 @@
-//! Support for the hostile-input tests (issue 10): process accounting from /proc (the pid
-//! behind a listening port, VmRSS/VmHWM, open fds), raw HTTP and RTMP clients that
+//! Support for the hostile-input tests (issue 10): process accounting from /proc (VmRSS/VmHWM,
+//! open fds, accepted connections), raw HTTP and RTMP clients that
 //! misbehave on purpose, a synthetic publisher, a recording coworker stub that answers
 //! ownership queries in SRS format, and `origin cluster` as a child process.
 
@@ -22,33 +22,6 @@ use crate::{OriginProc, bin_path};
 
 // ---------------------------------------------------------------------------------------
 // /proc accounting
-
-/// The pid of the process that listens on 127.0.0.1:`port` (found through the socket
-/// inode in /proc/net/tcp and the owners' /proc/<pid>/fd links).
-pub fn pid_of_port(port: u16) -> Option<u32> {
-    let tcp = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    let want = format!(":{port:04X}");
-    let inode = tcp.lines().skip(1).find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        // local_address, rem_address, st (0A = LISTEN), ..., inode is field 9
-        (f.len() > 9 && f[1].ends_with(&want) && f[3] == "0A").then(|| f[9].to_string())
-    })?;
-    let target = format!("socket:[{inode}]");
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == target) {
-                return Some(pid);
-            }
-        }
-    }
-    None
-}
 
 /// How many TCP connections to local `port` process `pid` has accepted (holds as fds);
 /// connections the kernel completed but the process has not accepted yet do not count.
@@ -79,7 +52,7 @@ pub fn accepted_on(pid: u32, port: u16) -> usize {
 
 /// The origin process behind an [`OriginProc`].
 pub fn pid(o: &OriginProc) -> u32 {
-    pid_of_port(o.api).unwrap_or_else(|| panic!("no process listens on :{}", o.api))
+    o.pid()
 }
 
 /// A `kB` field of /proc/<pid>/status (VmRSS, VmHWM, ...), in KiB.
