@@ -6,6 +6,7 @@
 //! Benchmarks print numbers; nothing here asserts on speed.
 
 pub mod flv_player;
+pub mod load;
 pub mod player;
 pub mod publisher;
 pub mod server;

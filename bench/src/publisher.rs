@@ -18,6 +18,10 @@ pub struct Publisher {
     pub sent: Arc<AtomicU64>,
     /// Set once Publish.Start was received.
     pub started: Arc<AtomicBool>,
+    /// How late the thread woke up for a tag at worst (it was not scheduled), µs.
+    pub max_wake_late_us: Arc<AtomicU64>,
+    /// The longest a tag's write took (the server did not read), µs.
+    pub max_write_us: Arc<AtomicU64>,
     thread: Option<JoinHandle<Result<(), String>>>,
 }
 
@@ -27,7 +31,10 @@ impl Publisher {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
         let started = Arc::new(AtomicBool::new(false));
+        let max_wake_late_us = Arc::new(AtomicU64::new(0));
+        let max_write_us = Arc::new(AtomicU64::new(0));
         let (s, n, st, url) = (stop.clone(), sent.clone(), started.clone(), url.to_string());
+        let (late, wrote) = (max_wake_late_us.clone(), max_write_us.clone());
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -45,7 +52,13 @@ impl Publisher {
                             break;
                         }
                         let ts = offset + u64::from(t.timestamp);
-                        tokio::time::sleep_until(t0 + Duration::from_millis(ts)).await;
+                        let due = t0 + Duration::from_millis(ts);
+                        tokio::time::sleep_until(due).await;
+                        let woke = tokio::time::Instant::now();
+                        late.fetch_max(
+                            woke.saturating_duration_since(due).as_micros() as u64,
+                            Ordering::Relaxed,
+                        );
                         let tag = Tag {
                             tag_type: t.tag_type,
                             timestamp: ts as u32,
@@ -54,6 +67,7 @@ impl Publisher {
                         c.publish_tags(std::slice::from_ref(&tag), false)
                             .await
                             .map_err(|e| e.to_string())?;
+                        wrote.fetch_max(woke.elapsed().as_micros() as u64, Ordering::Relaxed);
                         n.fetch_add(1, Ordering::Relaxed);
                     }
                     offset += u64::from(clip.duration_ms);
@@ -66,8 +80,25 @@ impl Publisher {
             stop,
             sent,
             started,
+            max_wake_late_us,
+            max_write_us,
             thread: Some(thread),
         }
+    }
+
+    /// Starts publishing to `url` and returns once the server accepted the publish and a
+    /// whole GOP (2 s) went by, so the server's cache holds a keyframe. The error is the
+    /// publisher's.
+    pub async fn start_primed(url: &str, clip: Arc<Clip>) -> Result<Self, String> {
+        let p = Self::start(url, clip);
+        if !p.wait_started(Duration::from_secs(10)) {
+            return Err(p
+                .stop()
+                .err()
+                .unwrap_or_else(|| "not started in 10 s".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        Ok(p)
     }
 
     /// Waits until the server accepted the publish (or the thread failed).

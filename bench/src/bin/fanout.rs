@@ -9,16 +9,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, ValueEnum};
-use origin_bench::flv_player::run_flv_player;
-use origin_bench::player::{BYTES_READ, PlayerStats, Stage, run_player};
+use clap::Parser;
+use origin_bench::load::{Players, Point, Proto, measure, ratio, sorted};
+use origin_bench::player::Stage;
 use origin_bench::publisher::Publisher;
 use origin_bench::server::{ServerProc, start_nginx, start_origin};
-use origin_bench::{
-    Clip, cpu_seconds, fmt_opt, origin_bin, percentile, pin_self, status_kib, test_flv,
-};
-use tokio::task::JoinHandle;
-use tokio::time::{Instant, sleep};
+use origin_bench::{Clip, fmt_opt, origin_bin, percentile, pin_self, status_kib, test_flv};
+use tokio::time::sleep;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -76,31 +73,6 @@ struct Args {
     read_buf: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Proto {
-    Rtmp,
-    Flv,
-}
-
-impl Proto {
-    fn name(self) -> &'static str {
-        match self {
-            Proto::Rtmp => "RTMP",
-            Proto::Flv => "HTTP-FLV",
-        }
-    }
-
-    /// The URL players of this protocol use for `path` (`live/bench`) on `server`.
-    fn url(self, server: &ServerProc, path: &str) -> Result<String> {
-        match self {
-            Proto::Rtmp => Ok(server.rtmp_url(path)),
-            Proto::Flv => server
-                .flv_url(path)
-                .with_context(|| format!("{} serves no HTTP-FLV", server.name)),
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 enum Kind {
     Ours { merge: Option<String> },
@@ -142,130 +114,37 @@ impl Kind {
     }
 }
 
-#[derive(Debug, Default, Clone)]
-struct Row {
-    server: String,
-    n: usize,
-    ok: usize,
-    failed: usize,
-    window_s: f64,
-    gbit: f64,
-    cpu_s: f64,
-    bench_cpu_pct: f64,
-    rss0_kib: u64,
-    rss1_kib: u64,
-    hwm_kib: u64,
-    stalled_players: usize,
-    stall_events: u64,
-    max_gap_ms: f64,
-    ttfp_p50: Option<f64>,
-    ttfp_p99: Option<f64>,
-    fps: f64,
-}
-
-impl Row {
-    fn cpu_per_gbit(&self) -> Option<f64> {
-        (self.gbit > 0.0).then(|| self.cpu_s / self.gbit)
-    }
-    fn kib_per_player(&self) -> f64 {
-        (self.rss1_kib as f64 - self.rss0_kib as f64) / self.n.max(1) as f64
-    }
-}
-
-fn spawn_players(
-    proto: Proto,
-    url: &str,
-    n: usize,
-    read_buf: usize,
-    stats: &mut Vec<Arc<PlayerStats>>,
-    handles: &mut Vec<JoinHandle<()>>,
-) {
-    for _ in 0..n {
-        let st = Arc::new(PlayerStats::default());
-        stats.push(st.clone());
-        let url = url.to_string();
-        handles.push(tokio::spawn(async move {
-            match proto {
-                Proto::Rtmp => run_player(&url, st, read_buf).await,
-                Proto::Flv => run_flv_player(&url, st, read_buf).await,
-            }
-        }));
-    }
-}
-
-/// Waits until every player has its first picture or failed (or `limit` passes).
-async fn wait_first_pictures(stats: &[Arc<PlayerStats>], limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if stats
-            .iter()
-            .all(|s| s.ttfp_us.load(Ordering::Relaxed) > 0 || s.failed().is_some())
-        {
-            return;
-        }
-        sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn sorted(v: impl Iterator<Item = f64>) -> Vec<f64> {
-    let mut v: Vec<f64> = v.collect();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v
-}
-
 async fn start_with_publisher(
     kind: &Kind,
     a: &Args,
     clip: &Arc<Clip>,
 ) -> Result<(ServerProc, Publisher)> {
     let server = kind.start(a, &[])?;
-    let publisher = Publisher::start(&server.rtmp_url("live/bench"), clip.clone());
-    if !publisher.wait_started(Duration::from_secs(10)) {
-        let e = publisher.stop().err().unwrap_or_default();
-        bail!(
-            "{}: publish failed: {e}\n{}",
-            kind.label(),
-            server.log_tail()
-        );
-    }
-    // Let a whole GOP (2 s) go by so the cache holds a keyframe.
-    sleep(Duration::from_millis(2500)).await;
+    let publisher =
+        match Publisher::start_primed(&server.rtmp_url("live/bench"), clip.clone()).await {
+            Ok(p) => p,
+            Err(e) => bail!(
+                "{}: publish failed: {e}\n{}",
+                kind.label(),
+                server.log_tail()
+            ),
+        };
     Ok((server, publisher))
 }
 
-async fn run_point(kind: &Kind, n: usize, a: &Args, clip: &Arc<Clip>) -> Result<Row> {
+async fn run_point(kind: &Kind, n: usize, a: &Args, clip: &Arc<Clip>) -> Result<Point> {
     let (mut server, publisher) = start_with_publisher(kind, a, clip).await?;
     let pid = server.pid();
     let rss0 = status_kib(pid, "VmRSS").unwrap_or(0);
     let url = a.proto.url(&server, "live/bench")?;
-    let mut stats = Vec::with_capacity(n);
-    let mut handles = Vec::with_capacity(n);
-    // Ramp: join_rate players per second in 10 waves a second.
-    let per_wave = (a.join_rate / 10).max(1);
-    while stats.len() < n {
-        let k = per_wave.min(n - stats.len());
-        spawn_players(a.proto, &url, k, a.read_buf, &mut stats, &mut handles);
-        sleep(Duration::from_millis(100)).await;
-    }
-    wait_first_pictures(&stats, Duration::from_secs(15)).await;
+    let mut players = Players::with_capacity(n);
+    players
+        .ramp(a.proto, &url, n, a.join_rate, a.read_buf)
+        .await;
+    players.wait_first_pictures(Duration::from_secs(15)).await;
     sleep(Duration::from_secs(2)).await;
     let rss1 = status_kib(pid, "VmRSS").unwrap_or(0);
-    let me = std::process::id();
-    let (c0, b0, m0, v0) = (
-        cpu_seconds(pid),
-        BYTES_READ.load(Ordering::Relaxed),
-        cpu_seconds(me),
-        video_frames(&stats),
-    );
-    let t0 = Instant::now();
-    sleep(Duration::from_secs(a.window)).await;
-    let (c1, b1, m1, v1) = (
-        cpu_seconds(pid),
-        BYTES_READ.load(Ordering::Relaxed),
-        cpu_seconds(me),
-        video_frames(&stats),
-    );
-    let secs = t0.elapsed().as_secs_f64();
+    let window = measure(pid, &players, a.window).await;
     let hwm = status_kib(pid, "VmHWM").unwrap_or(0);
     if !server.alive() {
         bail!(
@@ -274,76 +153,28 @@ async fn run_point(kind: &Kind, n: usize, a: &Args, clip: &Arc<Clip>) -> Result<
             server.log_tail()
         );
     }
-    for h in &handles {
-        h.abort();
-    }
     let pub_failed = publisher.failed();
     let _ = publisher.stop();
     drop(server);
-    for h in handles {
-        let _ = h.await;
-    }
+    players.stop().await;
     if pub_failed {
         eprintln!(
             "warning: {} N={n}: the publisher stopped early",
             kind.label()
         );
     }
-    let failed: Vec<_> = stats
-        .iter()
-        .filter(|s| s.failed().is_some() && s.failed() != Some(Stage::Running))
-        .collect();
-    let ok = stats
-        .iter()
-        .filter(|s| s.ttfp_us.load(Ordering::Relaxed) > 0)
-        .count();
-    let ttfp = sorted(stats.iter().filter_map(|s| s.ttfp_ms()));
-    let row = Row {
-        server: kind.label(),
+    let row = Point {
+        label: kind.label(),
         n,
-        ok,
-        failed: failed.len(),
-        window_s: secs,
-        gbit: (b1 - b0) as f64 * 8.0 / 1e9,
-        cpu_s: match (c0, c1) {
-            (Some(a), Some(b)) => b - a,
-            _ => f64::NAN,
-        },
-        bench_cpu_pct: match (m0, m1) {
-            (Some(a), Some(b)) => (b - a) / secs * 100.0,
-            _ => f64::NAN,
-        },
+        players: players.summary(),
+        window,
         rss0_kib: rss0,
         rss1_kib: rss1,
         hwm_kib: hwm,
-        stalled_players: stats
-            .iter()
-            .filter(|s| s.stalls.load(Ordering::Relaxed) > 0)
-            .count(),
-        stall_events: stats
-            .iter()
-            .map(|s| u64::from(s.stalls.load(Ordering::Relaxed)))
-            .sum(),
-        max_gap_ms: stats
-            .iter()
-            .map(|s| s.max_gap_us.load(Ordering::Relaxed))
-            .max()
-            .unwrap_or(0) as f64
-            / 1000.0,
-        ttfp_p50: percentile(&ttfp, 50.0),
-        ttfp_p99: percentile(&ttfp, 99.0),
-        fps: (v1 - v0) as f64 / secs / ok.max(1) as f64,
     };
     // Let the sockets close before the next point.
     sleep(Duration::from_millis(500)).await;
     Ok(row)
-}
-
-fn video_frames(stats: &[Arc<PlayerStats>]) -> u64 {
-    stats
-        .iter()
-        .map(|s| s.video_frames.load(Ordering::Relaxed))
-        .sum()
 }
 
 #[derive(Debug)]
@@ -364,18 +195,13 @@ struct BurstRow {
 async fn run_burst(kind: &Kind, n: usize, a: &Args, clip: &Arc<Clip>) -> Result<BurstRow> {
     let (server, publisher) = start_with_publisher(kind, a, clip).await?;
     let url = a.proto.url(&server, "live/bench")?;
-    let mut stats = Vec::with_capacity(n);
-    let mut handles = Vec::with_capacity(n);
-    spawn_players(a.proto, &url, n, 16 * 1024, &mut stats, &mut handles);
-    wait_first_pictures(&stats, Duration::from_secs(40)).await;
-    for h in &handles {
-        h.abort();
-    }
+    let mut players = Players::with_capacity(n);
+    players.spawn(a.proto, &url, n, 16 * 1024);
+    players.wait_first_pictures(Duration::from_secs(40)).await;
+    players.stop().await;
     let _ = publisher.stop();
     drop(server);
-    for h in handles {
-        let _ = h.await;
-    }
+    let stats = &players.stats;
     let connect = sorted(
         stats
             .iter()
@@ -424,101 +250,38 @@ async fn run_idle(kind: &Kind, n: usize, a: &Args) -> Result<(String, u64, u64, 
     sleep(Duration::from_millis(300)).await;
     let rss0 = status_kib(pid, "VmRSS").unwrap_or(0);
     let url = a.proto.url(&server, "live/idle")?;
-    let mut stats = Vec::with_capacity(n);
-    let mut handles = Vec::with_capacity(n);
-    let per_wave = (a.join_rate / 10).max(1);
-    while stats.len() < n {
-        let k = per_wave.min(n - stats.len());
-        spawn_players(a.proto, &url, k, 4096, &mut stats, &mut handles);
-        sleep(Duration::from_millis(100)).await;
-    }
+    let mut players = Players::with_capacity(n);
+    players.ramp(a.proto, &url, n, a.join_rate, 4096).await;
     sleep(Duration::from_secs(3)).await;
     let rss1 = status_kib(pid, "VmRSS").unwrap_or(0);
-    let alive = stats
+    let alive = players
+        .stats
         .iter()
         .filter(|s| s.connect_us.load(Ordering::Relaxed) > 0 && s.failed().is_none())
         .count();
-    for h in &handles {
-        h.abort();
-    }
+    players.stop().await;
     drop(server);
-    for h in handles {
-        let _ = h.await;
-    }
     sleep(Duration::from_millis(500)).await;
     Ok((kind.label(), rss0, rss1, alive))
 }
 
-fn print_rows(rows: &[Row], proto: Proto) {
+fn print_rows(rows: &[Point], proto: Proto) {
     println!();
     println!(
         "## {} fan-out: one ~2 Mbit/s stream to N players (server on one core, players on the other)",
         proto.name()
     );
     println!();
-    println!(
-        "{:<22} {:>5} {:>5} {:>4} {:>7} {:>6} {:>6} {:>8} {:>6} {:>7} {:>7} {:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>5} {:>6}",
-        "server",
-        "N",
-        "ok",
-        "fail",
-        "Gbit",
-        "Gb/s",
-        "cpu_s",
-        "cpu/Gbit",
-        "cpu%",
-        "rss0MiB",
-        "rssMiB",
-        "hwm MiB",
-        "KiB/pl",
-        "stalled",
-        "maxgapms",
-        "ttfp50",
-        "ttfp99",
-        "fps",
-        "bench%"
-    );
+    println!("{}", Point::header());
     for r in rows {
-        println!(
-            "{:<22} {:>5} {:>5} {:>4} {:>7.2} {:>6.2} {:>6.2} {:>8} {:>6.1} {:>7.1} {:>7.1} {:>8.1} {:>7.1} {:>9} {:>8.0} {:>8} {:>8} {:>5.1} {:>6.0}",
-            r.server,
-            r.n,
-            r.ok,
-            r.failed,
-            r.gbit,
-            r.gbit / r.window_s,
-            r.cpu_s,
-            fmt_opt(r.cpu_per_gbit(), 3),
-            r.cpu_s / r.window_s * 100.0,
-            r.rss0_kib as f64 / 1024.0,
-            r.rss1_kib as f64 / 1024.0,
-            r.hwm_kib as f64 / 1024.0,
-            r.kib_per_player(),
-            format!("{}/{}", r.stalled_players, r.stall_events),
-            r.max_gap_ms,
-            fmt_opt(r.ttfp_p50, 0),
-            fmt_opt(r.ttfp_p99, 0),
-            r.fps,
-            r.bench_cpu_pct,
-        );
+        println!("{}", r.line());
     }
     println!();
-    println!(
-        "Gbit = bytes read by all players in the window (incl. RTMP chunk headers / HTTP chunk framing and FLV tag headers); cpu_s = server utime+stime in the window;"
-    );
-    println!(
-        "cpu% = server CPU of its core; KiB/pl = (RSS with players - RSS before) / N; stalled = players/events with"
-    );
-    println!(
-        "a gap > 1 s between video frames after the first picture; maxgapms = largest such gap; ttfp = connect ->"
-    );
-    println!(
-        "first complete non-header video keyframe, ms; fps = video frames/s per player in the window; bench% = CPU of the player process (its core; ~100 = saturated)."
-    );
+    println!("{}", Point::legend());
 }
 
-fn print_ratios(rows: &[Row]) {
-    let nginx: Vec<&Row> = rows.iter().filter(|r| r.server == "nginx-rtmp").collect();
+fn print_ratios(rows: &[Point]) {
+    let nginx: Vec<&Point> = rows.iter().filter(|r| r.label == "nginx-rtmp").collect();
     if nginx.is_empty() {
         return;
     }
@@ -531,21 +294,17 @@ fn print_ratios(rows: &[Row]) {
         "{:<22} {:>5} {:>12} {:>12} {:>12} {:>12}",
         "server", "N", "cpu/Gbit", "ttfp p50", "ttfp p99", "KiB/player"
     );
-    for r in rows.iter().filter(|r| r.server != "nginx-rtmp") {
+    for r in rows.iter().filter(|r| r.label != "nginx-rtmp") {
         let Some(n) = nginx.iter().find(|x| x.n == r.n) else {
             continue;
         };
-        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-            _ => None,
-        };
         println!(
             "{:<22} {:>5} {:>12} {:>12} {:>12} {:>12}",
-            r.server,
+            r.label,
             r.n,
             fmt_opt(ratio(r.cpu_per_gbit(), n.cpu_per_gbit()), 2),
-            fmt_opt(ratio(r.ttfp_p50, n.ttfp_p50), 2),
-            fmt_opt(ratio(r.ttfp_p99, n.ttfp_p99), 2),
+            fmt_opt(ratio(r.ttfp_p(50.0), n.ttfp_p(50.0)), 2),
+            fmt_opt(ratio(r.ttfp_p(99.0), n.ttfp_p(99.0)), 2),
             fmt_opt(ratio(Some(r.kib_per_player()), Some(n.kib_per_player())), 2),
         );
     }
@@ -597,16 +356,7 @@ fn main() -> Result<()> {
                 eprintln!("[fanout] {} N={n} ...", k.label());
                 match run_point(k, n, &a, &clip).await {
                     Ok(r) => {
-                        eprintln!(
-                            "[fanout] {} N={n}: {:.2} Gbit, cpu {:.2} s -> {} s/Gbit, ttfp p50 {} ms, stalled {}, bench cpu {:.0}%",
-                            r.server,
-                            r.gbit,
-                            r.cpu_s,
-                            fmt_opt(r.cpu_per_gbit(), 3),
-                            fmt_opt(r.ttfp_p50, 0),
-                            r.stalled_players,
-                            r.bench_cpu_pct
-                        );
+                        eprintln!("[fanout] {}", r.progress());
                         rows.push(r);
                     }
                     Err(e) => eprintln!("[fanout] {} N={n} failed: {e:#}", k.label()),
