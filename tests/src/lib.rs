@@ -1,6 +1,7 @@
 //! Support for the cross-component tests: locating and starting the workspace binaries,
 //! free ports, real ffmpeg/ffprobe, and a small HTTP client.
 
+pub mod hostile;
 pub mod players;
 
 use std::net::{SocketAddr, TcpListener};
