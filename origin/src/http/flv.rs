@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -60,11 +60,13 @@ pub fn request_host(headers: &HeaderMap) -> String {
 async fn play(
     State(origin): State<Arc<Origin>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(path): Path<String>,
+    uri: Uri,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let play = match parse_play_path(&path, raw.as_deref(), ".flv") {
+    // The raw path: names are percent-decoded once, in `parse_play_path` (axum's `Path`
+    // would decode them a first time).
+    let play = match parse_play_path(uri.path(), raw.as_deref(), ".flv") {
         Ok(p) => p,
         Err(e) => return text(StatusCode::NOT_FOUND, format!("{e}\n")),
     };
