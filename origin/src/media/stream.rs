@@ -4,7 +4,8 @@
 //! Fan-out is a bounded broadcast ring of `Arc<Frame>`: memory per stream is fixed by the
 //! ring size whatever the number of players, and a player that falls behind the ring is
 //! cut back to the next keyframe (and disconnected if it keeps falling behind), without
-//! ever slowing the publisher or the other players.
+//! ever slowing the publisher or the other players. Players that keep up are written to
+//! straight from the publisher's task instead ([`super::direct`]).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use tokio::sync::broadcast;
 
 use bytes::Bytes;
 
+use super::direct::{DirectPlayer, Handoff};
 use super::flv::{self, VideoCodec};
 use super::frame::{Frame, FrameKind};
 pub use super::name::StreamKey;
@@ -114,6 +116,10 @@ pub struct Stream {
     cache: Mutex<Cache>,
     timeline: Mutex<Timeline>,
     tx: broadcast::Sender<Event>,
+    /// Players the publisher writes to directly. Everything sent to `tx` is sent under
+    /// this lock, so joining or leaving the set is atomic with the ring.
+    direct: Mutex<Vec<Arc<DirectPlayer>>>,
+    next_direct_id: AtomicU64,
     players: AtomicUsize,
     bytes_in: AtomicU64,
     frames_in: AtomicU64,
@@ -132,6 +138,8 @@ impl Stream {
             cache: Mutex::new(Cache::default()),
             timeline: Mutex::new(Timeline::default()),
             tx,
+            direct: Mutex::new(Vec::new()),
+            next_direct_id: AtomicU64::new(0),
             players: AtomicUsize::new(0),
             bytes_in: AtomicU64::new(0),
             frames_in: AtomicU64::new(0),
@@ -142,6 +150,66 @@ impl Stream {
         // A panic while holding the lock cannot leave the cache inconsistent in a way that
         // matters more than dropping the stream; recover the data.
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The write-through set (lock order: `cache` before `direct`).
+    fn direct(&self) -> MutexGuard<'_, Vec<Arc<DirectPlayer>>> {
+        self.direct.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn next_direct_id(&self) -> u64 {
+        self.next_direct_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends a publish/unpublish event (with the cache locked). Players written to
+    /// directly are handed back first, positioned before the event, so their tasks send
+    /// the notice.
+    fn send_event(&self, event: Event) {
+        let mut d = self.direct();
+        for p in d.drain(..) {
+            p.hand_back(None, self.tx.subscribe());
+        }
+        let _ = self.tx.send(event);
+    }
+
+    /// Writes `frame` to every player in the write-through set (with the set locked,
+    /// right after the frame went into the ring). A player whose socket takes less than
+    /// the whole frame leaves the set with the rest of it and a ring position after it.
+    fn write_through(&self, d: &mut Vec<Arc<DirectPlayer>>, frame: &Frame) {
+        let buf = frame.rtmp_ref();
+        let mut written = 0u64;
+        let mut i = 0;
+        while i < d.len() {
+            let n = d[i].write(buf);
+            written += n as u64;
+            if n >= buf.len() {
+                i += 1;
+                continue;
+            }
+            let p = d.swap_remove(i);
+            p.hand_back(Some(buf.slice(n..)), self.tx.subscribe());
+        }
+        crate::metrics::global().bytes_out.inc_by(written);
+    }
+
+    /// Leaves the write-through set; the hand-back if the publisher already made one.
+    pub(super) fn leave_direct(
+        &self,
+        p: &DirectPlayer,
+    ) -> Result<broadcast::Receiver<Event>, Handoff> {
+        let mut d = self.direct();
+        match d.iter().position(|x| x.id == p.id) {
+            Some(i) => {
+                d.swap_remove(i);
+                Ok(self.tx.subscribe())
+            }
+            None => match p.take() {
+                Some(h) => Err(h),
+                // Not in the set and nothing handed back cannot happen while the player
+                // believes it is in the set; resume at the live edge.
+                None => Ok(self.tx.subscribe()),
+            },
+        }
     }
 
     pub fn is_published(&self) -> bool {
@@ -164,6 +232,11 @@ impl Stream {
         self.players.load(Ordering::Relaxed)
     }
 
+    /// Players the publisher currently writes to directly (write-through).
+    pub fn written_through(&self) -> usize {
+        self.direct().len()
+    }
+
     /// Claims the stream for a publisher.
     pub fn publish(&self, info: PublisherInfo) -> Result<(), AlreadyPublished> {
         let mut c = self.cache();
@@ -173,7 +246,7 @@ impl Stream {
             // publish, with timestamps carried on.
             Some(old) if old.upstream.is_some() && info.upstream.is_none() => {
                 tracing::info!(stream = %self.key, "a publisher replaces the relay");
-                let _ = self.tx.send(Event::Unpublished);
+                self.send_event(Event::Unpublished);
             }
             Some(_) => return Err(AlreadyPublished(self.key.to_string())),
         }
@@ -188,7 +261,7 @@ impl Stream {
             let mut t = self.timeline.lock().unwrap_or_else(|e| e.into_inner());
             t.rebase = t.last.is_some();
         }
-        let _ = self.tx.send(Event::Published);
+        self.send_event(Event::Published);
         Ok(())
     }
 
@@ -230,7 +303,7 @@ impl Stream {
         c.publisher = None;
         c.gop.clear();
         c.gop_bytes = 0;
-        let _ = self.tx.send(Event::Unpublished);
+        self.send_event(Event::Unpublished);
         true
     }
 
@@ -239,7 +312,7 @@ impl Stream {
         self.bytes_in
             .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
         self.frames_in.fetch_add(1, Ordering::Relaxed);
-        {
+        let mut d = {
             let mut c = self.cache();
             match frame.kind {
                 FrameKind::Data => {
@@ -285,8 +358,14 @@ impl Stream {
                     }
                 }
             }
-            // Send under the lock so a subscriber's snapshot and its ring position agree.
-            let _ = self.tx.send(Event::Frame(frame));
+            // Send under the lock so a subscriber's snapshot and its ring position agree,
+            // and under the write-through lock so the set and the ring agree.
+            let d = self.direct();
+            let _ = self.tx.send(Event::Frame(frame.clone()));
+            d
+        };
+        if !d.is_empty() {
+            self.write_through(&mut d, &frame);
         }
     }
 
@@ -314,7 +393,7 @@ impl Stream {
         self.players.fetch_add(1, Ordering::Relaxed);
         Subscriber {
             stream: self.clone(),
-            rx,
+            rx: Some(rx),
             pending,
             waiting_key: false,
             publishing,
@@ -384,6 +463,16 @@ fn is_metadata(payload: &[u8]) -> bool {
     }
 }
 
+/// What [`Subscriber::join_direct`] did.
+pub(super) enum Join {
+    /// The publisher writes to the player from now on.
+    Joined,
+    /// Not caught up: this comes first.
+    Next(Next),
+    /// Not now (catching up, or waiting for a keyframe), and nothing is ready.
+    NotNow,
+}
+
 /// What a player gets next.
 #[derive(Debug, Clone)]
 pub enum Next {
@@ -399,7 +488,8 @@ pub enum Next {
 /// A player's view of a stream.
 pub struct Subscriber {
     stream: Arc<Stream>,
-    rx: broadcast::Receiver<Event>,
+    /// None while the publisher writes to this player directly.
+    rx: Option<broadcast::Receiver<Event>>,
     pending: VecDeque<Arc<Frame>>,
     waiting_key: bool,
     publishing: bool,
@@ -422,7 +512,11 @@ impl Subscriber {
             if let Some(n) = self.take_pending() {
                 return n;
             }
-            let r = self.rx.recv().await;
+            let Some(rx) = self.rx.as_mut() else {
+                // Written through: the player's task waits for the hand-back instead.
+                return std::future::pending().await;
+            };
+            let r = rx.recv().await;
             if let Some(n) = self.handle(r.map_err(|e| match e {
                 broadcast::error::RecvError::Closed => broadcast::error::TryRecvError::Closed,
                 broadcast::error::RecvError::Lagged(n) => broadcast::error::TryRecvError::Lagged(n),
@@ -438,7 +532,8 @@ impl Subscriber {
             if let Some(n) = self.take_pending() {
                 return Some(n);
             }
-            match self.rx.try_recv() {
+            let rx = self.rx.as_mut()?;
+            match rx.try_recv() {
                 Err(broadcast::error::TryRecvError::Empty) => return None,
                 r => {
                     if let Some(n) = self.handle(r) {
@@ -453,6 +548,43 @@ impl Subscriber {
     /// and its writes should not wait to be merged.
     pub fn catching_up(&self) -> bool {
         !self.pending.is_empty()
+    }
+
+    /// Joins the stream's write-through set if this player has caught up: nothing
+    /// queued, not waiting for a keyframe, and nothing new in the ring (checked under the
+    /// lock the publisher sends under). Otherwise the next item, if there is one.
+    pub(super) fn join_direct(&mut self, p: &Arc<DirectPlayer>) -> Join {
+        // Drain first, outside the lock (a lag takes the cache lock; the lock order is
+        // cache before write-through).
+        if let Some(n) = self.try_next() {
+            return Join::Next(n);
+        }
+        if !self.pending.is_empty() || self.waiting_key || !self.publishing {
+            return Join::NotNow;
+        }
+        let stream = self.stream.clone();
+        let mut d = stream.direct();
+        let Some(rx) = self.rx.as_ref() else {
+            return Join::Joined;
+        };
+        if rx.is_empty() {
+            d.push(p.clone());
+            self.rx = None;
+            return Join::Joined;
+        }
+        drop(d);
+        self.try_next().map_or(Join::NotNow, Join::Next)
+    }
+
+    /// Takes the player back from the publisher: the ring from where the publisher
+    /// stopped, and the unwritten tail of a frame if there is one.
+    pub(super) fn resume(&mut self, rx: broadcast::Receiver<Event>) {
+        self.rx = Some(rx);
+    }
+
+    /// Whether the publisher writes to this player directly.
+    pub(super) fn is_direct(&self) -> bool {
+        self.rx.is_none()
     }
 
     fn take_pending(&mut self) -> Option<Next> {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -84,6 +84,9 @@ pub struct Connection {
     pub(super) session: Session,
     pub(super) next_stream_id: u32,
     pub(super) role: Role,
+    /// The tail of a frame already partly on the wire (the publisher wrote the rest of
+    /// it through): the next write starts with it.
+    rest: Option<Bytes>,
 }
 
 impl Connection {
@@ -111,6 +114,7 @@ impl Connection {
             session: Session::default(),
             next_stream_id: 1,
             role: Role::Idle,
+            rest: None,
         }
     }
 
@@ -209,6 +213,17 @@ impl Connection {
         Ok(())
     }
 
+    /// Ends the current role (unpublishes or leaves the stream), keeping the tail of a
+    /// frame the publisher wrote through in part for the next write.
+    pub(super) fn end_role(&mut self) {
+        if let Role::Playing(p) = &mut self.role
+            && let Some(rest) = p.player.take_over()
+        {
+            self.rest = Some(rest);
+        }
+        self.role = Role::Idle;
+    }
+
     pub(super) fn send(&mut self, cs: u32, type_id: u8, stream_id: u32, payload: &[u8]) {
         self.encoder
             .encode(&mut self.wbuf, cs, 0, type_id, stream_id, payload);
@@ -232,17 +247,29 @@ impl Connection {
 
     /// Writes what is queued, bounded by the write timeout.
     pub(super) async fn flush(&mut self) -> Result<(), ConnError> {
-        if self.wbuf.is_empty() {
+        if self.wbuf.is_empty() && self.rest.is_none() {
             return Ok(());
         }
+        // A player the publisher writes to is taken back first, and the tail of a frame
+        // it wrote in part goes out before anything else.
+        if let Role::Playing(p) = &mut self.role
+            && let Some(rest) = p.player.take_over()
+        {
+            self.rest = Some(rest);
+        }
+        let rest = self.rest.take();
         let buf = self.wbuf.split();
-        timeout(
-            self.origin.config.write_timeout,
-            self.writer.write_all(&buf),
-        )
-        .await
-        .map_err(|_| ConnError::Timeout)??;
-        metrics::global().bytes_out.inc_by(buf.len() as u64);
+        let total = buf.len() + rest.as_ref().map_or(0, Bytes::len);
+        let write = async {
+            if let Some(rest) = &rest {
+                self.writer.write_all(rest).await?;
+            }
+            self.writer.write_all(&buf).await
+        };
+        timeout(self.origin.config.write_timeout, write)
+            .await
+            .map_err(|_| ConnError::Timeout)??;
+        metrics::global().bytes_out.inc_by(total as u64);
         Ok(())
     }
 

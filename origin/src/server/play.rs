@@ -8,6 +8,7 @@ use tokio::io::AsyncReadExt;
 use tokio::time::timeout;
 
 use crate::cluster::ownership::rtmp_redirect;
+use crate::media::frame::PLAY_STREAM_ID;
 use crate::media::{Delivery, End, Notice, StreamKey};
 use crate::metrics::{self, KindLabel};
 use crate::rtmp::amf0::Value;
@@ -17,7 +18,7 @@ use crate::rtmp::url;
 use crate::state::Located;
 
 use super::connection::{ConnError, Connection, Playing, Role};
-use super::write::write_all_vectored;
+use super::write::{SocketWriter, write_all_vectored};
 
 /// How long we wait for a redirected client to leave (SRS: 3 s).
 const REDIRECT_LINGER: Duration = Duration::from_secs(3);
@@ -34,7 +35,7 @@ impl Connection {
             }
         };
         // A new play replaces whatever this connection did before.
-        self.role = Role::Idle;
+        self.end_role();
         // The normal play reply comes first, as SRS sends it even before a redirect.
         let shown = &key.stream;
         self.send_control(Control::UserControl(UserControl::StreamBegin(stream_id)));
@@ -100,6 +101,13 @@ impl Connection {
             }
         };
         tracing::info!(conn = self.id, peer = %self.peer, stream = %key, "playing");
+        let mut player = player;
+        if stream_id == PLAY_STREAM_ID
+            && let Some(out) = SocketWriter::new(&self.writer)
+        {
+            // Without merging, the publisher writes to this player while it keeps up.
+            player.write_through(Box::new(out));
+        }
         self.role = Role::Playing(Playing {
             player,
             stream_id,
@@ -150,7 +158,11 @@ impl Connection {
             return Ok(());
         };
         let stream_id = p.stream_id;
-        let mut bufs: Vec<Bytes> = Vec::with_capacity(p.batch.len() + 2);
+        let mut bufs: Vec<Bytes> = Vec::with_capacity(p.batch.len() + 3);
+        // The tail of a frame the publisher wrote in part is already half on the wire.
+        if let Some(rest) = delivery.rest {
+            bufs.push(rest);
+        }
         // Control/status messages queued before these frames go first.
         // (Only split when there is something: splitting an empty buffer still allocates.)
         if !self.wbuf.is_empty() {

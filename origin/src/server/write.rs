@@ -1,10 +1,38 @@
 //! Vectored writes of shared buffers: a batch of pre-encoded frames goes out with as few
-//! syscalls as the kernel allows and without copying.
+//! syscalls as the kernel allows and without copying; and the socket handle the
+//! publisher writes through to (a duplicate of the player's descriptor).
 
-use std::io::IoSlice;
+use std::io::{IoSlice, Write};
+use std::os::fd::AsFd;
 
 use bytes::Bytes;
 use tokio::net::tcp::OwnedWriteHalf;
+
+use crate::media::DirectWrite;
+
+/// A player's socket as the publisher writes to it: its own descriptor (a `dup`, so it
+/// stays valid for as long as the publisher holds it), non-blocking like the original.
+/// Tokio's view of the socket stays right: it only trusts readiness it saw itself and
+/// always tries the write before it waits.
+pub struct SocketWriter(std::net::TcpStream);
+
+impl SocketWriter {
+    /// None if the descriptor cannot be duplicated (the player then is not written
+    /// through, which costs only speed).
+    pub fn new(w: &OwnedWriteHalf) -> Option<Self> {
+        let fd = w.as_ref().as_fd().try_clone_to_owned().ok()?;
+        Some(Self(std::net::TcpStream::from(fd)))
+    }
+}
+
+impl DirectWrite for SocketWriter {
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        match (&self.0).write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+            r => r,
+        }
+    }
+}
 
 /// Most buffers handed to one `writev` (IOV_MAX is 1024; a batch is at most 128 frames
 /// plus its control messages, so one call usually covers it).
