@@ -66,9 +66,9 @@ pub enum End {
 /// What goes with the frames of one batch, if anything.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Delivery {
-    /// Written before the frames: the tail of a frame the publisher wrote only in part
-    /// (write-through only).
-    pub rest: Option<Bytes>,
+    /// Written before the frames, in order: what the publisher did not write (the tail
+    /// of a frame it wrote only in part, and queued frames; write-through only).
+    pub rest: Vec<Bytes>,
     pub notice: Option<Notice>,
     pub end: Option<End>,
 }
@@ -124,24 +124,19 @@ impl Player {
     }
 
     /// Takes the player back from the publisher before the caller writes something of
-    /// its own. Returns the tail of a frame the publisher wrote only in part: it must be
-    /// written first.
-    pub fn take_over(&mut self) -> Option<Bytes> {
-        let d = self.direct.as_ref()?;
+    /// its own. Returns what the publisher did not write (the tail of a frame it wrote
+    /// only in part, queued frames): it must be written first, in order.
+    pub fn take_over(&mut self) -> Vec<Bytes> {
+        let Some(d) = self.direct.as_ref() else {
+            return Vec::new();
+        };
         if !self.sub.is_direct() {
-            return None;
+            return Vec::new();
         }
         let stream = self.sub.stream().clone();
-        match stream.leave_direct(d) {
-            Ok(rx) => {
-                self.sub.resume(rx);
-                None
-            }
-            Err(h) => {
-                self.sub.resume(h.rx);
-                h.rest
-            }
-        }
+        let h = stream.leave_direct(d);
+        self.sub.resume(h.rx);
+        h.rest
     }
 
     /// Waits until the stream has a publisher; false if the stream closed. Cancel-safe.
@@ -186,7 +181,7 @@ impl Player {
         if self.peeked.is_none() {
             self.peeked = self.sub.try_next();
         }
-        if self.peeked.is_none() && delivery.rest.is_none() {
+        if self.peeked.is_none() && delivery.rest.is_empty() {
             let next = match self.unpublished_at {
                 None => self.sub.next().await,
                 Some(at) => tokio::select! {

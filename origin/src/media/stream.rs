@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 
 use bytes::Bytes;
 
-use super::direct::{DirectPlayer, Handoff};
+use super::direct::{DirectPlayer, DirectSet, Handoff};
 use super::flv::{self, VideoCodec};
 use super::frame::{Frame, FrameKind};
 pub use super::name::StreamKey;
@@ -118,7 +118,7 @@ pub struct Stream {
     tx: broadcast::Sender<Event>,
     /// Players the publisher writes to directly. Everything sent to `tx` is sent under
     /// this lock, so joining or leaving the set is atomic with the ring.
-    direct: Mutex<Vec<Arc<DirectPlayer>>>,
+    direct: Mutex<DirectSet>,
     next_direct_id: AtomicU64,
     players: AtomicUsize,
     bytes_in: AtomicU64,
@@ -138,7 +138,7 @@ impl Stream {
             cache: Mutex::new(Cache::default()),
             timeline: Mutex::new(Timeline::default()),
             tx,
-            direct: Mutex::new(Vec::new()),
+            direct: Mutex::new(DirectSet::default()),
             next_direct_id: AtomicU64::new(0),
             players: AtomicUsize::new(0),
             bytes_in: AtomicU64::new(0),
@@ -153,7 +153,7 @@ impl Stream {
     }
 
     /// The write-through set (lock order: `cache` before `direct`).
-    fn direct(&self) -> MutexGuard<'_, Vec<Arc<DirectPlayer>>> {
+    fn direct(&self) -> MutexGuard<'_, DirectSet> {
         self.direct.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -162,53 +162,53 @@ impl Stream {
     }
 
     /// Sends a publish/unpublish event (with the cache locked). Players written to
-    /// directly are handed back first, positioned before the event, so their tasks send
-    /// the notice.
+    /// directly get what is queued for them and are handed back first, positioned before
+    /// the event, so their tasks send the notice.
     fn send_event(&self, event: Event) {
         let mut d = self.direct();
-        for p in d.drain(..) {
-            p.hand_back(None, self.tx.subscribe());
-        }
+        let written = d.hand_back_all(|| self.tx.subscribe());
+        crate::metrics::global().bytes_out.inc_by(written);
         let _ = self.tx.send(event);
     }
 
-    /// Writes `frame` to every player in the write-through set (with the set locked,
-    /// right after the frame went into the ring). A player whose socket takes less than
-    /// the whole frame leaves the set with the rest of it and a ring position after it.
-    fn write_through(&self, d: &mut Vec<Arc<DirectPlayer>>, frame: &Frame) {
-        let buf = frame.rtmp_ref();
-        let mut written = 0u64;
-        let mut i = 0;
-        while i < d.len() {
-            let n = d[i].write(buf);
-            written += n as u64;
-            if n >= buf.len() {
-                i += 1;
-                continue;
-            }
-            let p = d.swap_remove(i);
-            p.hand_back(Some(buf.slice(n..)), self.tx.subscribe());
-        }
+    /// Writes the frames pushed since the last flush to every player in the write-through
+    /// set (see [`super::direct`]). The RTMP publisher calls it once per read of its
+    /// socket; true if anything was written.
+    pub fn flush_direct(&self) -> bool {
+        let mut d = self.direct();
+        let written = d.flush(|| self.tx.subscribe());
         crate::metrics::global().bytes_out.inc_by(written);
+        written > 0
     }
 
-    /// Leaves the write-through set; the hand-back if the publisher already made one.
-    pub(super) fn leave_direct(
-        &self,
-        p: &DirectPlayer,
-    ) -> Result<broadcast::Receiver<Event>, Handoff> {
+    /// Leaves the write-through set: a ring position after the last frame sent and what
+    /// was queued for the player but not written; or the hand-back if the publisher made
+    /// one already.
+    pub(super) fn leave_direct(&self, p: &DirectPlayer) -> Handoff {
         let mut d = self.direct();
-        match d.iter().position(|x| x.id == p.id) {
-            Some(i) => {
-                d.swap_remove(i);
-                Ok(self.tx.subscribe())
-            }
-            None => match p.take() {
-                Some(h) => Err(h),
-                // Not in the set and nothing handed back cannot happen while the player
-                // believes it is in the set; resume at the live edge.
-                None => Ok(self.tx.subscribe()),
+        match d.leave(p.id) {
+            Some(rest) => Handoff {
+                rest,
+                rx: self.tx.subscribe(),
             },
+            None => p.take().unwrap_or_else(|| Handoff {
+                // Neither in the set nor handed back cannot happen while the player
+                // believes it is in the set; resume at the live edge.
+                rest: Vec::new(),
+                rx: self.tx.subscribe(),
+            }),
+        }
+    }
+
+    /// Joins `p` to the write-through set if `rx` has nothing left (under the lock the
+    /// ring is sent under, so no frame falls between).
+    fn join_direct(&self, p: &Arc<DirectPlayer>, rx: &broadcast::Receiver<Event>) -> bool {
+        let mut d = self.direct();
+        if rx.is_empty() {
+            d.join(p);
+            true
+        } else {
+            false
         }
     }
 
@@ -235,6 +235,14 @@ impl Stream {
     /// Players the publisher currently writes to directly (write-through).
     pub fn written_through(&self) -> usize {
         self.direct().len()
+    }
+
+    /// Like [`Stream::push_message`] but the write-through waits for
+    /// [`Stream::flush_direct`] (the RTMP publisher flushes once per socket read).
+    pub fn push_message_batched(&self, id: u64, type_id: u8, timestamp: u32, payload: Bytes) {
+        if let Some(frame) = self.frame_of(id, type_id, timestamp, payload) {
+            self.push_batched(frame);
+        }
     }
 
     /// Claims the stream for a publisher.
@@ -274,8 +282,14 @@ impl Stream {
     /// everything sent before a republish, then caches and fans it out. Messages of a
     /// publisher that was replaced are dropped.
     pub fn push_message(&self, id: u64, type_id: u8, timestamp: u32, payload: Bytes) {
+        if let Some(frame) = self.frame_of(id, type_id, timestamp, payload) {
+            self.push(frame);
+        }
+    }
+
+    fn frame_of(&self, id: u64, type_id: u8, timestamp: u32, payload: Bytes) -> Option<Arc<Frame>> {
         if !self.is_publisher(id) {
-            return;
+            return None;
         }
         let ts = {
             let mut t = self.timeline.lock().unwrap_or_else(|e| e.into_inner());
@@ -291,7 +305,7 @@ impl Stream {
             }
             ts
         };
-        self.push(Frame::new(type_id, ts, payload));
+        Some(Frame::new(type_id, ts, payload))
     }
 
     /// Releases the stream if `id` is its publisher.
@@ -307,12 +321,19 @@ impl Stream {
         true
     }
 
-    /// Caches and fans out one frame from the publisher.
+    /// Caches and fans out one frame from the publisher, written through at once.
     pub fn push(&self, frame: Arc<Frame>) {
+        self.push_batched(frame);
+        self.flush_direct();
+    }
+
+    /// Caches and fans out one frame; the write-through waits for the next
+    /// [`Stream::flush_direct`] (or a full queue).
+    pub fn push_batched(&self, frame: Arc<Frame>) {
         self.bytes_in
             .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
         self.frames_in.fetch_add(1, Ordering::Relaxed);
-        let mut d = {
+        let flush = {
             let mut c = self.cache();
             match frame.kind {
                 FrameKind::Data => {
@@ -360,12 +381,12 @@ impl Stream {
             }
             // Send under the lock so a subscriber's snapshot and its ring position agree,
             // and under the write-through lock so the set and the ring agree.
-            let d = self.direct();
+            let mut d = self.direct();
             let _ = self.tx.send(Event::Frame(frame.clone()));
-            d
+            d.sent(&frame)
         };
-        if !d.is_empty() {
-            self.write_through(&mut d, &frame);
+        if flush {
+            self.flush_direct();
         }
     }
 
@@ -562,17 +583,13 @@ impl Subscriber {
         if !self.pending.is_empty() || self.waiting_key || !self.publishing {
             return Join::NotNow;
         }
-        let stream = self.stream.clone();
-        let mut d = stream.direct();
         let Some(rx) = self.rx.as_ref() else {
             return Join::Joined;
         };
-        if rx.is_empty() {
-            d.push(p.clone());
+        if self.stream.join_direct(p, rx) {
             self.rx = None;
             return Join::Joined;
         }
-        drop(d);
         self.try_next().map_or(Join::NotNow, Join::Next)
     }
 

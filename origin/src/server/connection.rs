@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::write::write_all_vectored;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::timeout;
@@ -84,9 +86,9 @@ pub struct Connection {
     pub(super) session: Session,
     pub(super) next_stream_id: u32,
     pub(super) role: Role,
-    /// The tail of a frame already partly on the wire (the publisher wrote the rest of
-    /// it through): the next write starts with it.
-    rest: Option<Bytes>,
+    /// What the publisher did not write through to this player (the tail of a frame
+    /// already partly on the wire, queued frames): the next write starts with it.
+    rest: Vec<Bytes>,
 }
 
 impl Connection {
@@ -114,7 +116,7 @@ impl Connection {
             session: Session::default(),
             next_stream_id: 1,
             role: Role::Idle,
-            rest: None,
+            rest: Vec::new(),
         }
     }
 
@@ -148,6 +150,13 @@ impl Connection {
         loop {
             while let Some(msg) = self.decoder.decode(&mut self.rbuf)? {
                 self.on_message(msg).await?;
+            }
+            if let Role::Publishing(p) = &self.role
+                && p.flush()
+            {
+                // Written through to players: let the others run before the next read,
+                // which then carries everything that arrived meanwhile.
+                tokio::task::yield_now().await;
             }
             self.flush().await?;
             let playing = matches!(self.role, Role::Playing(_));
@@ -216,10 +225,8 @@ impl Connection {
     /// Ends the current role (unpublishes or leaves the stream), keeping the tail of a
     /// frame the publisher wrote through in part for the next write.
     pub(super) fn end_role(&mut self) {
-        if let Role::Playing(p) = &mut self.role
-            && let Some(rest) = p.player.take_over()
-        {
-            self.rest = Some(rest);
+        if let Role::Playing(p) = &mut self.role {
+            self.rest.extend(p.player.take_over());
         }
         self.role = Role::Idle;
     }
@@ -247,25 +254,18 @@ impl Connection {
 
     /// Writes what is queued, bounded by the write timeout.
     pub(super) async fn flush(&mut self) -> Result<(), ConnError> {
-        if self.wbuf.is_empty() && self.rest.is_none() {
+        if self.wbuf.is_empty() && self.rest.is_empty() {
             return Ok(());
         }
         // A player the publisher writes to is taken back first, and the tail of a frame
         // it wrote in part goes out before anything else.
-        if let Role::Playing(p) = &mut self.role
-            && let Some(rest) = p.player.take_over()
-        {
-            self.rest = Some(rest);
+        if let Role::Playing(p) = &mut self.role {
+            self.rest.extend(p.player.take_over());
         }
-        let rest = self.rest.take();
-        let buf = self.wbuf.split();
-        let total = buf.len() + rest.as_ref().map_or(0, Bytes::len);
-        let write = async {
-            if let Some(rest) = &rest {
-                self.writer.write_all(rest).await?;
-            }
-            self.writer.write_all(&buf).await
-        };
+        let mut bufs = std::mem::take(&mut self.rest);
+        bufs.push(self.wbuf.split().freeze());
+        let total: usize = bufs.iter().map(Bytes::len).sum();
+        let write = write_all_vectored(&mut self.writer, &bufs);
         timeout(self.origin.config.write_timeout, write)
             .await
             .map_err(|_| ConnError::Timeout)??;
@@ -332,7 +332,8 @@ impl Connection {
                 payload = payload.slice(SET_DATA_FRAME.len()..);
             }
         }
-        p.push(msg.type_id, msg.timestamp, payload);
+        // Written through to players once per read of the socket (`serve`).
+        p.push_batched(msg.type_id, msg.timestamp, payload);
         Ok(())
     }
 }

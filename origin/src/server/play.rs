@@ -153,16 +153,14 @@ impl Connection {
 
     /// Writes one batch: control messages queued before it, the frames (shared,
     /// pre-encoded, in one vectored write), then the notice that follows them.
-    pub(super) async fn deliver(&mut self, delivery: Delivery) -> Result<(), ConnError> {
+    pub(super) async fn deliver(&mut self, mut delivery: Delivery) -> Result<(), ConnError> {
         let Role::Playing(p) = &mut self.role else {
             return Ok(());
         };
         let stream_id = p.stream_id;
         let mut bufs: Vec<Bytes> = Vec::with_capacity(p.batch.len() + 3);
         // The tail of a frame the publisher wrote in part is already half on the wire.
-        if let Some(rest) = delivery.rest {
-            bufs.push(rest);
-        }
+        bufs.append(&mut delivery.rest);
         // Control/status messages queued before these frames go first.
         // (Only split when there is something: splitting an empty buffer still allocates.)
         if !self.wbuf.is_empty() {

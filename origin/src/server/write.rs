@@ -26,8 +26,8 @@ impl SocketWriter {
 }
 
 impl DirectWrite for SocketWriter {
-    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
-        match (&self.0).write(buf) {
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        match (&self.0).write_vectored(bufs) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
             r => r,
         }
