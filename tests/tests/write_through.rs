@@ -23,16 +23,16 @@ async fn stream_field(o: &OriginProc, stream: &str, field: &str) -> Option<u64> 
 async fn slow_player_disconnects(o: &OriginProc) -> u64 {
     let text = http("GET", &o.api_url("/metrics"), &[], "").await.text();
     text.lines()
-        .find(|l| l.starts_with("slow_player_disconnects") && !l.starts_with('#'))
+        .find(|l| l.starts_with("origin_slow_player_disconnects"))
         .and_then(|l| l.split_whitespace().last())
         .and_then(|n| n.parse::<f64>().ok())
         .map_or(0, |n| n as u64)
 }
 
-/// Kills the stopped player's process group however the test ends.
-struct Stuck(std::process::Child);
+/// Kills a child's process group however the test ends.
+struct Killed(std::process::Child);
 
-impl Drop for Stuck {
+impl Drop for Killed {
     fn drop(&mut self) {
         let pgid = format!("-{}", self.0.id());
         let _ = Command::new("kill").args(["-KILL", "--", &pgid]).status();
@@ -49,14 +49,55 @@ async fn a_player_that_stops_reading_never_blocks_the_publisher_or_the_others() 
             .to_vec(),
         ..OriginOpts::default()
     });
-    // A big picture makes a big stream, so the stopped player's buffers fill soon.
-    let _publisher = origin
-        .publish_test_pattern("live/wt", "1280x720", 30, 90)
-        .await;
+    // ffmpeg publishes a 16 Mbit/s test pattern (CBR with filler), so the stopped
+    // player's socket buffers (megabytes on loopback) fill within seconds.
+    require_ffmpeg();
     let url = origin.rtmp_url("live/wt");
+    let _publisher = Killed(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+            ])
+            .args([
+                "-pix_fmt",
+                "yuv420p",
+                "-g",
+                "60",
+                "-x264-params",
+                "nal-hrd=cbr",
+            ])
+            .args([
+                "-b:v", "16M", "-minrate", "16M", "-maxrate", "16M", "-bufsize", "4M",
+            ])
+            .args(["-c:a", "aac", "-b:a", "64k", "-t", "90", "-f", "flv", &url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn ffmpeg"),
+    );
+    assert!(
+        wait_published(
+            &origin.api_url("/api/v1/streams"),
+            "live",
+            "wt",
+            Duration::from_secs(10)
+        )
+        .await,
+        "ffmpeg did not publish"
+    );
 
     // The stuck player: rtmpdump, stopped (SIGSTOP) once it plays, so it reads no more.
-    let stuck = Stuck(
+    let stuck = Killed(
         Command::new("rtmpdump")
             .args(["--live", "-r", &url, "-o", "/dev/null"])
             .stdout(Stdio::null())
