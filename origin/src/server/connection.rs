@@ -263,7 +263,10 @@ impl Connection {
             self.rest.extend(p.player.take_over());
         }
         let mut bufs = std::mem::take(&mut self.rest);
-        bufs.push(self.wbuf.split().freeze());
+        // (An empty buffer would make the vectored write report a zero-length write.)
+        if !self.wbuf.is_empty() {
+            bufs.push(self.wbuf.split().freeze());
+        }
         let total: usize = bufs.iter().map(Bytes::len).sum();
         let write = write_all_vectored(&mut self.writer, &bufs);
         timeout(self.origin.config.write_timeout, write)

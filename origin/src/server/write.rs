@@ -42,7 +42,15 @@ const MAX_IOV: usize = 136;
 pub async fn write_all_vectored(w: &mut OwnedWriteHalf, bufs: &[Bytes]) -> std::io::Result<()> {
     let mut idx = 0;
     let mut offset = 0;
-    while idx < bufs.len() {
+    loop {
+        // Empty buffers have nothing to write (and would end in a zero-length write).
+        while idx < bufs.len() && bufs[idx].len() == offset {
+            idx += 1;
+            offset = 0;
+        }
+        if idx == bufs.len() {
+            break;
+        }
         // The slices live on the stack of one poll only, so they do not grow every
         // player's task.
         let mut n = std::future::poll_fn(|cx| {
@@ -75,4 +83,32 @@ pub async fn write_all_vectored(w: &mut OwnedWriteHalf, bufs: &[Bytes]) -> std::
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn empty_buffers_anywhere_are_skipped() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (mut server, _) = l.accept().await.unwrap();
+        let (_r, mut w) = client.into_split();
+        let bufs = [
+            Bytes::new(),
+            Bytes::from_static(b"ab"),
+            Bytes::new(),
+            Bytes::from_static(b"cd"),
+            Bytes::new(),
+        ];
+        write_all_vectored(&mut w, &bufs).await.unwrap();
+        write_all_vectored(&mut w, &[Bytes::new()]).await.unwrap();
+        let mut got = [0u8; 4];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"abcd");
+    }
 }
