@@ -593,8 +593,8 @@ impl Subscriber {
         self.try_next().map_or(Join::NotNow, Join::Next)
     }
 
-    /// Takes the player back from the publisher: the ring from where the publisher
-    /// stopped, and the unwritten tail of a frame if there is one.
+    /// Takes the player back from the publisher: `rx` is the ring positioned where the
+    /// publisher stopped writing for it.
     pub(super) fn resume(&mut self, rx: broadcast::Receiver<Event>) {
         self.rx = Some(rx);
     }
