@@ -30,15 +30,15 @@ struct Args {
         long,
         env = "FANOUT_PLAYERS",
         value_delimiter = ',',
-        default_value = "100,500,1000,2000"
+        default_value = "1000,2000,5000"
     )]
     players: Vec<usize>,
-    /// Servers: `ours` (origin defaults), `ours:<merge>` (e.g. `ours:200ms` = --merge-writes 200ms), `nginx`.
+    /// Servers: `ours` (origin defaults: 200 ms merged writes), `ours:<merge>` (e.g. `ours:0ms` = --merge-writes 0, write-through), `nginx`.
     #[arg(
         long,
         env = "FANOUT_SERVERS",
         value_delimiter = ',',
-        default_value = "ours:0ms,ours:200ms,nginx"
+        default_value = "ours:0ms,ours,nginx"
     )]
     servers: Vec<String>,
     /// Measurement window per point, seconds.

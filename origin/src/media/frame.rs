@@ -80,6 +80,11 @@ impl Frame {
         }
     }
 
+    /// The chunked RTMP form for [`PLAY_STREAM_ID`], borrowed.
+    pub fn rtmp_ref(&self) -> &Bytes {
+        &self.rtmp
+    }
+
     /// The FLV tag form (encoded once, on first use).
     pub fn flv(&self) -> Bytes {
         self.flv

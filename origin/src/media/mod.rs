@@ -1,6 +1,7 @@
 //! The stream model: names, frames, the GOP cache, fan-out to players, the stream
 //! registry, FLV, and the handles publishers and players hold.
 
+pub mod direct;
 pub mod flv;
 pub mod frame;
 pub mod name;
@@ -9,6 +10,7 @@ pub mod publisher;
 pub mod registry;
 pub mod stream;
 
+pub use direct::DirectWrite;
 pub use frame::{Frame, FrameKind};
 pub use name::StreamKey;
 pub use player::{Delivery, End, Notice, PlayConfig, Player};

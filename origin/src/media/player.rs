@@ -6,15 +6,21 @@
 //! unpublish is ended if nobody republishes in time), write merging (after a live write
 //! the player rests so the next write carries everything that arrived meanwhile) and the
 //! publish/unpublish notices. The caller only encodes and writes what it is handed.
+//!
+//! With no merging, an RTMP player can also be written through (see [`super::direct`]):
+//! while it keeps up the publisher writes its frames and `next_batch` only returns when
+//! the publisher hands it back.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::time::Instant;
 
+use super::direct::{DirectPlayer, DirectWrite};
 use super::frame::Frame;
 use super::registry::Hold;
-use super::stream::{Next, Stream, Subscriber};
+use super::stream::{Join, Next, Stream, Subscriber};
 
 /// How a player is paced and bounded.
 #[derive(Debug, Clone, Copy)]
@@ -57,9 +63,12 @@ pub enum End {
     NotRepublished,
 }
 
-/// What follows the frames of one batch, if anything.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// What goes with the frames of one batch, if anything.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Delivery {
+    /// Written before the frames, in order: what the publisher did not write (the tail
+    /// of a frame it wrote only in part, and queued frames; write-through only).
+    pub rest: Vec<Bytes>,
     pub notice: Option<Notice>,
     pub end: Option<End>,
 }
@@ -70,6 +79,8 @@ pub struct Player {
     unpublished_at: Option<Instant>,
     rest_until: Option<Instant>,
     peeked: Option<Next>,
+    /// Set when the publisher may write this player's frames itself.
+    direct: Option<Arc<DirectPlayer>>,
     _hold: Hold,
 }
 
@@ -83,6 +94,7 @@ impl Player {
             unpublished_at: None,
             rest_until: None,
             peeked: None,
+            direct: None,
             _hold: hold,
         }
     }
@@ -94,6 +106,37 @@ impl Player {
     /// Whether the stream had a publisher when this player joined (or since).
     pub fn publishing(&self) -> bool {
         self.sub.publishing()
+    }
+
+    /// Lets the publisher write this player's frames straight to `out` whenever the
+    /// player has caught up (write-through: no task wake-up per frame). Only without
+    /// merging (merged writes are cheaper still) and only for a player whose frames are
+    /// the pre-encoded ones ([`super::frame::PLAY_STREAM_ID`]). From then on the caller
+    /// writes to that socket only what `next_batch` hands out, and calls
+    /// [`Player::take_over`] before writing anything else. False if not enabled.
+    pub fn write_through(&mut self, out: Box<dyn DirectWrite>) -> bool {
+        if !self.config.merge.is_zero() || self.direct.is_some() {
+            return false;
+        }
+        let id = self.sub.stream().next_direct_id();
+        self.direct = Some(DirectPlayer::new(id, out));
+        true
+    }
+
+    /// Takes the player back from the publisher before the caller writes something of
+    /// its own. Returns what the publisher did not write (the tail of a frame it wrote
+    /// only in part, queued frames): it must be written first, in order.
+    pub fn take_over(&mut self) -> Vec<Bytes> {
+        let Some(d) = self.direct.as_ref() else {
+            return Vec::new();
+        };
+        if !self.sub.is_direct() {
+            return Vec::new();
+        }
+        let stream = self.sub.stream().clone();
+        let h = stream.leave_direct(d);
+        self.sub.resume(h.rx);
+        h.rest
     }
 
     /// Waits until the stream has a publisher; false if the stream closed. Cancel-safe.
@@ -114,26 +157,42 @@ impl Player {
     /// and says what follows them. Waits for the merge rest and for the stream as
     /// needed. Cancel-safe: nothing is lost if the future is dropped while it waits.
     pub async fn next_batch(&mut self, out: &mut Vec<Arc<Frame>>) -> Delivery {
+        let mut delivery = Delivery::default();
         if let Some(at) = self.rest_until {
             tokio::time::sleep_until(at).await;
             self.rest_until = None;
         }
+        if self.peeked.is_none()
+            && let Some(d) = &self.direct
+        {
+            // Caught up: let the publisher write until it hands the player back.
+            if !self.sub.is_direct() && self.unpublished_at.is_none() {
+                match self.sub.join_direct(d) {
+                    Join::Joined | Join::NotNow => {}
+                    Join::Next(n) => self.peeked = Some(n),
+                }
+            }
+            if self.sub.is_direct() {
+                let h = d.handed_back().await;
+                self.sub.resume(h.rx);
+                delivery.rest = h.rest;
+            }
+        }
         if self.peeked.is_none() {
             self.peeked = self.sub.try_next();
         }
-        if self.peeked.is_none() {
+        if self.peeked.is_none() && delivery.rest.is_empty() {
             let next = match self.unpublished_at {
                 None => self.sub.next().await,
                 Some(at) => tokio::select! {
                     n = self.sub.next() => n,
                     _ = tokio::time::sleep_until(at + self.config.republish_timeout) => {
-                        return Delivery { notice: None, end: Some(End::NotRepublished) };
+                        return Delivery { end: Some(End::NotRepublished), ..Delivery::default() };
                     }
                 },
             };
             self.peeked = Some(next);
         }
-        let mut delivery = Delivery::default();
         let mut bytes = 0usize;
         let mut media = 0usize;
         let mut next = self.peeked.take();
@@ -184,6 +243,11 @@ impl Player {
 
 impl Drop for Player {
     fn drop(&mut self) {
+        if let Some(d) = &self.direct
+            && self.sub.is_direct()
+        {
+            let _ = self.sub.stream().leave_direct(d);
+        }
         crate::metrics::global().players.dec();
     }
 }

@@ -37,10 +37,25 @@ impl Publisher {
         self.stream()
             .push_message(self.id, type_id, timestamp, payload);
     }
+
+    /// Like [`Publisher::push`], but players written through get it at the next
+    /// [`Publisher::flush`]: a publisher that reads several messages at once writes them
+    /// to each player in one go.
+    pub fn push_batched(&self, type_id: u8, timestamp: u32, payload: Bytes) {
+        self.stream()
+            .push_message_batched(self.id, type_id, timestamp, payload);
+    }
+
+    /// Writes what was pushed since the last flush to the players written through; true
+    /// if anything was written.
+    pub fn flush(&self) -> bool {
+        self.stream().flush_direct()
+    }
 }
 
 impl Drop for Publisher {
     fn drop(&mut self) {
+        self.flush();
         if self.stream().unpublish(self.id) {
             crate::metrics::global().streams.dec();
             tracing::info!(stream = %self.stream().key, "unpublished");

@@ -4,7 +4,8 @@
 //! Fan-out is a bounded broadcast ring of `Arc<Frame>`: memory per stream is fixed by the
 //! ring size whatever the number of players, and a player that falls behind the ring is
 //! cut back to the next keyframe (and disconnected if it keeps falling behind), without
-//! ever slowing the publisher or the other players.
+//! ever slowing the publisher or the other players. Players that keep up are written to
+//! straight from the publisher's task instead ([`super::direct`]).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use tokio::sync::broadcast;
 
 use bytes::Bytes;
 
+use super::direct::{DirectPlayer, DirectSet, Handoff};
 use super::flv::{self, VideoCodec};
 use super::frame::{Frame, FrameKind};
 pub use super::name::StreamKey;
@@ -117,6 +119,10 @@ pub struct Stream {
     cache: Mutex<Cache>,
     timeline: Mutex<Timeline>,
     tx: broadcast::Sender<Event>,
+    /// Players the publisher writes to directly. Everything sent to `tx` is sent under
+    /// this lock, so joining or leaving the set is atomic with the ring.
+    direct: Mutex<DirectSet>,
+    next_direct_id: AtomicU64,
     players: AtomicUsize,
     hls_viewers: AtomicU64,
     bytes_in: AtomicU64,
@@ -136,6 +142,8 @@ impl Stream {
             cache: Mutex::new(Cache::default()),
             timeline: Mutex::new(Timeline::default()),
             tx,
+            direct: Mutex::new(DirectSet::default()),
+            next_direct_id: AtomicU64::new(0),
             players: AtomicUsize::new(0),
             hls_viewers: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
@@ -147,6 +155,66 @@ impl Stream {
         // A panic while holding the lock cannot leave the cache inconsistent in a way that
         // matters more than dropping the stream; recover the data.
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The write-through set (lock order: `cache` before `direct`).
+    fn direct(&self) -> MutexGuard<'_, DirectSet> {
+        self.direct.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn next_direct_id(&self) -> u64 {
+        self.next_direct_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends a publish/unpublish event (with the cache locked). Players written to
+    /// directly get what is queued for them and are handed back first, positioned before
+    /// the event, so their tasks send the notice.
+    fn send_event(&self, event: Event) {
+        let mut d = self.direct();
+        let written = d.hand_back_all(|| self.tx.subscribe());
+        crate::metrics::global().bytes_out.inc_by(written);
+        let _ = self.tx.send(event);
+    }
+
+    /// Writes the frames pushed since the last flush to every player in the write-through
+    /// set (see [`super::direct`]). The RTMP publisher calls it once per read of its
+    /// socket; true if anything was written.
+    pub fn flush_direct(&self) -> bool {
+        let mut d = self.direct();
+        let written = d.flush(|| self.tx.subscribe());
+        crate::metrics::global().bytes_out.inc_by(written);
+        written > 0
+    }
+
+    /// Leaves the write-through set: a ring position after the last frame sent and what
+    /// was queued for the player but not written; or the hand-back if the publisher made
+    /// one already.
+    pub(super) fn leave_direct(&self, p: &DirectPlayer) -> Handoff {
+        let mut d = self.direct();
+        match d.leave(p.id) {
+            Some(rest) => Handoff {
+                rest,
+                rx: self.tx.subscribe(),
+            },
+            None => p.take().unwrap_or_else(|| Handoff {
+                // Neither in the set nor handed back cannot happen while the player
+                // believes it is in the set; resume at the live edge.
+                rest: Vec::new(),
+                rx: self.tx.subscribe(),
+            }),
+        }
+    }
+
+    /// Joins `p` to the write-through set if `rx` has nothing left (under the lock the
+    /// ring is sent under, so no frame falls between).
+    fn join_direct(&self, p: &Arc<DirectPlayer>, rx: &broadcast::Receiver<Event>) -> bool {
+        let mut d = self.direct();
+        if rx.is_empty() {
+            d.join(p);
+            true
+        } else {
+            false
+        }
     }
 
     pub fn is_published(&self) -> bool {
@@ -174,6 +242,19 @@ impl Stream {
         self.hls_viewers.store(n, Ordering::Relaxed);
     }
 
+    /// Players the publisher currently writes to directly (write-through).
+    pub fn written_through(&self) -> usize {
+        self.direct().len()
+    }
+
+    /// Like [`Stream::push_message`] but the write-through waits for
+    /// [`Stream::flush_direct`] (the RTMP publisher flushes once per socket read).
+    pub fn push_message_batched(&self, id: u64, type_id: u8, timestamp: u32, payload: Bytes) {
+        if let Some(frame) = self.frame_of(id, type_id, timestamp, payload) {
+            self.push_batched(frame);
+        }
+    }
+
     /// Claims the stream for a publisher.
     pub fn publish(&self, info: PublisherInfo) -> Result<(), AlreadyPublished> {
         let mut c = self.cache();
@@ -183,7 +264,7 @@ impl Stream {
             // publish, with timestamps carried on.
             Some(old) if old.upstream.is_some() && info.upstream.is_none() => {
                 tracing::info!(stream = %self.key, "a publisher replaces the relay");
-                let _ = self.tx.send(Event::Unpublished);
+                self.send_event(Event::Unpublished);
             }
             Some(_) => return Err(AlreadyPublished(self.key.to_string())),
         }
@@ -198,7 +279,7 @@ impl Stream {
             let mut t = self.timeline.lock().unwrap_or_else(|e| e.into_inner());
             t.rebase = t.last.is_some();
         }
-        let _ = self.tx.send(Event::Published);
+        self.send_event(Event::Published);
         Ok(())
     }
 
@@ -211,8 +292,14 @@ impl Stream {
     /// everything sent before a republish, then caches and fans it out. Messages of a
     /// publisher that was replaced are dropped.
     pub fn push_message(&self, id: u64, type_id: u8, timestamp: u32, payload: Bytes) {
+        if let Some(frame) = self.frame_of(id, type_id, timestamp, payload) {
+            self.push(frame);
+        }
+    }
+
+    fn frame_of(&self, id: u64, type_id: u8, timestamp: u32, payload: Bytes) -> Option<Arc<Frame>> {
         if !self.is_publisher(id) {
-            return;
+            return None;
         }
         let ts = {
             let mut t = self.timeline.lock().unwrap_or_else(|e| e.into_inner());
@@ -228,7 +315,7 @@ impl Stream {
             }
             ts
         };
-        self.push(Frame::new(type_id, ts, payload));
+        Some(Frame::new(type_id, ts, payload))
     }
 
     /// Releases the stream if `id` is its publisher.
@@ -240,16 +327,23 @@ impl Stream {
         c.publisher = None;
         c.gop.clear();
         c.gop_bytes = 0;
-        let _ = self.tx.send(Event::Unpublished);
+        self.send_event(Event::Unpublished);
         true
     }
 
-    /// Caches and fans out one frame from the publisher.
+    /// Caches and fans out one frame from the publisher, written through at once.
     pub fn push(&self, frame: Arc<Frame>) {
+        self.push_batched(frame);
+        self.flush_direct();
+    }
+
+    /// Caches and fans out one frame; the write-through waits for the next
+    /// [`Stream::flush_direct`] (or a full queue).
+    pub fn push_batched(&self, frame: Arc<Frame>) {
         self.bytes_in
             .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
         self.frames_in.fetch_add(1, Ordering::Relaxed);
-        {
+        let flush = {
             let mut c = self.cache();
             match frame.kind {
                 FrameKind::Data => {
@@ -295,8 +389,14 @@ impl Stream {
                     }
                 }
             }
-            // Send under the lock so a subscriber's snapshot and its ring position agree.
-            let _ = self.tx.send(Event::Frame(frame));
+            // Send under the lock so a subscriber's snapshot and its ring position agree,
+            // and under the write-through lock so the set and the ring agree.
+            let mut d = self.direct();
+            let _ = self.tx.send(Event::Frame(frame.clone()));
+            d.sent(&frame)
+        };
+        if flush {
+            self.flush_direct();
         }
     }
 
@@ -324,7 +424,7 @@ impl Stream {
         self.players.fetch_add(1, Ordering::Relaxed);
         Subscriber {
             stream: self.clone(),
-            rx,
+            rx: Some(rx),
             pending,
             waiting_key: false,
             publishing,
@@ -395,6 +495,16 @@ fn is_metadata(payload: &[u8]) -> bool {
     }
 }
 
+/// What [`Subscriber::join_direct`] did.
+pub(super) enum Join {
+    /// The publisher writes to the player from now on.
+    Joined,
+    /// Not caught up: this comes first.
+    Next(Next),
+    /// Not now (catching up, or waiting for a keyframe), and nothing is ready.
+    NotNow,
+}
+
 /// What a player gets next.
 #[derive(Debug, Clone)]
 pub enum Next {
@@ -410,7 +520,8 @@ pub enum Next {
 /// A player's view of a stream.
 pub struct Subscriber {
     stream: Arc<Stream>,
-    rx: broadcast::Receiver<Event>,
+    /// None while the publisher writes to this player directly.
+    rx: Option<broadcast::Receiver<Event>>,
     pending: VecDeque<Arc<Frame>>,
     waiting_key: bool,
     publishing: bool,
@@ -433,7 +544,11 @@ impl Subscriber {
             if let Some(n) = self.take_pending() {
                 return n;
             }
-            let r = self.rx.recv().await;
+            let Some(rx) = self.rx.as_mut() else {
+                // Written through: the player's task waits for the hand-back instead.
+                return std::future::pending().await;
+            };
+            let r = rx.recv().await;
             if let Some(n) = self.handle(r.map_err(|e| match e {
                 broadcast::error::RecvError::Closed => broadcast::error::TryRecvError::Closed,
                 broadcast::error::RecvError::Lagged(n) => broadcast::error::TryRecvError::Lagged(n),
@@ -449,7 +564,8 @@ impl Subscriber {
             if let Some(n) = self.take_pending() {
                 return Some(n);
             }
-            match self.rx.try_recv() {
+            let rx = self.rx.as_mut()?;
+            match rx.try_recv() {
                 Err(broadcast::error::TryRecvError::Empty) => return None,
                 r => {
                     if let Some(n) = self.handle(r) {
@@ -464,6 +580,39 @@ impl Subscriber {
     /// and its writes should not wait to be merged.
     pub fn catching_up(&self) -> bool {
         !self.pending.is_empty()
+    }
+
+    /// Joins the stream's write-through set if this player has caught up: nothing
+    /// queued, not waiting for a keyframe, and nothing new in the ring (checked under the
+    /// lock the publisher sends under). Otherwise the next item, if there is one.
+    pub(super) fn join_direct(&mut self, p: &Arc<DirectPlayer>) -> Join {
+        // Drain first, outside the lock (a lag takes the cache lock; the lock order is
+        // cache before write-through).
+        if let Some(n) = self.try_next() {
+            return Join::Next(n);
+        }
+        if !self.pending.is_empty() || self.waiting_key || !self.publishing {
+            return Join::NotNow;
+        }
+        let Some(rx) = self.rx.as_ref() else {
+            return Join::Joined;
+        };
+        if self.stream.join_direct(p, rx) {
+            self.rx = None;
+            return Join::Joined;
+        }
+        self.try_next().map_or(Join::NotNow, Join::Next)
+    }
+
+    /// Takes the player back from the publisher: `rx` is the ring positioned where the
+    /// publisher stopped writing for it.
+    pub(super) fn resume(&mut self, rx: broadcast::Receiver<Event>) {
+        self.rx = Some(rx);
+    }
+
+    /// Whether the publisher writes to this player directly.
+    pub(super) fn is_direct(&self) -> bool {
+        self.rx.is_none()
     }
 
     fn take_pending(&mut self) -> Option<Next> {

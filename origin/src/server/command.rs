@@ -7,7 +7,7 @@ use crate::rtmp::command::{self, Command, status};
 use crate::rtmp::message::{Control, csid, kind};
 use crate::rtmp::url::{self, TcUrl};
 
-use super::connection::{ConnError, Connection, Role, WINDOW_ACK_SIZE};
+use super::connection::{ConnError, Connection, WINDOW_ACK_SIZE};
 
 /// `flashVer` prefix our relays connect with (DESIGN §8: a relay identifies itself).
 pub const RELAY_FLASH_VER_PREFIX: &str = "origin-cluster/";
@@ -37,7 +37,7 @@ impl Connection {
                 }
                 if cmd.name != "FCUnpublish" {
                     // Dropping the role's handle unpublishes or leaves the stream.
-                    self.role = Role::Idle;
+                    self.end_role();
                 }
                 Ok(())
             }

@@ -5,8 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::write::write_all_vectored;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::timeout;
@@ -99,6 +101,9 @@ pub struct Connection {
     pub(super) session: Session,
     pub(super) next_stream_id: u32,
     pub(super) role: Role,
+    /// What the publisher did not write through to this player (the tail of a frame
+    /// already partly on the wire, queued frames): the next write starts with it.
+    rest: Vec<Bytes>,
 }
 
 impl Connection {
@@ -128,6 +133,7 @@ impl Connection {
             session: Session::default(),
             next_stream_id: 1,
             role: Role::Idle,
+            rest: Vec::new(),
         }
     }
 
@@ -166,6 +172,13 @@ impl Connection {
         loop {
             while let Some(msg) = self.decoder.decode(&mut self.rbuf)? {
                 self.on_message(msg).await?;
+            }
+            if let Role::Publishing { publisher: p, .. } = &self.role
+                && p.flush()
+            {
+                // Written through to players: let the others run before the next read,
+                // which then carries everything that arrived meanwhile.
+                tokio::task::yield_now().await;
             }
             self.flush().await?;
             let playing = matches!(self.role, Role::Playing(_));
@@ -231,6 +244,15 @@ impl Connection {
         Ok(())
     }
 
+    /// Ends the current role (unpublishes or leaves the stream), keeping the tail of a
+    /// frame the publisher wrote through in part for the next write.
+    pub(super) fn end_role(&mut self) {
+        if let Role::Playing(p) = &mut self.role {
+            self.rest.extend(p.player.take_over());
+        }
+        self.role = Role::Idle;
+    }
+
     pub(super) fn send(&mut self, cs: u32, type_id: u8, stream_id: u32, payload: &[u8]) {
         self.encoder
             .encode(&mut self.wbuf, cs, 0, type_id, stream_id, payload);
@@ -254,18 +276,26 @@ impl Connection {
 
     /// Writes what is queued, bounded by the write timeout.
     pub(super) async fn flush(&mut self) -> Result<(), ConnError> {
-        if self.wbuf.is_empty() {
+        if self.wbuf.is_empty() && self.rest.is_empty() {
             return Ok(());
         }
-        let buf = self.wbuf.split();
-        timeout(
-            self.origin.config.write_timeout,
-            self.writer.write_all(&buf),
-        )
-        .await
-        .map_err(|_| ConnError::Timeout)??;
-        metrics::global().bytes_out.inc_by(buf.len() as u64);
-        self.bytes_out += buf.len() as u64;
+        // A player the publisher writes to is taken back first, and the tail of a frame
+        // it wrote in part goes out before anything else.
+        if let Role::Playing(p) = &mut self.role {
+            self.rest.extend(p.player.take_over());
+        }
+        let mut bufs = std::mem::take(&mut self.rest);
+        // (An empty buffer would make the vectored write report a zero-length write.)
+        if !self.wbuf.is_empty() {
+            bufs.push(self.wbuf.split().freeze());
+        }
+        let total: usize = bufs.iter().map(Bytes::len).sum();
+        let write = write_all_vectored(&mut self.writer, &bufs);
+        timeout(self.origin.config.write_timeout, write)
+            .await
+            .map_err(|_| ConnError::Timeout)??;
+        metrics::global().bytes_out.inc_by(total as u64);
+        self.bytes_out += total as u64;
         Ok(())
     }
 
@@ -328,7 +358,8 @@ impl Connection {
                 payload = payload.slice(SET_DATA_FRAME.len()..);
             }
         }
-        p.push(msg.type_id, msg.timestamp, payload);
+        // Written through to players once per read of the socket (`serve`).
+        p.push_batched(msg.type_id, msg.timestamp, payload);
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ use tokio::time::timeout;
 
 use crate::auth::Event as AuthEvent;
 use crate::cluster::ownership::rtmp_redirect;
+use crate::media::frame::PLAY_STREAM_ID;
 use crate::media::{Delivery, End, Notice, StreamKey};
 use crate::metrics::{self, KindLabel};
 use crate::rtmp::amf0::Value;
@@ -18,7 +19,7 @@ use crate::rtmp::url;
 use crate::state::Located;
 
 use super::connection::{ConnError, Connection, Playing, Role};
-use super::write::write_all_vectored;
+use super::write::{SocketWriter, write_all_vectored};
 
 /// How long we wait for a redirected client to leave (SRS: 3 s).
 const REDIRECT_LINGER: Duration = Duration::from_secs(3);
@@ -37,7 +38,7 @@ impl Connection {
             }
         };
         // A new play replaces whatever this connection did before.
-        self.role = Role::Idle;
+        self.end_role();
         let req = self.auth_request(Some((&key, query.as_deref())));
         if let Err(refusal) = self.origin.auth.check(AuthEvent::Play, &req).await {
             tracing::info!(conn = self.id, peer = %self.peer, stream = %key, reason = refusal.reason, "play refused");
@@ -112,6 +113,13 @@ impl Connection {
             }
         };
         tracing::info!(conn = self.id, peer = %self.peer, stream = %key, "playing");
+        let mut player = player;
+        if stream_id == PLAY_STREAM_ID
+            && let Some(out) = SocketWriter::new(&self.writer)
+        {
+            // Without merging, the publisher writes to this player while it keeps up.
+            player.write_through(Box::new(out));
+        }
         self.role = Role::Playing(Box::new(Playing {
             player,
             stream_id,
@@ -160,12 +168,14 @@ impl Connection {
 
     /// Writes one batch: control messages queued before it, the frames (shared,
     /// pre-encoded, in one vectored write), then the notice that follows them.
-    pub(super) async fn deliver(&mut self, delivery: Delivery) -> Result<(), ConnError> {
+    pub(super) async fn deliver(&mut self, mut delivery: Delivery) -> Result<(), ConnError> {
         let Role::Playing(p) = &mut self.role else {
             return Ok(());
         };
         let stream_id = p.stream_id;
-        let mut bufs: Vec<Bytes> = Vec::with_capacity(p.batch.len() + 2);
+        let mut bufs: Vec<Bytes> = Vec::with_capacity(p.batch.len() + 3);
+        // The tail of a frame the publisher wrote in part is already half on the wire.
+        bufs.append(&mut delivery.rest);
         // Control/status messages queued before these frames go first.
         // (Only split when there is something: splitting an empty buffer still allocates.)
         if !self.wbuf.is_empty() {

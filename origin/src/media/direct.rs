@@ -1,0 +1,536 @@
+//! Write-through fan-out, the nginx-rtmp model: a player that has caught up with the live
+//! edge is written to straight from the publisher's task, one non-blocking write per
+//! frame, so it costs no task wake-up, poll or re-arm per frame.
+//!
+//! A player is only ever written by one side at a time. It is either in its stream's
+//! write-through set (the publisher writes to it) or served by its own task from its
+//! place in the fan-out ring. The publisher hands a player back to its task when its
+//! socket takes less than a whole frame (the unwritten tail goes with it, shared, not
+//! copied), and before a publish or unpublish notice; the task takes it back itself
+//! before it writes anything of its own. Every hand-back gives the task a ring position
+//! right after the last frame written for it, created under the same lock the publisher
+//! sends under, so nothing is lost or sent twice. The task rejoins the set once it has
+//! caught up again, so a slow player never slows the publisher or the others: it costs
+//! one failed write and then waits in its own task as before.
+//!
+//! The RTMP publisher flushes once per read of its socket rather than once per frame:
+//! when the box keeps up each read holds one message and nothing waits, and when it does
+//! not, the frames that queued meanwhile go out in one vectored write per player, so the
+//! cost per frame falls as the load rises (adaptive merging, no added latency when idle).
+
+use std::io::{self, IoSlice};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, broadcast};
+
+use super::frame::Frame;
+use super::stream::Event;
+
+/// Most frames in one write-through `writev` (a flush with more is written in parts).
+const MAX_IOV: usize = 64;
+/// Frames queued for the write-through set before the publisher flushes by itself.
+const MAX_PENDING: usize = 64;
+
+/// A socket the publisher may write to without ever blocking.
+pub trait DirectWrite: Send + Sync {
+    /// Writes as much of `bufs` as the socket takes right now: `Ok(0)` (or
+    /// `WouldBlock`) when it takes nothing; an error when the connection is broken.
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+}
+
+/// What a player's task gets back when the publisher stops writing to it.
+pub(super) struct Handoff {
+    /// What the publisher did not write: the tail of a frame the socket took only part
+    /// of and the frames after it. Written first, in order.
+    pub rest: Vec<Bytes>,
+    /// The ring, positioned right after the last frame written for the player.
+    pub rx: broadcast::Receiver<Event>,
+}
+
+/// One player's entry in a stream's write-through set.
+pub struct DirectPlayer {
+    pub(super) id: u64,
+    out: Box<dyn DirectWrite>,
+    handoff: Mutex<Option<Handoff>>,
+    notify: Notify,
+}
+
+impl DirectPlayer {
+    pub(super) fn new(id: u64, out: Box<dyn DirectWrite>) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            out,
+            handoff: Mutex::new(None),
+            notify: Notify::new(),
+        })
+    }
+
+    /// Writes `bufs` now; the bytes the socket took (0 on any error: the task finds out).
+    fn write(&self, bufs: &[IoSlice<'_>]) -> usize {
+        loop {
+            match self.out.try_write_vectored(bufs) {
+                Ok(n) => return n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return 0,
+            }
+        }
+    }
+
+    /// Gives the player back to its task (called with the stream's write-through lock).
+    fn hand_back(&self, rest: Vec<Bytes>, rx: broadcast::Receiver<Event>) {
+        *self.slot() = Some(Handoff { rest, rx });
+        self.notify.notify_one();
+    }
+
+    /// The hand-back, if the publisher made one.
+    pub(super) fn take(&self) -> Option<Handoff> {
+        self.slot().take()
+    }
+
+    /// Waits until the publisher may have handed the player back. Cancel-safe.
+    pub(super) async fn handed_back(&self) -> Handoff {
+        loop {
+            if let Some(h) = self.take() {
+                return h;
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Handoff>> {
+        self.handoff.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct Member {
+    player: Arc<DirectPlayer>,
+    /// The first frame (by sequence number) the publisher writes to it.
+    from: u64,
+}
+
+/// A stream's write-through set and the frames sent to the ring but not yet written to
+/// it. Lives under the lock everything sent to the ring is sent under.
+#[derive(Default)]
+pub(super) struct DirectSet {
+    members: Vec<Member>,
+    pending: Vec<(u64, Arc<Frame>)>,
+    /// Sequence number of the last frame sent to the ring.
+    seq: u64,
+}
+
+impl DirectSet {
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// `frame` was just sent to the ring. True when enough is queued that the publisher
+    /// should flush now.
+    pub fn sent(&mut self, frame: &Arc<Frame>) -> bool {
+        self.seq += 1;
+        if self.members.is_empty() {
+            return false;
+        }
+        self.pending.push((self.seq, frame.clone()));
+        self.pending.len() >= MAX_PENDING
+    }
+
+    /// Adds a player that has had every frame sent so far.
+    pub fn join(&mut self, player: &Arc<DirectPlayer>) {
+        self.members.push(Member {
+            player: player.clone(),
+            from: self.seq + 1,
+        });
+    }
+
+    /// Takes player `id` out of the set: the frames queued for it, or None if it is not
+    /// in the set (the publisher handed it back already).
+    pub fn leave(&mut self, id: u64) -> Option<Vec<Bytes>> {
+        let i = self.members.iter().position(|m| m.player.id == id)?;
+        let m = self.members.swap_remove(i);
+        Some(self.queued_for(m.from))
+    }
+
+    fn queued_for(&self, from: u64) -> Vec<Bytes> {
+        self.pending
+            .iter()
+            .filter(|(seq, _)| *seq >= from)
+            .map(|(_, f)| f.rtmp_ref().clone())
+            .collect()
+    }
+
+    /// Writes the queued frames to every member; a member whose socket takes less is
+    /// handed back with the rest and a ring position after the last queued frame (`rx`
+    /// makes one). Bytes written.
+    pub fn flush(&mut self, mut rx: impl FnMut() -> broadcast::Receiver<Event>) -> u64 {
+        if self.pending.is_empty() {
+            return 0;
+        }
+        let mut written = 0u64;
+        let mut i = 0;
+        while i < self.members.len() {
+            let from = self.members[i].from;
+            let start = self.pending.partition_point(|(seq, _)| *seq < from);
+            let frames = &self.pending[start..];
+            match write_frames(&self.members[i].player, frames) {
+                Ok(n) => {
+                    written += n;
+                    i += 1;
+                }
+                Err((n, rest)) => {
+                    written += n;
+                    let m = self.members.swap_remove(i);
+                    m.player.hand_back(rest, rx());
+                }
+            }
+        }
+        self.pending.clear();
+        written
+    }
+
+    /// Writes what is queued, then hands every member back (before a notice).
+    pub fn hand_back_all(&mut self, mut rx: impl FnMut() -> broadcast::Receiver<Event>) -> u64 {
+        let written = self.flush(&mut rx);
+        for m in self.members.drain(..) {
+            m.player.hand_back(Vec::new(), rx());
+        }
+        written
+    }
+}
+
+/// Writes `frames` to `p` in as few `writev`s as it takes; on a short write, the bytes
+/// written and what is left (the partial frame's tail, then the frames after it).
+fn write_frames(p: &DirectPlayer, frames: &[(u64, Arc<Frame>)]) -> Result<u64, (u64, Vec<Bytes>)> {
+    let mut written = 0u64;
+    for (k, part) in frames.chunks(MAX_IOV).enumerate() {
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let mut want = 0usize;
+        for (s, (_, f)) in slices.iter_mut().zip(part) {
+            *s = IoSlice::new(f.rtmp_ref());
+            want += f.rtmp_ref().len();
+        }
+        let mut n = p.write(&slices[..part.len()]);
+        written += n as u64;
+        if n < want {
+            let mut rest = Vec::new();
+            for (_, f) in &frames[k * MAX_IOV..] {
+                let b = f.rtmp_ref();
+                if n >= b.len() {
+                    n -= b.len();
+                } else {
+                    rest.push(b.slice(n..));
+                    n = 0;
+                }
+            }
+            return Err((written, rest));
+        }
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream as StdUnix;
+    use std::time::Duration;
+
+    use bytes::{BufMut, BytesMut};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::UnixStream;
+
+    use super::*;
+    use crate::media::frame::OUT_CHUNK_SIZE;
+    use crate::media::{End, MediaConfig, PlayConfig, Player, PublisherInfo, Registry, StreamKey};
+    use crate::rtmp::chunk::ChunkDecoder;
+    use crate::rtmp::message::kind;
+
+    /// The publisher's side of a player socket: a duplicate of its descriptor.
+    struct Dup(StdUnix);
+
+    impl DirectWrite for Dup {
+        fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            match (&self.0).write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                r => r,
+            }
+        }
+    }
+
+    fn dup(s: &UnixStream) -> Box<dyn DirectWrite> {
+        let fd = s.as_fd().try_clone_to_owned().unwrap();
+        Box::new(Dup(StdUnix::from(fd)))
+    }
+
+    /// A numbered video frame of `size` bytes (index in bytes 5..9).
+    fn numbered(i: u32, key: bool, size: usize) -> Bytes {
+        let mut b = BytesMut::with_capacity(size);
+        b.put_u8(if key { 0x17 } else { 0x27 });
+        b.put_u8(1);
+        b.put_slice(&[0, 0, 0]);
+        b.put_u32(i);
+        b.resize(size, 0xab);
+        b.freeze()
+    }
+
+    fn info() -> PublisherInfo {
+        PublisherInfo {
+            id: 1,
+            addr: None,
+            since: std::time::Instant::now(),
+            upstream: None,
+        }
+    }
+
+    /// Plays like the RTMP connection does: writes what `next_batch` hands out, in order,
+    /// the tail of a partly written frame first.
+    async fn serve(mut player: Player, mut sock: UnixStream) -> End {
+        let mut batch = Vec::new();
+        loop {
+            let d = player.next_batch(&mut batch).await;
+            for rest in &d.rest {
+                sock.write_all(rest).await.unwrap();
+            }
+            for f in batch.drain(..) {
+                sock.write_all(&f.rtmp(crate::media::frame::PLAY_STREAM_ID))
+                    .await
+                    .unwrap();
+            }
+            if let Some(end) = d.end {
+                return end;
+            }
+        }
+    }
+
+    /// The frame indexes of every whole message in `bytes` (a torn or garbled chunk
+    /// stream fails to decode).
+    fn indexes(bytes: &[u8]) -> Vec<u32> {
+        let mut dec = ChunkDecoder::default();
+        dec.set_chunk_size(OUT_CHUNK_SIZE as u32).unwrap();
+        let mut buf = BytesMut::from(bytes);
+        let mut out = Vec::new();
+        while let Some(m) = dec.decode(&mut buf).expect("a well-formed chunk stream") {
+            assert_eq!(m.type_id, kind::VIDEO);
+            out.push(u32::from_be_bytes(m.payload[5..9].try_into().unwrap()));
+        }
+        out
+    }
+
+    async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_socket_never_blocks_the_publisher_or_the_other_players() {
+        const FRAMES: u32 = 400;
+        const SIZE: usize = 16 * 1024;
+        let r = Registry::new(MediaConfig {
+            queue_frames: 64,
+            ..MediaConfig::default()
+        });
+        let key = StreamKey::new("v", "live", "s");
+        let publisher = r.publish(&key, info()).unwrap();
+        let stream = publisher.stream().clone();
+        publisher.push(kind::VIDEO, 0, numbered(0, true, SIZE));
+
+        let mut clients = Vec::new();
+        let mut tasks = Vec::new();
+        for _ in 0..2 {
+            let (server, client) = UnixStream::pair().unwrap();
+            let mut player = r.play(&key, PlayConfig::default());
+            assert!(player.write_through(dup(&server)));
+            tasks.push(tokio::spawn(serve(player, server)));
+            clients.push(client.into_std().unwrap());
+        }
+        let slow = clients.pop().unwrap();
+        let fast = clients.pop().unwrap();
+        // The fast player reads everything, on its own thread.
+        fast.set_nonblocking(false).unwrap();
+        let frame_bytes = SIZE + 12;
+        let expected = (FRAMES as usize + 1) * frame_bytes;
+        let read = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = read.clone();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut fast = fast;
+            let mut buf = vec![0u8; 256 * 1024];
+            while got.len() < expected {
+                let n = fast.read(&mut buf).unwrap();
+                assert!(n > 0, "fast player closed");
+                got.extend_from_slice(&buf[..n]);
+                counter.store(got.len(), std::sync::atomic::Ordering::Relaxed);
+            }
+            got
+        });
+        wait_until("both players are written through", || {
+            stream.written_through() == 2
+        })
+        .await;
+
+        // The slow player never reads: its socket fills, and the publisher goes on.
+        for i in 1..=FRAMES {
+            publisher.push(kind::VIDEO, i * 33, numbered(i, i % 60 == 0, SIZE));
+            if i % 8 == 0 {
+                // Keep the fast reader within a few frames (its socket never fills, however
+                // busy the machine is), so only the slow player is ever handed back.
+                let pushed = (i as usize + 1) * frame_bytes;
+                wait_until("the fast player reads", || {
+                    read.load(std::sync::atomic::Ordering::Relaxed) >= pushed
+                })
+                .await;
+            }
+        }
+        assert_eq!(
+            stream.written_through(),
+            1,
+            "the full socket was handed back to its task; the fast one is still written through"
+        );
+        let got = reader.join().unwrap();
+        assert_eq!(
+            indexes(&got),
+            (0..=FRAMES).collect::<Vec<_>>(),
+            "the fast player got every frame once, in order, whole"
+        );
+        // What the slow player's socket holds is whole frames in order, never one twice,
+        // then possibly part of the next one.
+        let mut held = Vec::new();
+        let mut slow = slow;
+        let mut buf = vec![0u8; 256 * 1024];
+        while let Ok(n) = slow.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            held.extend_from_slice(&buf[..n]);
+        }
+        let seen = indexes(&held);
+        assert!(seen.len() > 1 && seen[0] == 0, "it got the start: {seen:?}");
+        assert!(
+            seen.windows(2).all(|w| w[0] < w[1]),
+            "no frame twice: {seen:?}"
+        );
+        assert!(
+            (*seen.last().unwrap()) < FRAMES,
+            "a full socket cannot have taken everything"
+        );
+        drop(publisher);
+        for t in tasks {
+            t.abort();
+        }
+    }
+
+    #[tokio::test]
+    async fn notices_go_through_the_players_task_and_it_rejoins_after() {
+        let r = Registry::new(MediaConfig::default());
+        let key = StreamKey::new("v", "live", "s");
+        let publisher = r.publish(&key, info()).unwrap();
+        let stream = publisher.stream().clone();
+        publisher.push(kind::VIDEO, 0, numbered(0, true, 100));
+        let (server, client) = UnixStream::pair().unwrap();
+        let mut player = r.play(&key, PlayConfig::default());
+        assert!(player.write_through(dup(&server)));
+        let mut batch = Vec::new();
+        // The join burst comes from the ring, then the player is written through.
+        let d = player.next_batch(&mut batch).await;
+        assert_eq!((batch.len(), d.rest.is_empty()), (1, true));
+        batch.clear();
+        let waiting = tokio::spawn(async move {
+            let d = player.next_batch(&mut batch).await;
+            (player, batch, d)
+        });
+        wait_until("written through", || stream.written_through() == 1).await;
+        publisher.push(kind::VIDEO, 33, numbered(1, false, 100));
+        drop(publisher);
+        let (mut player, mut batch, d) = waiting.await.unwrap();
+        assert_eq!(stream.written_through(), 0);
+        assert_eq!(d.notice, Some(crate::media::Notice::Unpublished));
+        assert!(batch.is_empty(), "frame 1 went straight to the socket");
+        let mut sent = vec![0u8; 4096];
+        let n = client.try_read(&mut sent).unwrap();
+        assert_eq!(indexes(&sent[..n]), vec![1]);
+
+        // Republished: the notice, then write-through again.
+        let publisher = r.publish(&key, info()).unwrap();
+        let d = player.next_batch(&mut batch).await;
+        assert_eq!(d.notice, Some(crate::media::Notice::Published));
+        publisher.push(kind::VIDEO, 0, numbered(2, true, 100));
+        let d = player.next_batch(&mut batch).await;
+        assert_eq!(batch.len(), 1, "caught up via the ring: {d:?}");
+        batch.clear();
+        let waiting = tokio::spawn(async move { player.next_batch(&mut batch).await });
+        wait_until("written through again", || stream.written_through() == 1).await;
+        publisher.push(kind::VIDEO, 33, numbered(3, false, 100));
+        wait_until("frame 3 written", || {
+            client
+                .try_read(&mut sent)
+                .is_ok_and(|n| indexes(&sent[..n]) == vec![3])
+        })
+        .await;
+        waiting.abort();
+        let _ = waiting.await;
+        assert_eq!(
+            stream.written_through(),
+            0,
+            "a dropped player leaves the set"
+        );
+    }
+
+    #[tokio::test]
+    async fn frames_queued_for_one_flush_reach_a_player_that_leaves_before_it() {
+        let r = Registry::new(MediaConfig::default());
+        let key = StreamKey::new("v", "live", "s");
+        let publisher = r.publish(&key, info()).unwrap();
+        let stream = publisher.stream().clone();
+        publisher.push(kind::VIDEO, 0, numbered(0, true, 100));
+        let mut players = Vec::new();
+        for _ in 0..2 {
+            let (server, client) = UnixStream::pair().unwrap();
+            let mut player = r.play(&key, PlayConfig::default());
+            assert!(player.write_through(dup(&server)));
+            let mut batch = Vec::new();
+            player.next_batch(&mut batch).await;
+            assert_eq!(batch.len(), 1, "the join burst");
+            players.push((player, client.into_std().unwrap()));
+        }
+        // Both join the set (the futures wait for a hand-back; polling once joins).
+        for (p, _) in &mut players {
+            let mut batch = Vec::new();
+            let fut = p.next_batch(&mut batch);
+            assert!(
+                tokio::time::timeout(Duration::from_millis(1), fut)
+                    .await
+                    .is_err()
+            );
+        }
+        assert_eq!(stream.written_through(), 2);
+        // Two frames read at once: written through on the flush, in one go.
+        publisher.push_batched(kind::VIDEO, 33, numbered(1, false, 100));
+        publisher.push_batched(kind::VIDEO, 66, numbered(2, false, 100));
+        let mut buf = vec![0u8; 4096];
+        assert!(
+            (&players[0].1).read(&mut buf).is_err(),
+            "nothing before the flush"
+        );
+        // One player takes itself back first (it has a control message to send): the
+        // queued frames come back to it to write, and the flush skips it.
+        let rest = players[1].0.take_over();
+        assert_eq!(rest.len(), 2);
+        let rest: Vec<u8> = rest.iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(indexes(&rest), vec![1, 2]);
+        assert!(publisher.flush());
+        let n = (&players[0].1).read(&mut buf).unwrap();
+        assert_eq!(indexes(&buf[..n]), vec![1, 2]);
+        assert!((&players[1].1).read(&mut buf).is_err(), "nothing twice");
+        assert_eq!(stream.written_through(), 1);
+        // The one taken back goes on from the ring after frame 2.
+        publisher.push(kind::VIDEO, 99, numbered(3, false, 100));
+        let mut batch = Vec::new();
+        let d = players[1].0.next_batch(&mut batch).await;
+        assert!(d.rest.is_empty());
+        let got: Vec<u8> = batch.iter().flat_map(|f| f.rtmp_ref().to_vec()).collect();
+        assert_eq!(indexes(&got), vec![3]);
+    }
+}
