@@ -5,6 +5,7 @@
 //!
 //! Benchmarks print numbers; nothing here asserts on speed.
 
+pub mod cli;
 pub mod flv_player;
 pub mod load;
 pub mod player;

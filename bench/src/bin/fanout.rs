@@ -3,18 +3,18 @@
 //! tasks in this process) on the other. Prints tables; asserts nothing about speed.
 //! `--proto flv` plays over HTTP-FLV instead (our origin only; nginx-rtmp has no HTTP-FLV).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use origin_bench::cli::{ClipArgs, Cores};
 use origin_bench::load::{Players, Point, Proto, measure, ratio, sorted};
 use origin_bench::player::Stage;
 use origin_bench::publisher::Publisher;
 use origin_bench::server::{ServerProc, start_nginx, start_origin};
-use origin_bench::{Clip, fmt_opt, origin_bin, percentile, pin_self, status_kib, test_flv};
+use origin_bench::{Clip, fmt_opt, origin_bin, percentile, status_kib};
 use tokio::time::sleep;
 
 #[derive(Parser, Debug, Clone)]
@@ -53,24 +53,13 @@ struct Args {
     /// Idle players for the memory-per-idle-player check (0 = skip).
     #[arg(long, env = "FANOUT_IDLE", default_value_t = 2000)]
     idle: usize,
-    /// Core for the server under test.
-    #[arg(long, default_value_t = 0)]
-    server_cpu: usize,
-    /// Core for this process (players and publisher).
-    #[arg(long, default_value_t = 1)]
-    client_cpu: usize,
-    /// Do not pin anything (for machines with one core).
-    #[arg(long)]
-    no_pin: bool,
-    /// Test clip length, seconds (20–30).
-    #[arg(long, default_value_t = 24)]
-    clip_seconds: u32,
-    /// Use this FLV instead of generating the test clip.
-    #[arg(long)]
-    flv: Option<PathBuf>,
     /// Read buffer per player, bytes.
     #[arg(long, default_value_t = 64 * 1024)]
     read_buf: usize,
+    #[command(flatten)]
+    cores: Cores,
+    #[command(flatten)]
+    clip: ClipArgs,
 }
 
 #[derive(Debug, Clone)]
@@ -100,7 +89,7 @@ impl Kind {
     }
 
     fn start(&self, a: &Args, extra: &[&str]) -> Result<ServerProc> {
-        let cpu = (!a.no_pin).then_some(a.server_cpu);
+        let cpu = a.cores.server();
         match self {
             Kind::Ours { merge } => {
                 let mut x: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -326,13 +315,8 @@ fn main() -> Result<()> {
             bail!("--proto flv needs at least one `ours` server");
         }
     }
-    if !a.no_pin {
-        pin_self(a.client_cpu);
-    }
-    let flv = match &a.flv {
-        Some(p) => p.clone(),
-        None => test_flv(a.clip_seconds)?,
-    };
+    a.cores.pin_client();
+    let flv = a.clip.path()?;
     let clip = Arc::new(Clip::load(&flv).context("loading the test clip")?);
     println!(
         "clip: {} ({} tags, {:.1} s, {:.2} Mbit/s); {} players {:?}; servers {:?}; window {} s; join rate {}/s",

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use origin_bench::cli::Cores;
 use origin_bench::flv_player::run_flv_player;
 use origin_bench::player::{BYTES_READ, PlayerStats};
 use origin_bench::publisher::Publisher;
 use origin_bench::server::{ServerProc, start_origin};
-use origin_bench::{Clip, cpu_seconds, fmt_opt, origin_bin, percentile, pin_self, test_flv};
+use origin_bench::{Clip, cpu_seconds, fmt_opt, origin_bin, percentile, test_flv};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, sleep_until};
@@ -38,13 +39,9 @@ struct Args {
     /// Also measure Low-Latency HLS (fMP4 parts; clients still poll per target duration).
     #[arg(long)]
     low_latency: bool,
-    #[arg(long, default_value_t = 0)]
-    server_cpu: usize,
-    #[arg(long, default_value_t = 1)]
-    client_cpu: usize,
-    #[arg(long)]
-    no_pin: bool,
-    /// Length of the generated clip, seconds.
+    #[command(flatten)]
+    cores: Cores,
+    /// Test clip length, seconds (20–30).
     #[arg(long, default_value_t = 24)]
     clip_seconds: u32,
 }
@@ -312,7 +309,7 @@ async fn run_point(mode: Mode, n: usize, a: &Args, clip: &Arc<Clip>) -> Result<R
     if matches!(mode, Mode::LlHls | Mode::LlBlocking) {
         extra.extend(["--hls-low-latency".into(), "--hls-part".into(), "1s".into()]);
     }
-    let cpu = (!a.no_pin).then_some(a.server_cpu);
+    let cpu = a.cores.server();
     let mut server: ServerProc = start_origin(&bin, cpu, Some(1), &extra)?;
     let publisher = Publisher::start(&server.rtmp_url("live/bench"), clip.clone());
     if !publisher.wait_started(Duration::from_secs(10)) {
@@ -421,9 +418,7 @@ async fn run_point(mode: Mode, n: usize, a: &Args, clip: &Arc<Clip>) -> Result<R
 
 fn main() -> Result<()> {
     let a = Args::parse();
-    if !a.no_pin {
-        pin_self(a.client_cpu);
-    }
+    a.cores.pin_client();
     let flv = test_flv(a.clip_seconds)?;
     let clip = Arc::new(Clip::load(&flv).context("loading the test clip")?);
     println!(

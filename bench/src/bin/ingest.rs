@@ -12,8 +12,9 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use origin::client::Client;
 use origin::media::flv::Tag;
+use origin_bench::cli::Cores;
 use origin_bench::server::{ServerProc, start_nginx, start_origin};
-use origin_bench::{Clip, cpu_seconds, fmt_opt, origin_bin, pin_self, status_kib, test_flv};
+use origin_bench::{Clip, cpu_seconds, fmt_opt, origin_bin, status_kib, test_flv};
 use tokio::time::{Instant, sleep, sleep_until};
 
 #[derive(Parser, Debug, Clone)]
@@ -43,12 +44,9 @@ struct Args {
     /// Publishers starting per second during the ramp.
     #[arg(long, default_value_t = 200)]
     join_rate: usize,
-    #[arg(long, default_value_t = 0)]
-    server_cpu: usize,
-    #[arg(long, default_value_t = 1)]
-    client_cpu: usize,
-    #[arg(long)]
-    no_pin: bool,
+    #[command(flatten)]
+    cores: Cores,
+    /// Test clip length, seconds (20–30).
     #[arg(long, default_value_t = 24)]
     clip_seconds: u32,
 }
@@ -74,7 +72,7 @@ impl Kind {
         }
     }
     fn start(self, a: &Args) -> Result<ServerProc> {
-        let cpu = (!a.no_pin).then_some(a.server_cpu);
+        let cpu = a.cores.server();
         match self {
             Kind::Ours => start_origin(&origin_bin()?, cpu, Some(1), &[]),
             Kind::Nginx => start_nginx(cpu),
@@ -259,9 +257,7 @@ fn main() -> Result<()> {
         .iter()
         .map(|s| Kind::parse(s))
         .collect::<Result<_>>()?;
-    if !a.no_pin {
-        pin_self(a.client_cpu);
-    }
+    a.cores.pin_client();
     let flv = test_flv(a.clip_seconds)?;
     let clip = Arc::new(Clip::load(&flv).context("loading the test clip")?);
     println!(

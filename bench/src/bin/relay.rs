@@ -11,19 +11,17 @@
 //!
 //! Prints tables; asserts nothing about speed.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use origin_bench::cli::{ClipArgs, Cores};
 use origin_bench::load::{Players, Point, Proto, Summary, measure, ratio, sorted};
 use origin_bench::publisher::Publisher;
 use origin_bench::server::{ServerProc, start_origin};
-use origin_bench::{
-    Clip, cpu_seconds, fmt_opt, http, origin_bin, percentile, pin_self, status_kib, test_flv,
-};
+use origin_bench::{Clip, cpu_seconds, fmt_opt, http, origin_bin, percentile, status_kib};
 use tokio::time::{Instant, sleep};
 
 const STREAM: &str = "bench";
@@ -67,24 +65,13 @@ struct Args {
     /// `--merge-writes` for both origins (default: the origin's own default).
     #[arg(long)]
     merge_writes: Option<String>,
-    /// Core for the server under test.
-    #[arg(long, default_value_t = 0)]
-    server_cpu: usize,
-    /// Core for this process (players, publisher) and, in relay mode, the owner.
-    #[arg(long, default_value_t = 1)]
-    client_cpu: usize,
-    /// Do not pin anything (for machines with one core).
-    #[arg(long)]
-    no_pin: bool,
-    /// Test clip length, seconds (20–30).
-    #[arg(long, default_value_t = 24)]
-    clip_seconds: u32,
-    /// Use this FLV instead of generating the test clip.
-    #[arg(long)]
-    flv: Option<PathBuf>,
     /// Read buffer per player, bytes.
     #[arg(long, default_value_t = 64 * 1024)]
     read_buf: usize,
+    #[command(flatten)]
+    cores: Cores,
+    #[command(flatten)]
+    clip: ClipArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,23 +109,23 @@ impl Setup {
     /// in the owner's cache. `relay_args` go to the relaying origin only.
     async fn start(mode: Mode, a: &Args, clip: &Arc<Clip>, relay_args: &[String]) -> Result<Self> {
         let bin = origin_bin()?;
-        let pin = |cpu| (!a.no_pin).then_some(cpu);
+        let pin = |cpu| a.cores.pin(cpu);
         let mut common: Vec<String> = Vec::new();
         if let Some(m) = &a.merge_writes {
             common.extend(["--merge-writes".into(), m.clone()]);
         }
         let (sut, owner) = match mode {
             Mode::Local => (
-                start_origin(&bin, pin(a.server_cpu), Some(1), &common)?,
+                start_origin(&bin, pin(a.cores.server_cpu), Some(1), &common)?,
                 None,
             ),
             Mode::Relay => {
-                let owner = start_origin(&bin, pin(a.client_cpu), Some(1), &common)?;
+                let owner = start_origin(&bin, pin(a.cores.client_cpu), Some(1), &common)?;
                 let api = owner.api_port.context("owner API port")?;
                 let mut x = common.clone();
                 x.extend(["--coworker".into(), format!("127.0.0.1:{api}")]);
                 x.extend(relay_args.iter().cloned());
-                let sut = start_origin(&bin, pin(a.server_cpu), Some(1), &x)?;
+                let sut = start_origin(&bin, pin(a.cores.server_cpu), Some(1), &x)?;
                 (sut, Some(owner))
             }
         };
@@ -559,13 +546,8 @@ fn load_average() -> String {
 
 fn main() -> Result<()> {
     let a = Args::parse();
-    if !a.no_pin {
-        pin_self(a.client_cpu);
-    }
-    let flv = match &a.flv {
-        Some(p) => p.clone(),
-        None => test_flv(a.clip_seconds)?,
-    };
+    a.cores.pin_client();
+    let flv = a.clip.path()?;
     let clip = Arc::new(Clip::load(&flv).context("loading the test clip")?);
     println!(
         "clip: {} ({} tags, {:.1} s, {:.2} Mbit/s); {} players {:?} x{}; window {} s; join rate {}/s; load average {}",
