@@ -29,8 +29,8 @@ pub struct Origin {
     draining: AtomicBool,
     listening: AtomicBool,
     next_id: AtomicU64,
-    open_connections: AtomicUsize,
-    open_api_connections: Arc<AtomicUsize>,
+    connections: ConnectionLimit,
+    api_connections: ConnectionLimit,
     /// Flips to true when publishers must end (drain grace over, or shutdown).
     end_publishers: watch::Sender<bool>,
     /// Flips to true when the process shuts down.
@@ -71,12 +71,16 @@ impl Origin {
             relays,
             identity,
             auth,
+            connections: ConnectionLimit::new(config.max_connections, "max_connections", true),
+            api_connections: ConnectionLimit::new(
+                config.max_api_connections,
+                "max_api_connections",
+                false,
+            ),
             config,
             draining: AtomicBool::new(false),
             listening: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
-            open_connections: AtomicUsize::new(0),
-            open_api_connections: Arc::new(AtomicUsize::new(0)),
             end_publishers: watch::channel(false).0,
             shutdown: watch::channel(false).0,
         })
@@ -135,46 +139,22 @@ impl Origin {
         self.shutdown.send_replace(true);
     }
 
+    /// Open RTMP and playback connections.
     pub fn open_connections(&self) -> usize {
-        self.open_connections.load(Ordering::Relaxed)
+        self.connections.open.load(Ordering::Relaxed)
     }
 
     /// Counts a connection for its lifetime; `None` (counted and logged) when over the
-    /// limit. RTMP and HTTP connections are counted alike, from accept.
-    pub fn admit(self: &Arc<Self>, peer: &dyn std::fmt::Display) -> Option<ConnectionGuard> {
-        let n = self.open_connections.fetch_add(1, Ordering::SeqCst);
-        if n >= self.config.max_connections {
-            self.open_connections.fetch_sub(1, Ordering::SeqCst);
-            crate::metrics::global()
-                .connections_rejected
-                .get_or_create(&crate::metrics::ReasonLabel {
-                    reason: "max_connections",
-                })
-                .inc();
-            tracing::warn!(%peer, limit = self.config.max_connections, "connection limit reached; closing");
-            return None;
-        }
-        crate::metrics::global().connections.inc();
-        Some(ConnectionGuard(self.clone()))
+    /// limit. RTMP and HTTP playback connections are counted alike, from accept.
+    pub fn admit(&self, peer: &dyn std::fmt::Display) -> Option<ConnectionGuard> {
+        self.connections.admit(peer)
     }
 
-    /// Counts an API connection (port 1985) for its lifetime against its own limit, so
-    /// that players filling `--max-connections` never lock out ownership queries, the
-    /// operator or health checks. `None` (counted and logged) when over the limit.
-    pub fn admit_api(&self, peer: &dyn std::fmt::Display) -> Option<ApiConnectionGuard> {
-        let n = self.open_api_connections.fetch_add(1, Ordering::SeqCst);
-        if n >= self.config.max_api_connections {
-            self.open_api_connections.fetch_sub(1, Ordering::SeqCst);
-            crate::metrics::global()
-                .connections_rejected
-                .get_or_create(&crate::metrics::ReasonLabel {
-                    reason: "max_api_connections",
-                })
-                .inc();
-            tracing::warn!(%peer, limit = self.config.max_api_connections, "API connection limit reached; closing");
-            return None;
-        }
-        Some(ApiConnectionGuard(self.open_api_connections.clone()))
+    /// Counts an API connection (port 1985) against its own limit, so that players
+    /// filling `--max-connections` never lock out ownership queries, the operator or
+    /// health checks.
+    pub fn admit_api(&self, peer: &dyn std::fmt::Display) -> Option<ConnectionGuard> {
+        self.api_connections.admit(peer)
     }
 
     /// How players of this origin are paced.
@@ -294,21 +274,59 @@ pub enum Located {
     NotFound,
 }
 
-/// One open connection, counted until dropped.
-pub struct ConnectionGuard(Arc<Origin>);
+/// Open connections of one kind against their limit.
+struct ConnectionLimit {
+    open: Arc<AtomicUsize>,
+    max: usize,
+    reason: &'static str,
+    /// Whether these connections show in the `connections` gauge.
+    gauged: bool,
+}
 
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.open_connections.fetch_sub(1, Ordering::SeqCst);
-        crate::metrics::global().connections.dec();
+impl ConnectionLimit {
+    fn new(max: usize, reason: &'static str, gauged: bool) -> Self {
+        Self {
+            open: Arc::new(AtomicUsize::new(0)),
+            max,
+            reason,
+            gauged,
+        }
+    }
+
+    fn admit(&self, peer: &dyn std::fmt::Display) -> Option<ConnectionGuard> {
+        let n = self.open.fetch_add(1, Ordering::SeqCst);
+        if n >= self.max {
+            self.open.fetch_sub(1, Ordering::SeqCst);
+            crate::metrics::global()
+                .connections_rejected
+                .get_or_create(&crate::metrics::ReasonLabel {
+                    reason: self.reason,
+                })
+                .inc();
+            tracing::warn!(%peer, limit = self.max, reason = self.reason, "connection limit reached; closing");
+            return None;
+        }
+        if self.gauged {
+            crate::metrics::global().connections.inc();
+        }
+        Some(ConnectionGuard {
+            open: self.open.clone(),
+            gauged: self.gauged,
+        })
     }
 }
 
-/// One open API connection, counted until dropped.
-pub struct ApiConnectionGuard(Arc<AtomicUsize>);
+/// One open connection, counted until dropped.
+pub struct ConnectionGuard {
+    open: Arc<AtomicUsize>,
+    gauged: bool,
+}
 
-impl Drop for ApiConnectionGuard {
+impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        if self.gauged {
+            crate::metrics::global().connections.dec();
+        }
     }
 }

@@ -39,13 +39,6 @@ enum Pool {
     Api,
 }
 
-/// Held (never read) for the connection's lifetime: dropping it releases the count.
-#[allow(dead_code)]
-enum Guard {
-    Media(crate::state::ConnectionGuard),
-    Api(crate::state::ApiConnectionGuard),
-}
-
 pub async fn serve_api(origin: Arc<Origin>, listener: TcpListener) {
     let router = api::router(origin.clone());
     serve(origin, listener, router, Pool::Api).await
@@ -86,8 +79,8 @@ async fn serve(origin: Arc<Origin>, listener: TcpListener, router: Router, pool:
         };
         let _ = socket.set_nodelay(true);
         let guard = match pool {
-            Pool::Media => origin.admit(&peer).map(Guard::Media),
-            Pool::Api => origin.admit_api(&peer).map(Guard::Api),
+            Pool::Media => origin.admit(&peer),
+            Pool::Api => origin.admit_api(&peer),
         };
         if guard.is_some() {
             metrics::global()
