@@ -6,7 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::media::flv::VideoCodec;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
 pub enum CodecError {
     #[error("truncated {0}")]
     Truncated(&'static str),
@@ -147,18 +147,7 @@ impl VideoConfig {
             let count = *r.get(pos).ok_or(T)?;
             let count = if group == 0 { count & 0x1f } else { count };
             pos += 1;
-            for _ in 0..count {
-                let len =
-                    u16::from_be_bytes([*r.get(pos).ok_or(T)?, *r.get(pos + 1).ok_or(T)?]) as usize;
-                pos += 2;
-                if pos + len > r.len() {
-                    return Err(T);
-                }
-                if sets.len() < MAX_PARAMETER_SETS {
-                    sets.push(record.slice(pos..pos + len));
-                }
-                pos += len;
-            }
+            read_parameter_sets(&record, &mut pos, usize::from(count), &mut sets, T)?;
         }
         let (width, height) = sets
             .iter()
@@ -189,18 +178,7 @@ impl VideoConfig {
             pos += 1; // completeness and NAL unit type
             let n = u16::from_be_bytes([*r.get(pos).ok_or(T)?, *r.get(pos + 1).ok_or(T)?]);
             pos += 2;
-            for _ in 0..n {
-                let len =
-                    u16::from_be_bytes([*r.get(pos).ok_or(T)?, *r.get(pos + 1).ok_or(T)?]) as usize;
-                pos += 2;
-                if pos + len > r.len() {
-                    return Err(T);
-                }
-                if sets.len() < MAX_PARAMETER_SETS {
-                    sets.push(record.slice(pos..pos + len));
-                }
-                pos += len;
-            }
+            read_parameter_sets(&record, &mut pos, usize::from(n), &mut sets, T)?;
         }
         // VPS (32), SPS (33), PPS (34) in that order whatever the record's order.
         sets.sort_by_key(|s| s.first().map(|b| (b >> 1) & 0x3f).unwrap_or(63));
@@ -557,6 +535,32 @@ impl AudioConfig {
     pub fn codec_string(&self) -> String {
         format!("mp4a.40.{}", self.object_type)
     }
+}
+
+/// Reads `count` length-prefixed (u16) parameter sets at `pos` of a decoder
+/// configuration record, keeping at most `MAX_PARAMETER_SETS` (as shared slices).
+fn read_parameter_sets(
+    record: &Bytes,
+    pos: &mut usize,
+    count: usize,
+    sets: &mut Vec<Bytes>,
+    truncated: CodecError,
+) -> Result<(), CodecError> {
+    let r = &record[..];
+    for _ in 0..count {
+        let hi = *r.get(*pos).ok_or(truncated)?;
+        let lo = *r.get(*pos + 1).ok_or(truncated)?;
+        let len = usize::from(u16::from_be_bytes([hi, lo]));
+        *pos += 2;
+        if *pos + len > r.len() {
+            return Err(truncated);
+        }
+        if sets.len() < MAX_PARAMETER_SETS {
+            sets.push(record.slice(*pos..*pos + len));
+        }
+        *pos += len;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
