@@ -395,6 +395,12 @@ mod tests {
             (0..=FRAMES).collect::<Vec<_>>(),
             "the fast player got every frame once, in order, whole"
         );
+        // Stop the players' tasks before looking at what the slow socket holds: while it
+        // is drained, its task would otherwise go on writing (and may catch up).
+        for t in tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
         // What the slow player's socket holds is whole frames in order, never one twice,
         // then possibly part of the next one.
         let mut held = Vec::new();
@@ -417,9 +423,6 @@ mod tests {
             "a full socket cannot have taken everything"
         );
         drop(publisher);
-        for t in tasks {
-            t.abort();
-        }
     }
 
     #[tokio::test]
