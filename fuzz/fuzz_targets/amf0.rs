@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
     let decoded = amf0::decode_all(data);
 
     // Tight limits only ever add errors: a success under them is the same success by default.
-    let tight = Limits { max_depth: 4, max_string: 64, max_entries: 8 };
+    let tight = Limits { max_depth: 4, max_string: 64, max_entries: 8, max_values: 64 };
     if let Ok(small) = Decoder::with_limits(data, tight).decode_all() {
         let full = decoded.as_ref().expect("tight limits accepted what the defaults reject");
         assert!(all_same(&small, full));

@@ -6,7 +6,8 @@
 //! (messages, error, unconsumed bytes). Set Chunk Size and Abort messages are applied the
 //! way `server::connection` applies them, so the fuzzer reaches every chunk size.
 //!
-//! Asserted: no panic; every message fits the configured `max_message_size`; the csid is
+//! Asserted: no panic; every message fits the configured `max_message_size` (and a
+//! command or data message `max_command_size`); the csid is
 //! one a basic header can carry; the chunk size stays within `1..=max_chunk_size`.
 #![no_main]
 
@@ -45,6 +46,13 @@ fn run(limits: DecoderLimits, initial: u32, input: &[u8], cuts: &[usize]) -> Out
                         m.payload.len(),
                         limits.max_message_size
                     );
+                    assert!(
+                        !origin::rtmp::chunk::is_command_type(m.type_id)
+                            || m.payload.len() <= limits.max_command_size,
+                        "command message of {} bytes exceeds max_command_size {}",
+                        m.payload.len(),
+                        limits.max_command_size
+                    );
                     assert!(m.csid >= 2 && m.csid <= 65_599, "csid {} out of range", m.csid);
                     // What server::connection does with protocol control messages.
                     match Control::parse(m.type_id, &m.payload) {
@@ -75,6 +83,7 @@ fuzz_target!(|data: &[u8]| {
     let (h, input) = data.split_at(HEADER);
     let limits = DecoderLimits {
         max_message_size: [0, 1, 7, 128, 129, 1000, 65_536, 16 << 20][usize::from(h[0] & 7)],
+        max_command_size: [0, 129, 1000, 65_536][usize::from(h[0] >> 6)],
         max_chunk_streams: usize::from(h[1] % 66),
         max_chunk_size: [1, 2, 127, 128, 4096, 65_536, 1 << 20, 16 << 20][usize::from(h[2] & 7)],
         max_in_flight: [0, 1, 128, 1000, 65_536, 1 << 20, 16 << 20, 32 << 20][usize::from(h[2] >> 5)],
