@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use origin_operator::build::secret::{self, Token};
 use origin_operator::controller::{self, Context, Settings};
-use origin_operator::crd::{OriginCluster, OriginClusterSpec, Ports};
+use origin_operator::crd::{OriginCluster, OriginClusterSpec};
 use origin_operator::metrics::Metrics;
 use origin_operator::push::{PushConfig, Pusher};
 use origin_test_support::{
@@ -119,16 +119,7 @@ fn cluster(n: usize) -> OriginCluster {
         OriginClusterSpec {
             replicas: n as i32,
             image: "origin:bench".into(),
-            image_pull_policy: None,
-            image_pull_secrets: vec![],
-            ports: Ports::default(),
-            service: None,
-            resources: None,
-            pod_template: None,
-            origin: Default::default(),
-            drain_seconds: 60,
-            advertise: Default::default(),
-            auth: None,
+            ..OriginClusterSpec::default()
         },
     );
     oc.metadata.namespace = Some(NS.into());

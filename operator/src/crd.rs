@@ -233,6 +233,26 @@ pub fn default_image() -> String {
     format!("origin:{}", env!("CARGO_PKG_VERSION"))
 }
 
+/// The spec an empty `spec: {}` stands for (the same serde defaults).
+impl Default for OriginClusterSpec {
+    fn default() -> Self {
+        Self {
+            replicas: default_replicas(),
+            image: default_image(),
+            image_pull_policy: None,
+            image_pull_secrets: Vec::new(),
+            ports: Ports::default(),
+            service: None,
+            resources: None,
+            pod_template: None,
+            origin: OriginSettings::default(),
+            drain_seconds: default_drain_seconds(),
+            advertise: AdvertiseMode::default(),
+            auth: None,
+        }
+    }
+}
+
 fn default_replicas() -> i32 {
     3
 }
@@ -602,6 +622,12 @@ mod tests {
             "unsigned formats are not allowed in CRDs"
         );
         assert!(json.contains(r#""maximum":1000"#));
+    }
+
+    #[test]
+    fn default_spec_is_the_empty_spec() {
+        let empty: OriginClusterSpec = serde_json::from_str("{}").expect("parse");
+        assert_eq!(empty, OriginClusterSpec::default());
     }
 
     #[test]

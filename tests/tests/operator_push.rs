@@ -11,7 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use origin_operator::build::secret::{self, Token};
 use origin_operator::controller::{self, Context, Settings};
-use origin_operator::crd::{OriginCluster, OriginClusterSpec, Ports};
+use origin_operator::crd::{OriginCluster, OriginClusterSpec};
 use origin_operator::metrics::Metrics;
 use origin_operator::push::{PushConfig, PushOutcome, PushTarget, Pusher};
 use origin_test_support::{
@@ -31,16 +31,7 @@ fn loopback_cluster(replicas: usize) -> OriginCluster {
         OriginClusterSpec {
             replicas: replicas as i32,
             image: "origin:test".into(),
-            image_pull_policy: None,
-            image_pull_secrets: vec![],
-            ports: Ports::default(),
-            service: None,
-            resources: None,
-            pod_template: None,
-            origin: Default::default(),
-            drain_seconds: 60,
-            advertise: Default::default(),
-            auth: None,
+            ..OriginClusterSpec::default()
         },
     );
     oc.metadata.namespace = Some(NS.into());
