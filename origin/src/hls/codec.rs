@@ -380,24 +380,11 @@ pub fn h264_dimensions(sps: &[u8]) -> Option<(u16, u16)> {
         b.bit()?;
     }
     b.bit()?;
-    let (mut cl, mut cr, mut ct, mut cb) = (0, 0, 0, 0);
-    if b.bit()? == 1 {
-        cl = b.ue()?;
-        cr = b.ue()?;
-        ct = b.ue()?;
-        cb = b.ue()?;
-    }
-    let (sub_w, sub_h) = match chroma_format {
-        0 | 3 => (1, 1),
-        2 => (2, 1),
-        _ => (2, 2),
-    };
+    let (crop_w, crop_h) = cropping(&mut b, chroma_format)?;
     // u64: every factor is below 2^33, so no product overflows.
     let field = u64::from(2 - frame_mbs_only);
-    let crop_x = sub_w * (u64::from(cl) + u64::from(cr));
-    let crop_y = sub_h * field * (u64::from(ct) + u64::from(cb));
-    let w = (u64::from(w_mbs) * 16).checked_sub(crop_x)?;
-    let h = (field * u64::from(h_map) * 16).checked_sub(crop_y)?;
+    let w = (u64::from(w_mbs) * 16).checked_sub(crop_w)?;
+    let h = (field * u64::from(h_map) * 16).checked_sub(field * crop_h)?;
     Some((u16::try_from(w).ok()?, u16::try_from(h).ok()?))
 }
 
@@ -439,22 +426,30 @@ pub fn hevc_dimensions(sps: &[u8]) -> Option<(u16, u16)> {
     }
     let w = b.ue()?;
     let h = b.ue()?;
-    let (mut cl, mut cr, mut ct, mut cb) = (0, 0, 0, 0);
-    if b.bit()? == 1 {
-        cl = b.ue()?;
-        cr = b.ue()?;
-        ct = b.ue()?;
-        cb = b.ue()?;
+    let (crop_w, crop_h) = cropping(&mut b, chroma_format)?;
+    let w = u64::from(w).checked_sub(crop_w)?;
+    let h = u64::from(h).checked_sub(crop_h)?;
+    Some((u16::try_from(w).ok()?, u16::try_from(h).ok()?))
+}
+
+/// The conformance cropping window of an H.264 or HEVC SPS (a flag, then left, right,
+/// top and bottom offsets in chroma units), as luma samples `(width, height)` to remove
+/// (the height per field for interlaced H.264). u64: no product overflows.
+fn cropping(b: &mut Bits, chroma_format: u32) -> Option<(u64, u64)> {
+    if b.bit()? == 0 {
+        return Some((0, 0));
     }
+    let (l, r, t, btm) = (b.ue()?, b.ue()?, b.ue()?, b.ue()?);
+    // chroma_format_idc: 0 monochrome, 1 4:2:0, 2 4:2:2, 3 4:4:4.
     let (sub_w, sub_h) = match chroma_format {
         1 => (2, 2),
         2 => (2, 1),
         _ => (1, 1),
     };
-    let (w, h) = (u64::from(w), u64::from(h));
-    let w = w.checked_sub(sub_w * (u64::from(cl) + u64::from(cr)))?;
-    let h = h.checked_sub(sub_h * (u64::from(ct) + u64::from(cb)))?;
-    Some((u16::try_from(w).ok()?, u16::try_from(h).ok()?))
+    Some((
+        sub_w * (u64::from(l) + u64::from(r)),
+        sub_h * (u64::from(t) + u64::from(btm)),
+    ))
 }
 
 /// AAC AudioSpecificConfig essentials.
