@@ -225,13 +225,11 @@ impl Origin {
             if wake > deadline {
                 return Located::NotFound;
             }
+            // Wake on a publish, or re-check a stream only a relay publishes here.
+            let relayed = player.publishing();
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => {}
-                _ = player.wait_published() => {}
-            }
-            if player.publishing() && !player.stream().is_owned() {
-                // Published by a relay: wait for a change rather than spin.
-                tokio::time::sleep_until(wake).await;
+                _ = player.wait_published(), if !relayed => {}
             }
         }
     }
