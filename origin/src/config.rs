@@ -171,6 +171,11 @@ pub struct Settings {
     /// as data arrives). A player's join burst (GOP) is always written at once.
     #[arg(long, env = "ORIGIN_MERGE_WRITES")]
     pub merge_writes: Option<Dur>,
+    /// A publisher whose stream nobody plays is read at most this often (default 100ms;
+    /// 0 = as data arrives), so an unwatched stream costs a read per interval instead of
+    /// one per frame. A player's arrival ends the wait at once.
+    #[arg(long, env = "ORIGIN_UNWATCHED_READ_INTERVAL")]
+    pub unwatched_read_interval: Option<Dur>,
     /// Log format.
     #[arg(long, env = "ORIGIN_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -361,6 +366,7 @@ impl Settings {
             max_message_size,
             player_queue,
             merge_writes,
+            unwatched_read_interval,
             log_format,
             hook_timeout,
             hook_failure,
@@ -464,6 +470,7 @@ pub struct Config {
     pub max_message_size: usize,
     pub max_chunk_streams: usize,
     pub merge_writes: Duration,
+    pub unwatched_read_interval: Duration,
     pub media: MediaConfig,
     pub log_format: LogFormat,
     pub auth: AuthConfig,
@@ -521,6 +528,9 @@ impl Config {
             // Live writes to a player are coalesced for up to 200 ms (SRS uses 350 ms); a
             // player's join burst is never held back. 0 = write as soon as data arrives.
             merge_writes: d(s.merge_writes, Duration::from_millis(200)),
+            // SRS's merged read (`mr`) for streams nobody watches: the GOP cache is all a
+            // player needs to start, and a player's arrival wakes the publisher at once.
+            unwatched_read_interval: d(s.unwatched_read_interval, Duration::from_millis(100)),
             media,
             log_format: s.log_format.unwrap_or_default(),
             auth: AuthConfig {

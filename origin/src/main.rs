@@ -9,6 +9,12 @@ use clap::{Parser, Subcommand};
 use origin::config::{Config, LogFormat, Settings};
 use origin::run::{self, Listeners};
 
+/// mimalloc instead of glibc malloc: a publisher allocates a few buffers per frame, and
+/// glibc's bin management was about 40 % of the server's CPU when ingesting 300 streams
+/// (`bench/README.md`, "Ingest").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "origin",

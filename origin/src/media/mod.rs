@@ -10,7 +10,7 @@ pub mod publisher;
 pub mod registry;
 pub mod stream;
 
-pub use direct::DirectWrite;
+pub use direct::{AUDIO_HOLD, DirectWrite, Flush};
 pub use frame::{Frame, FrameKind};
 pub use name::StreamKey;
 pub use player::{Delivery, End, Notice, PlayConfig, Player};

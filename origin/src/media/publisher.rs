@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::direct::Flush;
 use super::registry::Hold;
 use super::stream::{AlreadyPublished, PublisherInfo, Stream};
 
@@ -50,6 +51,12 @@ impl Publisher {
     /// if anything was written.
     pub fn flush(&self) -> bool {
         self.stream().flush_direct()
+    }
+
+    /// Like [`Publisher::flush`], but audio may wait for the next video frame: on
+    /// [`Flush::Held`], call again by the instant given.
+    pub fn flush_or_hold(&self) -> Flush {
+        self.stream().flush_direct_or_hold()
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 
 use bytes::Bytes;
 
-use super::direct::{DirectPlayer, DirectSet, Handoff};
+use super::direct::{DirectPlayer, DirectSet, Flush, Handoff};
 use super::flv::{self, VideoCodec};
 use super::frame::{Frame, FrameKind};
 pub use super::name::StreamKey;
@@ -124,6 +124,8 @@ pub struct Stream {
     direct: Mutex<DirectSet>,
     next_direct_id: AtomicU64,
     players: AtomicUsize,
+    /// Woken when a player arrives (a publisher of an unwatched stream waits on it).
+    watched: tokio::sync::Notify,
     hls_viewers: AtomicU64,
     bytes_in: AtomicU64,
     frames_in: AtomicU64,
@@ -145,6 +147,7 @@ impl Stream {
             direct: Mutex::new(DirectSet::default()),
             next_direct_id: AtomicU64::new(0),
             players: AtomicUsize::new(0),
+            watched: tokio::sync::Notify::new(),
             hls_viewers: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             frames_in: AtomicU64::new(0),
@@ -184,6 +187,16 @@ impl Stream {
         let written = d.flush(|| self.tx.subscribe());
         crate::metrics::global().bytes_out.inc_by(written);
         written > 0
+    }
+
+    /// Like [`Stream::flush_direct`], except that audio may wait for the next video
+    /// frame (see [`super::direct::AUDIO_HOLD`]); on [`Flush::Held`] the caller flushes
+    /// again at the instant given, unless another frame comes first.
+    pub fn flush_direct_or_hold(&self) -> Flush {
+        let mut d = self.direct();
+        let (flush, written) = d.flush_or_hold(Instant::now(), || self.tx.subscribe());
+        crate::metrics::global().bytes_out.inc_by(written);
+        flush
     }
 
     /// Leaves the write-through set: a ring position after the last frame sent and what
@@ -235,6 +248,22 @@ impl Stream {
 
     pub fn players(&self) -> usize {
         self.players.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `until`, or less if the stream has or gets a player: how the publisher
+    /// of an unwatched stream paces its reads (`--unwatched-read-interval`).
+    pub async fn unwatched_until(&self, until: std::time::Instant) {
+        let notified = self.watched.notified();
+        tokio::pin!(notified);
+        // Registered before the check, so a player arriving in between still wakes us.
+        notified.as_mut().enable();
+        if self.players() > 0 {
+            return;
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep_until(until.into()) => {}
+        }
     }
 
     /// Set by the stream's HLS packager: playlist polls in the last target duration.
@@ -422,6 +451,7 @@ impl Stream {
         let publishing = c.publisher.is_some();
         drop(c);
         self.players.fetch_add(1, Ordering::Relaxed);
+        self.watched.notify_waiters();
         Subscriber {
             stream: self.clone(),
             rx: Some(rx),
