@@ -1,11 +1,12 @@
 //! The origin with real encoders and players: ffmpeg publishes, ffprobe and our RTMP
 //! client play (issue 2 acceptance).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use origin::client::{Client, ClientError};
 use origin::media::flv::inspect_video;
 use origin::rtmp::message::kind;
+use origin_cluster_tests::hostile::wait_async;
 use origin_cluster_tests::*;
 
 fn video_of(streams: &[Probed]) -> &Probed {
@@ -281,5 +282,58 @@ async fn players_stay_through_unpublish_and_get_the_republished_stream() {
         if got_publish && matches!(e, Event::Media(_)) {
             media_after += 1;
         }
+    }
+}
+
+/// A stream nobody plays is read on a slow tick (`--unwatched-read-interval`); a player's
+/// arrival must wake its publisher at once, so the player gets the live edge, not the
+/// cache as it was at the last tick.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_player_wakes_the_paced_publisher_of_an_unwatched_stream() {
+    let origin = OriginProc::start(&OriginOpts {
+        extra: ["--unwatched-read-interval", "60s"]
+            .map(String::from)
+            .to_vec(),
+        ..OriginOpts::default()
+    });
+    let spawned = Instant::now();
+    let _pub = ffmpeg_publish(&origin.rtmp_url("live/paced"), "320x240", 25, 30);
+    let api = origin.api_url("/api/v1/streams");
+    let published = wait_async(Duration::from_secs(10), || async {
+        let v = http("GET", &api, &[], "").await.json();
+        v["streams"]
+            .as_array()?
+            .iter()
+            .find(|s| s["stream"] == "paced" && s["publishing"] == true)?;
+        Some(())
+    })
+    .await;
+    assert!(published.is_some(), "ffmpeg published");
+    // By now the publisher has been read once and then waits for the next 60 s tick.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut p = Client::connect(&origin.rtmp_url("live/paced"))
+        .await
+        .unwrap();
+    p.play(None).await.unwrap();
+    let joined = Instant::now();
+    // ffmpeg's timestamps trail the wall clock since it was started by its start-up time.
+    let live_edge_ms = (joined - spawned).as_millis() as u32;
+    let mut newest = 0u32;
+    while newest + 1500 < live_edge_ms {
+        let m = tokio::time::timeout(Duration::from_secs(2), p.next_media())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no media for 2 s: the publisher was not woken (newest {newest} ms, live edge {live_edge_ms} ms)"
+                )
+            })
+            .unwrap();
+        if m.type_id == kind::VIDEO {
+            newest = newest.max(m.timestamp);
+        }
+        assert!(
+            joined.elapsed() < Duration::from_secs(3),
+            "the player got the live edge within 3 s (newest {newest} ms, live edge {live_edge_ms} ms)"
+        );
     }
 }
