@@ -3,7 +3,8 @@
 //! The publisher's connection builds a [`Frame`] per audio/video/data message; the RTMP
 //! chunked form (for the usual play stream id) is encoded once at ingest and the FLV tag
 //! form is encoded once, lazily, by the first HTTP-FLV player. Players only ever clone
-//! `Arc<Frame>`/`Bytes` handles.
+//! `Arc<Frame>`/`Bytes` handles. The payload is kept once: it is a slice of the chunked
+//! form whenever the message fits in one chunk.
 
 use std::sync::{Arc, OnceLock};
 
@@ -59,6 +60,14 @@ impl Frame {
             _ => (FrameKind::Data, false, false),
         };
         let rtmp = encode_rtmp(type_id, timestamp, PLAY_STREAM_ID, &payload);
+        // One copy of the media: a message that fits one chunk is the tail of its chunked
+        // form. Only a larger one (a big keyframe) keeps the payload apart, since chunk
+        // headers interleave it on the wire.
+        let payload = if payload.len() <= OUT_CHUNK_SIZE {
+            rtmp.slice(rtmp.len() - payload.len()..)
+        } else {
+            payload
+        };
         Arc::new(Self {
             kind,
             type_id,
@@ -101,7 +110,11 @@ impl Frame {
 
     /// Bytes this frame occupies (for cache accounting).
     pub fn size(&self) -> usize {
-        self.payload.len() + self.rtmp.len()
+        if self.payload.len() <= OUT_CHUNK_SIZE {
+            self.rtmp.len()
+        } else {
+            self.payload.len() + self.rtmp.len()
+        }
     }
 }
 
@@ -122,4 +135,32 @@ fn encode_rtmp(type_id: u8, timestamp: u32, stream_id: u32, payload: &[u8]) -> B
         payload,
     );
     out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_payload_is_the_tail_of_the_chunked_form_when_it_fits_one_chunk() {
+        let small = Bytes::from(vec![0x27u8; 9000]);
+        let f = Frame::new(kind::VIDEO, 40, small.clone());
+        assert_eq!(f.payload, small);
+        assert_eq!(
+            f.rtmp_ref().as_ptr_range().end,
+            f.payload.as_ptr_range().end,
+            "one buffer"
+        );
+        assert_eq!(f.size(), f.rtmp_ref().len());
+
+        let big = Bytes::from(vec![0x17u8; OUT_CHUNK_SIZE + 10]);
+        let f = Frame::new(kind::VIDEO, 0x0100_0000, big.clone());
+        assert_eq!(f.payload, big, "kept apart: chunk headers interleave it");
+        assert_eq!(f.size(), big.len() + f.rtmp_ref().len());
+        let mut dec = chunk::ChunkDecoder::default();
+        dec.set_chunk_size(OUT_CHUNK_SIZE as u32).unwrap();
+        let mut wire = BytesMut::from(&f.rtmp_ref()[..]);
+        let m = dec.decode(&mut wire).unwrap().unwrap();
+        assert_eq!((m.timestamp, m.payload), (0x0100_0000, big));
+    }
 }
