@@ -106,6 +106,37 @@ pub struct Connection {
     rest: Vec<Bytes>,
     /// The last read emptied the socket (it did not fill the read buffer).
     drained: bool,
+    /// Bytes read since the last paced wait.
+    cycle_bytes: usize,
+    /// The socket's SO_RCVLOWAT (see [`Connection::set_read_low_water`]).
+    low_water: usize,
+}
+
+/// Highest receive low-water mark set on a paced publisher's socket.
+const MAX_LOW_WATER: usize = 256 * 1024;
+
+/// Sets SO_RCVLOWAT: the kernel signals readability once this many bytes are queued (a
+/// non-blocking read still returns whatever is there).
+fn set_rcvlowat(reader: &OwnedReadHalf, bytes: usize) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = reader.as_ref().as_raw_fd();
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `fd` is the open socket `reader` borrows; the option value is a c_int that
+    // lives across the call, and its size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Room made in the read buffer before each read: a paced publisher's socket holds up
@@ -140,6 +171,8 @@ impl Connection {
             next_stream_id: 1,
             role: Role::Idle,
             drained: false,
+            cycle_bytes: 0,
+            low_water: 1,
             rest: Vec::new(),
         }
     }
@@ -197,6 +230,13 @@ impl Connection {
                     pause = Some((p.stream().clone(), next_tick(interval)));
                 }
             }
+            self.set_read_low_water(pause.is_some());
+            let raised = match &self.role {
+                Role::Publishing { publisher: p, .. } if pause.is_none() && self.low_water > 1 => {
+                    Some(p.stream().clone())
+                }
+                _ => None,
+            };
             self.flush().await?;
             let playing = matches!(self.role, Role::Playing(_));
             let publishing = matches!(self.role, Role::Publishing { .. });
@@ -213,6 +253,9 @@ impl Connection {
                 _ = unwatched(pause.as_ref()), if pause.is_some() => {
                     self.drained = false;
                 }
+                // Waiting to read with the low-water mark raised: a player's arrival
+                // lowers it (next turn), so the player gets data as it arrives.
+                _ = watched(raised.as_ref()), if raised.is_some() => {}
                 delivery = super::play::next_delivery(&mut self.role), if playing => {
                     self.deliver(delivery).await?;
                 }
@@ -231,10 +274,33 @@ impl Connection {
         }
     }
 
+    /// While reads are paced, the kernel need not wake the server for every packet: the
+    /// socket's receive low-water mark is set to twice what one interval brought, so it
+    /// signals only a stream that sends far more than usual (and the tick reads the rest).
+    /// Back to 1 byte as soon as the stream is watched.
+    fn set_read_low_water(&mut self, paced: bool) {
+        let want = if paced {
+            (2 * self.cycle_bytes).clamp(1, MAX_LOW_WATER)
+        } else {
+            1
+        };
+        self.cycle_bytes = 0;
+        // Re-set only on a real change (a quarter either way).
+        if want == self.low_water || (paced && want.abs_diff(self.low_water) < self.low_water / 4) {
+            return;
+        }
+        if let Err(e) = set_rcvlowat(&self.reader, want) {
+            tracing::debug!(conn = self.id, error = %e, "SO_RCVLOWAT not set");
+        }
+        // Recorded even if it failed: nothing waits on a mark that may not be there.
+        self.low_water = want;
+    }
+
     fn on_read(&mut self, n: usize) -> Result<(), ConnError> {
         if n == 0 {
             return Err(ConnError::Closed);
         }
+        self.cycle_bytes += n;
         // A read that did not fill the buffer emptied the socket.
         self.drained = self.rbuf.capacity() > self.rbuf.len();
         self.bytes_in += n as u64;
@@ -408,6 +474,17 @@ fn next_tick(interval: Duration) -> Instant {
 async fn unwatched(pause: Option<&(Arc<Stream>, Instant)>) {
     match pause {
         Some((stream, until)) => stream.unwatched_until(*until).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Returns when `stream` has a player (never, for None).
+async fn watched(stream: Option<&Arc<Stream>>) {
+    match stream {
+        Some(s) => {
+            s.unwatched_until(Instant::now() + Duration::from_secs(3600))
+                .await
+        }
         None => std::future::pending().await,
     }
 }
