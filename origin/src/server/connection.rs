@@ -158,7 +158,8 @@ impl Connection {
             peer,
             reader,
             writer,
-            rbuf: BytesMut::with_capacity(16 * 1024),
+            // Small to start: players read next to nothing; a publisher grows it.
+            rbuf: BytesMut::with_capacity(4 * 1024),
             wbuf: BytesMut::with_capacity(4 * 1024),
             decoder: ChunkDecoder::new(limits),
             encoder: ChunkEncoder::new(crate::rtmp::chunk::DEFAULT_CHUNK_SIZE),
