@@ -330,6 +330,8 @@ async fn pull(
         publisher.push(t, ts, payload);
     }
     let mut tick = tokio::time::interval(TICK);
+    // Frames held for the players' merge interval (or audio waiting for video) go out by then.
+    let mut hold: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             ev = tokio::time::timeout(UPSTREAM_IDLE, client.next_event()) => {
@@ -337,10 +339,12 @@ async fn pull(
                 match ev {
                     Event::Media(msg) => {
                         m.relay_upstream_bytes.inc_by(msg.payload.len() as u64);
-                        publisher.push(msg.type_id, msg.timestamp, msg.payload);
+                        publisher.push_batched(msg.type_id, msg.timestamp, msg.payload);
+                        hold = crate::media::flush_or_hold(&publisher);
                     }
                     Event::Data(msg) if msg.type_id == kind::DATA_AMF0 && forwardable(&msg.payload) => {
-                        publisher.push(msg.type_id, msg.timestamp, msg.payload);
+                        publisher.push_batched(msg.type_id, msg.timestamp, msg.payload);
+                        hold = crate::media::flush_or_hold(&publisher);
                     }
                     Event::Status { info, .. } => {
                         let code = info.get("code").and_then(Value::as_str).unwrap_or_default();
@@ -353,6 +357,10 @@ async fn pull(
                     }
                     _ => {}
                 }
+            }
+            _ = crate::media::held_until(hold), if hold.is_some() => {
+                hold = None;
+                publisher.flush();
             }
             _ = tick.tick() => {
                 if !publisher.is_current() {

@@ -18,7 +18,12 @@
 //! not, the frames that queued meanwhile go out in one vectored write per player, so the
 //! cost per frame falls as the load rises (adaptive merging, no added latency when idle).
 //!
-//! Audio waits for the next video frame ([`AUDIO_HOLD`] at most) on a stream with video,
+//! A player that merges writes (`--merge-writes`, 200 ms by default) is written through
+//! too: the publisher holds what it queued for the merge interval, then writes it to
+//! every member in one `writev` each, so a merged player costs no timer, wake-up or task
+//! poll per interval either.
+//!
+//! Without merging, audio waits for the next video frame ([`AUDIO_HOLD`] at most) on a stream with video,
 //! so a player costs one write per video frame instead of one per audio and video frame
 //! (30 instead of 73 a second for 30 fps video and 44.1 kHz AAC). That is merging up to
 //! the next frame: a player presents audio and video together, so the audio of time t is
@@ -74,15 +79,18 @@ pub(super) struct Handoff {
 /// One player's entry in a stream's write-through set.
 pub struct DirectPlayer {
     pub(super) id: u64,
+    /// The player's `--merge-writes`: how long the publisher may hold frames for it.
+    merge: Duration,
     out: Box<dyn DirectWrite>,
     handoff: Mutex<Option<Handoff>>,
     notify: Notify,
 }
 
 impl DirectPlayer {
-    pub(super) fn new(id: u64, out: Box<dyn DirectWrite>) -> Arc<Self> {
+    pub(super) fn new(id: u64, out: Box<dyn DirectWrite>, merge: Duration) -> Arc<Self> {
         Arc::new(Self {
             id,
+            merge,
             out,
             handoff: Mutex::new(None),
             notify: Notify::new(),
@@ -144,6 +152,12 @@ pub(super) struct DirectSet {
     video: bool,
     /// When the oldest queued frame was queued, if everything queued is audio.
     audio_since: Option<Instant>,
+    /// When the oldest queued frame was queued.
+    oldest: Option<Instant>,
+    /// The members' merge interval: queued frames wait this long, then go out in one
+    /// write per member (0: at once, bar audio waiting for video). Every member has the
+    /// same; a player with another one is served by its own task.
+    merge: Duration,
 }
 
 impl DirectSet {
@@ -160,8 +174,10 @@ impl DirectSet {
         if self.members.is_empty() {
             return false;
         }
-        if self.pending.is_empty() && audio {
-            self.audio_since = Some(Instant::now());
+        if self.pending.is_empty() {
+            let now = Instant::now();
+            self.oldest = Some(now);
+            self.audio_since = audio.then_some(now);
         } else if !audio {
             self.audio_since = None;
         }
@@ -180,6 +196,14 @@ impl DirectSet {
         if self.pending.is_empty() {
             return (Flush::Idle, 0);
         }
+        if !self.merge.is_zero() {
+            if let Some(oldest) = self.oldest
+                && now < oldest + self.merge
+            {
+                return (Flush::Held(oldest + self.merge), 0);
+            }
+            return (Flush::Written, self.flush(rx));
+        }
         if let Some(since) = self.audio_since
             && self.video
             && now < since + AUDIO_HOLD
@@ -189,12 +213,19 @@ impl DirectSet {
         (Flush::Written, self.flush(rx))
     }
 
-    /// Adds a player that has had every frame sent so far.
-    pub fn join(&mut self, player: &Arc<DirectPlayer>) {
+    /// Adds a player that has had every frame sent so far, if it merges writes as the
+    /// members do (an empty set takes the player's).
+    pub fn join(&mut self, player: &Arc<DirectPlayer>) -> bool {
+        if self.members.is_empty() {
+            self.merge = player.merge;
+        } else if player.merge != self.merge {
+            return false;
+        }
         self.members.push(Member {
             player: player.clone(),
             from: self.seq + 1,
         });
+        true
     }
 
     /// Takes player `id` out of the set: the frames queued for it, or None if it is not
@@ -240,6 +271,7 @@ impl DirectSet {
         }
         self.pending.clear();
         self.audio_since = None;
+        self.oldest = None;
         written
     }
 
@@ -675,5 +707,56 @@ mod tests {
         assert!((&client).read(&mut buf).unwrap() > 0);
         waiting.abort();
         let _ = waiting.await;
+    }
+
+    #[tokio::test]
+    async fn merged_players_are_written_through_once_per_merge_interval() {
+        const MERGE: Duration = Duration::from_millis(150);
+        let r = Registry::new(MediaConfig::default());
+        let key = StreamKey::new("v", "live", "s");
+        let publisher = r.publish(&key, info()).unwrap();
+        let stream = publisher.stream().clone();
+        publisher.push(kind::VIDEO, 0, numbered(0, true, 100));
+        let merged = PlayConfig {
+            merge: MERGE,
+            ..PlayConfig::default()
+        };
+        let mut players = Vec::new();
+        for config in [merged, merged, PlayConfig::default()] {
+            let (server, client) = UnixStream::pair().unwrap();
+            let mut player = r.play(&key, config);
+            assert!(player.write_through(dup(&server)));
+            let mut batch = Vec::new();
+            player.next_batch(&mut batch).await;
+            assert_eq!(batch.len(), 1, "the join burst");
+            players.push((player, client.into_std().unwrap(), server));
+        }
+        // Polling joins (a merged player rests for its interval after the burst first).
+        for (p, _, _) in &mut players {
+            let mut batch = Vec::new();
+            let fut = p.next_batch(&mut batch);
+            let _ = tokio::time::timeout(MERGE * 2, fut).await;
+        }
+        assert_eq!(
+            stream.written_through(),
+            2,
+            "the unmerged player is not in a set of merged ones"
+        );
+        let started = std::time::Instant::now();
+        publisher.push_batched(kind::VIDEO, 33, numbered(1, false, 100));
+        let Flush::Held(until) = publisher.flush_or_hold() else {
+            panic!("held for the merge interval");
+        };
+        assert!(until >= started + MERGE && until <= std::time::Instant::now() + MERGE);
+        publisher.push_batched(kind::VIDEO, 66, numbered(2, false, 100));
+        assert!(matches!(publisher.flush_or_hold(), Flush::Held(u) if u == until));
+        let mut buf = vec![0u8; 4096];
+        assert!((&players[0].1).read(&mut buf).is_err(), "nothing yet");
+        tokio::time::sleep(until.saturating_duration_since(std::time::Instant::now())).await;
+        assert_eq!(publisher.flush_or_hold(), Flush::Written);
+        for (_, client, _) in &players[..2] {
+            let n = client.try_clone().unwrap().read(&mut buf).unwrap();
+            assert_eq!(indexes(&buf[..n]), vec![1, 2], "both frames in one write");
+        }
     }
 }

@@ -109,17 +109,17 @@ impl Player {
     }
 
     /// Lets the publisher write this player's frames straight to `out` whenever the
-    /// player has caught up (write-through: no task wake-up per frame). Only without
-    /// merging (merged writes are cheaper still) and only for a player whose frames are
-    /// the pre-encoded ones ([`super::frame::PLAY_STREAM_ID`]). From then on the caller
+    /// player has caught up (write-through: no task wake-up per frame or per merge
+    /// interval; the publisher holds frames for the player's merge interval). Only for a
+    /// player whose frames are the pre-encoded ones ([`super::frame::PLAY_STREAM_ID`]). From then on the caller
     /// writes to that socket only what `next_batch` hands out, and calls
     /// [`Player::take_over`] before writing anything else. False if not enabled.
     pub fn write_through(&mut self, out: Box<dyn DirectWrite>) -> bool {
-        if !self.config.merge.is_zero() || self.direct.is_some() {
+        if self.direct.is_some() {
             return false;
         }
         let id = self.sub.stream().next_direct_id();
-        self.direct = Some(DirectPlayer::new(id, out));
+        self.direct = Some(DirectPlayer::new(id, out, self.config.merge));
         true
     }
 
@@ -158,9 +158,29 @@ impl Player {
     /// needed. Cancel-safe: nothing is lost if the future is dropped while it waits.
     pub async fn next_batch(&mut self, out: &mut Vec<Arc<Frame>>) -> Delivery {
         let mut delivery = Delivery::default();
-        if let Some(at) = self.rest_until {
-            tokio::time::sleep_until(at).await;
-            self.rest_until = None;
+        if let Some(at) = self.rest_until.take() {
+            // A player the publisher may write to tries to join before it rests: resting
+            // would only build up the backlog that keeps it out of the set.
+            let joined = match &self.direct {
+                Some(d)
+                    if self.peeked.is_none()
+                        && !self.sub.is_direct()
+                        && self.unpublished_at.is_none() =>
+                {
+                    match self.sub.join_direct(d) {
+                        Join::Joined => true,
+                        Join::NotNow => false,
+                        Join::Next(n) => {
+                            self.peeked = Some(n);
+                            false
+                        }
+                    }
+                }
+                _ => false,
+            };
+            if !joined {
+                tokio::time::sleep_until(at).await;
+            }
         }
         if self.peeked.is_none()
             && let Some(d) = &self.direct

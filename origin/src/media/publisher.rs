@@ -60,6 +60,23 @@ impl Publisher {
     }
 }
 
+/// Waits until the instant a [`Publisher::flush_or_hold`] returned in [`Flush::Held`],
+/// when the publisher must flush (never, for None). For a `select!` branch.
+pub async fn held_until(until: Option<std::time::Instant>) {
+    match until {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The instant to flush again by, if the flush held frames back.
+pub fn flush_or_hold(publisher: &Publisher) -> Option<std::time::Instant> {
+    match publisher.flush_or_hold() {
+        Flush::Held(until) => Some(until),
+        Flush::Written | Flush::Idle => None,
+    }
+}
+
 impl Drop for Publisher {
     fn drop(&mut self) {
         self.flush();

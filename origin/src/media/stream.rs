@@ -222,12 +222,7 @@ impl Stream {
     /// ring is sent under, so no frame falls between).
     fn join_direct(&self, p: &Arc<DirectPlayer>, rx: &broadcast::Receiver<Event>) -> bool {
         let mut d = self.direct();
-        if rx.is_empty() {
-            d.join(p);
-            true
-        } else {
-            false
-        }
+        rx.is_empty() && d.join(p)
     }
 
     pub fn is_published(&self) -> bool {

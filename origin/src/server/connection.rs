@@ -260,7 +260,7 @@ impl Connection {
                 delivery = super::play::next_delivery(&mut self.role), if playing => {
                     self.deliver(delivery).await?;
                 }
-                _ = hold_until(hold), if hold.is_some() => {
+                _ = crate::media::held_until(hold), if hold.is_some() => {
                     if let Role::Publishing { publisher: p, .. } = &self.role {
                         p.flush();
                     }
@@ -486,14 +486,6 @@ async fn watched(stream: Option<&Arc<Stream>>) {
             s.unwatched_until(Instant::now() + Duration::from_secs(3600))
                 .await
         }
-        None => std::future::pending().await,
-    }
-}
-
-/// Sleeps until `until` (never, for None).
-async fn hold_until(until: Option<Instant>) {
-    match until {
-        Some(t) => tokio::time::sleep_until(t.into()).await,
         None => std::future::pending().await,
     }
 }

@@ -117,7 +117,7 @@ impl Connection {
         if stream_id == PLAY_STREAM_ID
             && let Some(out) = SocketWriter::new(&self.writer)
         {
-            // Without merging, the publisher writes to this player while it keeps up.
+            // The publisher writes to this player while it keeps up (merged or not).
             player.write_through(Box::new(out));
         }
         self.role = Role::Playing(Box::new(Playing {
