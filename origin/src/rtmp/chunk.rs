@@ -281,15 +281,16 @@ impl ChunkDecoder {
             state.known = true;
             state.msg_timestamp = state.timestamp;
             state.remaining = length as usize;
-            state.partial.clear();
-            state.partial.reserve(state.remaining.min(64 * 1024));
+            // A fresh buffer per message, handed over whole when it completes (no split:
+            // that would make the buffer shared and cost an allocation per message).
+            state.partial = BytesMut::with_capacity(state.remaining.min(64 * 1024));
         }
         buf.advance(pos);
         state.partial.extend_from_slice(&buf[..take]);
         buf.advance(take);
         state.remaining -= take;
         if state.remaining == 0 {
-            let payload = state.partial.split().freeze();
+            let payload = std::mem::take(&mut state.partial).freeze();
             return Ok(Step::Message(RawMessage {
                 csid,
                 timestamp: state.msg_timestamp,
