@@ -218,6 +218,7 @@ impl Connection {
             let mut hold = None;
             // Nobody plays the stream and the socket was drained: read again later.
             let mut pause = None;
+            let mut nobody_plays = false;
             if let Role::Publishing { publisher: p, .. } = &self.role {
                 match p.flush_or_hold() {
                     // Written through to players: let the others run before the next
@@ -227,11 +228,12 @@ impl Connection {
                     Flush::Idle => {}
                 }
                 let interval = self.origin.config.unwatched_read_interval;
-                if self.drained && !interval.is_zero() && p.stream().players() == 0 {
+                nobody_plays = !interval.is_zero() && p.stream().players() == 0;
+                if self.drained && nobody_plays {
                     pause = Some((p.stream().clone(), next_tick(interval)));
                 }
             }
-            self.set_read_low_water(pause.is_some());
+            self.set_read_low_water(nobody_plays, pause.is_some());
             let raised = match &self.role {
                 Role::Publishing { publisher: p, .. } if pause.is_none() && self.low_water > 1 => {
                     Some(p.stream().clone())
@@ -279,15 +281,22 @@ impl Connection {
     /// socket's receive low-water mark is set to twice what one interval brought, so it
     /// signals only a stream that sends far more than usual (and the tick reads the rest).
     /// Back to 1 byte as soon as the stream is watched.
-    fn set_read_low_water(&mut self, paced: bool) {
-        let want = if paced {
-            (2 * self.cycle_bytes).clamp(1, MAX_LOW_WATER)
-        } else {
-            1
+    fn set_read_low_water(&mut self, unwatched: bool, pausing: bool) {
+        let want = match (unwatched, pausing) {
+            (false, _) => 1,
+            // Between two waits: what the interval brought is being read.
+            (true, false) => return,
+            (true, true) => {
+                let want = (2 * std::mem::take(&mut self.cycle_bytes)).clamp(1, MAX_LOW_WATER);
+                // Raised at once (a keyframe interval), lowered only when far too high, so
+                // a steady stream sets it a few times, not every interval.
+                if want <= self.low_water && want > self.low_water / 4 {
+                    return;
+                }
+                want
+            }
         };
-        self.cycle_bytes = 0;
-        // Re-set only on a real change (a quarter either way).
-        if want == self.low_water || (paced && want.abs_diff(self.low_water) < self.low_water / 4) {
+        if want == self.low_water {
             return;
         }
         if let Err(e) = set_rcvlowat(&self.reader, want) {
