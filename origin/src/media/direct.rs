@@ -40,8 +40,9 @@ use tokio::sync::{Notify, broadcast};
 use super::frame::{Frame, FrameKind};
 use super::stream::Event;
 
-/// Most frames in one write-through `writev` (a flush with more is written in parts).
-const MAX_IOV: usize = 64;
+/// Most buffers in one write-through `writev` (two per frame at most; a flush with more
+/// is written in parts).
+const MAX_IOV: usize = 128;
 /// Frames queued for the write-through set before the publisher flushes by itself.
 const MAX_PENDING: usize = 64;
 /// Longest audio waits for the next video frame before it is written through anyway
@@ -240,7 +241,9 @@ impl DirectSet {
         self.pending
             .iter()
             .filter(|(seq, _)| *seq >= from)
-            .map(|(_, f)| f.rtmp_ref().clone())
+            .flat_map(|(_, f)| f.rtmp_parts())
+            .filter(|b| !b.is_empty())
+            .cloned()
             .collect()
     }
 
@@ -291,19 +294,27 @@ impl DirectSet {
 /// written and what is left (the partial frame's tail, then the frames after it).
 fn write_frames(p: &DirectPlayer, frames: &[(u64, Arc<Frame>)]) -> Result<u64, (u64, Vec<Bytes>)> {
     let mut written = 0u64;
-    for (k, part) in frames.chunks(MAX_IOV).enumerate() {
+    // Each frame is one or two buffers (its chunk header and its shared payload).
+    for (k, part) in frames.chunks(MAX_IOV / 2).enumerate() {
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let mut used = 0;
         let mut want = 0usize;
-        for (s, (_, f)) in slices.iter_mut().zip(part) {
-            *s = IoSlice::new(f.rtmp_ref());
-            want += f.rtmp_ref().len();
+        for b in part.iter().flat_map(|(_, f)| f.rtmp_parts()) {
+            if !b.is_empty() {
+                slices[used] = IoSlice::new(b);
+                used += 1;
+                want += b.len();
+            }
         }
-        let mut n = p.write(&slices[..part.len()]);
+        let mut n = p.write(&slices[..used]);
         written += n as u64;
         if n < want {
             let mut rest = Vec::new();
-            for (_, f) in &frames[k * MAX_IOV..] {
-                let b = f.rtmp_ref();
+            for b in frames[k * (MAX_IOV / 2)..]
+                .iter()
+                .flat_map(|(_, f)| f.rtmp_parts())
+                .filter(|b| !b.is_empty())
+            {
                 if n >= b.len() {
                     n -= b.len();
                 } else {
@@ -381,10 +392,12 @@ mod tests {
             for rest in &d.rest {
                 sock.write_all(rest).await.unwrap();
             }
+            let mut bufs = Vec::new();
             for f in batch.drain(..) {
-                sock.write_all(&f.rtmp(crate::media::frame::PLAY_STREAM_ID))
-                    .await
-                    .unwrap();
+                f.push_rtmp(crate::media::frame::PLAY_STREAM_ID, &mut bufs);
+            }
+            for b in bufs {
+                sock.write_all(&b).await.unwrap();
             }
             if let Some(end) = d.end {
                 return end;
@@ -610,7 +623,7 @@ mod tests {
         // One player takes itself back first (it has a control message to send): the
         // queued frames come back to it to write, and the flush skips it.
         let rest = players[1].0.take_over();
-        assert_eq!(rest.len(), 2);
+        assert_eq!(rest.len(), 4, "two frames: a header and a payload each");
         let rest: Vec<u8> = rest.iter().flat_map(|b| b.iter().copied()).collect();
         assert_eq!(indexes(&rest), vec![1, 2]);
         assert!(publisher.flush());
@@ -623,7 +636,11 @@ mod tests {
         let mut batch = Vec::new();
         let d = players[1].0.next_batch(&mut batch).await;
         assert!(d.rest.is_empty());
-        let got: Vec<u8> = batch.iter().flat_map(|f| f.rtmp_ref().to_vec()).collect();
+        let got: Vec<u8> = batch
+            .iter()
+            .flat_map(|f| f.rtmp_parts())
+            .flat_map(|b| b.to_vec())
+            .collect();
         assert_eq!(indexes(&got), vec![3]);
     }
 

@@ -3,8 +3,9 @@
 //! The publisher's connection builds a [`Frame`] per audio/video/data message; the RTMP
 //! chunked form (for the usual play stream id) is encoded once at ingest and the FLV tag
 //! form is encoded once, lazily, by the first HTTP-FLV player. Players only ever clone
-//! `Arc<Frame>`/`Bytes` handles. The payload is kept once: it is a slice of the chunked
-//! form whenever the message fits in one chunk.
+//! `Arc<Frame>`/`Bytes` handles. The payload is kept once: when the message fits one
+//! chunk, its chunked form is a small header plus the payload itself (written with one
+//! more iovec), so ingest neither copies nor allocates a second buffer per frame.
 
 use std::sync::{Arc, OnceLock};
 
@@ -37,7 +38,12 @@ pub struct Frame {
     pub payload: Bytes,
     pub keyframe: bool,
     pub sequence_header: bool,
+    /// The chunked RTMP form for [`PLAY_STREAM_ID`] is `rtmp` then `tail`: the chunk
+    /// header and the payload itself (shared, not copied) when the message fits one
+    /// chunk; the whole encoding and nothing for a larger one, whose payload chunk
+    /// headers interleave.
     rtmp: Bytes,
+    tail: Bytes,
     flv: OnceLock<Bytes>,
 }
 
@@ -59,14 +65,22 @@ impl Frame {
             ),
             _ => (FrameKind::Data, false, false),
         };
-        let rtmp = encode_rtmp(type_id, timestamp, PLAY_STREAM_ID, &payload);
-        // One copy of the media: a message that fits one chunk is the tail of its chunked
-        // form. Only a larger one (a big keyframe) keeps the payload apart, since chunk
-        // headers interleave it on the wire.
-        let payload = if payload.len() <= OUT_CHUNK_SIZE {
-            rtmp.slice(rtmp.len() - payload.len()..)
+        let (rtmp, tail) = if payload.len() <= OUT_CHUNK_SIZE {
+            let mut head = BytesMut::with_capacity(MAX_HEADER);
+            chunk::encode_header(
+                &mut head,
+                csid_of(type_id),
+                timestamp,
+                type_id,
+                PLAY_STREAM_ID,
+                payload.len(),
+            );
+            (head.freeze(), payload.clone())
         } else {
-            payload
+            (
+                encode_rtmp(type_id, timestamp, PLAY_STREAM_ID, &payload),
+                Bytes::new(),
+            )
         };
         Arc::new(Self {
             kind,
@@ -76,22 +90,38 @@ impl Frame {
             keyframe,
             sequence_header,
             rtmp,
+            tail,
             flv: OnceLock::new(),
         })
     }
 
-    /// The chunked RTMP form for message stream `stream_id`.
-    pub fn rtmp(&self, stream_id: u32) -> Bytes {
+    /// Appends the chunked RTMP form for message stream `stream_id` to `out` (one or
+    /// two shared buffers).
+    pub fn push_rtmp(&self, stream_id: u32, out: &mut Vec<Bytes>) {
         if stream_id == PLAY_STREAM_ID {
-            self.rtmp.clone()
+            out.push(self.rtmp.clone());
+            if !self.tail.is_empty() {
+                out.push(self.tail.clone());
+            }
         } else {
-            encode_rtmp(self.type_id, self.timestamp, stream_id, &self.payload)
+            out.push(encode_rtmp(
+                self.type_id,
+                self.timestamp,
+                stream_id,
+                &self.payload,
+            ));
         }
     }
 
-    /// The chunked RTMP form for [`PLAY_STREAM_ID`], borrowed.
-    pub fn rtmp_ref(&self) -> &Bytes {
-        &self.rtmp
+    /// The chunked RTMP form for [`PLAY_STREAM_ID`], borrowed, in its parts (the second
+    /// may be empty).
+    pub fn rtmp_parts(&self) -> [&Bytes; 2] {
+        [&self.rtmp, &self.tail]
+    }
+
+    /// Length of the chunked RTMP form for [`PLAY_STREAM_ID`].
+    pub fn rtmp_len(&self) -> usize {
+        self.rtmp.len() + self.tail.len()
     }
 
     /// The FLV tag form (encoded once, on first use).
@@ -108,22 +138,26 @@ impl Frame {
             .clone()
     }
 
-    /// Bytes this frame occupies (for cache accounting).
+    /// Bytes this frame occupies (for cache accounting): the payload, once, plus the
+    /// chunked form where that is a copy.
     pub fn size(&self) -> usize {
-        if self.payload.len() <= OUT_CHUNK_SIZE {
-            self.rtmp.len()
-        } else {
-            self.payload.len() + self.rtmp.len()
-        }
+        self.payload.len() + self.rtmp.len()
+    }
+}
+
+/// Longest fmt 0 chunk header: 3-byte basic header, 11 bytes, extended timestamp.
+const MAX_HEADER: usize = 18;
+
+fn csid_of(type_id: u8) -> u32 {
+    match type_id {
+        kind::AUDIO => csid::AUDIO,
+        kind::VIDEO => csid::VIDEO,
+        _ => csid::DATA,
     }
 }
 
 fn encode_rtmp(type_id: u8, timestamp: u32, stream_id: u32, payload: &[u8]) -> Bytes {
-    let cs = match type_id {
-        kind::AUDIO => csid::AUDIO,
-        kind::VIDEO => csid::VIDEO,
-        _ => csid::DATA,
-    };
+    let cs = csid_of(type_id);
     let mut out = BytesMut::with_capacity(payload.len() + 16 + payload.len() / OUT_CHUNK_SIZE * 5);
     chunk::encode_standalone(
         &mut out,
@@ -141,26 +175,46 @@ fn encode_rtmp(type_id: u8, timestamp: u32, stream_id: u32, payload: &[u8]) -> B
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_payload_is_the_tail_of_the_chunked_form_when_it_fits_one_chunk() {
-        let small = Bytes::from(vec![0x27u8; 9000]);
-        let f = Frame::new(kind::VIDEO, 40, small.clone());
-        assert_eq!(f.payload, small);
-        assert_eq!(
-            f.rtmp_ref().as_ptr_range().end,
-            f.payload.as_ptr_range().end,
-            "one buffer"
-        );
-        assert_eq!(f.size(), f.rtmp_ref().len());
+    fn wire(f: &Frame) -> Vec<u8> {
+        f.rtmp_parts()
+            .iter()
+            .flat_map(|b| b.iter().copied())
+            .collect()
+    }
 
-        let big = Bytes::from(vec![0x17u8; OUT_CHUNK_SIZE + 10]);
-        let f = Frame::new(kind::VIDEO, 0x0100_0000, big.clone());
-        assert_eq!(f.payload, big, "kept apart: chunk headers interleave it");
-        assert_eq!(f.size(), big.len() + f.rtmp_ref().len());
+    #[test]
+    fn the_payload_is_shared_with_the_chunked_form_when_it_fits_one_chunk() {
         let mut dec = chunk::ChunkDecoder::default();
         dec.set_chunk_size(OUT_CHUNK_SIZE as u32).unwrap();
-        let mut wire = BytesMut::from(&f.rtmp_ref()[..]);
-        let m = dec.decode(&mut wire).unwrap().unwrap();
-        assert_eq!((m.timestamp, m.payload), (0x0100_0000, big));
+        for (len, ts) in [
+            (9000, 40),
+            (OUT_CHUNK_SIZE, 0x0100_0000),
+            (OUT_CHUNK_SIZE + 10, 7),
+        ] {
+            let payload = Bytes::from(vec![0x27u8; len]);
+            let f = Frame::new(kind::VIDEO, ts, payload.clone());
+            assert_eq!(f.payload, payload);
+            let fits = len <= OUT_CHUNK_SIZE;
+            assert_eq!(
+                f.rtmp_parts()[1].as_ptr() == payload.as_ptr(),
+                fits,
+                "shared, not copied, when it fits ({len})"
+            );
+            assert_eq!(f.size(), f.rtmp_len() + if fits { 0 } else { len });
+            let mut out = Vec::new();
+            f.push_rtmp(PLAY_STREAM_ID, &mut out);
+            let pushed: Vec<u8> = out.iter().flat_map(|b| b.iter().copied()).collect();
+            assert_eq!(pushed, wire(&f));
+            assert_eq!(f.rtmp_len(), pushed.len());
+            // The same bytes as the one-buffer encoding, and they decode back.
+            let whole = encode_rtmp(kind::VIDEO, ts, PLAY_STREAM_ID, &payload);
+            assert_eq!(&whole[..], &pushed[..]);
+            let mut buf = BytesMut::from(&pushed[..]);
+            let m = dec.decode(&mut buf).unwrap().unwrap();
+            assert_eq!(
+                (m.timestamp, m.stream_id, m.payload),
+                (ts, PLAY_STREAM_ID, payload)
+            );
+        }
     }
 }

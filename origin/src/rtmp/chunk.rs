@@ -290,7 +290,14 @@ impl ChunkDecoder {
         buf.advance(take);
         state.remaining -= take;
         if state.remaining == 0 {
-            let payload = std::mem::take(&mut state.partial).freeze();
+            let whole = std::mem::take(&mut state.partial);
+            // A message of more than the first reservation grew by doubling: keep it in
+            // an exact buffer (it may be cached for a whole GOP).
+            let payload = if whole.capacity() - whole.len() > SLACK {
+                Bytes::copy_from_slice(&whole)
+            } else {
+                whole.freeze()
+            };
             return Ok(Step::Message(RawMessage {
                 csid,
                 timestamp: state.msg_timestamp,
@@ -302,6 +309,9 @@ impl ChunkDecoder {
         Ok(Step::Partial)
     }
 }
+
+/// Spare capacity a completed message may keep in its buffer.
+const SLACK: usize = 4096;
 
 enum Step {
     NeedMore,
@@ -341,14 +351,7 @@ pub fn encode_standalone(
     payload: &[u8],
 ) {
     let extended = timestamp >= EXTENDED;
-    put_basic_header(out, 0, csid);
-    put_u24(out, timestamp.min(EXTENDED));
-    put_u24(out, payload.len() as u32);
-    out.put_u8(type_id);
-    out.put_u32_le(stream_id);
-    if extended {
-        out.put_u32(timestamp);
-    }
+    encode_header(out, csid, timestamp, type_id, stream_id, payload.len());
     put_payload(
         out,
         chunk_size,
@@ -356,6 +359,26 @@ pub fn encode_standalone(
         extended.then_some(timestamp),
         payload,
     );
+}
+
+/// The full (fmt 0) header of a message of `len` bytes: what [`encode_standalone`] puts
+/// before a payload that fits one chunk.
+pub fn encode_header(
+    out: &mut BytesMut,
+    csid: u32,
+    timestamp: u32,
+    type_id: u8,
+    stream_id: u32,
+    len: usize,
+) {
+    put_basic_header(out, 0, csid);
+    put_u24(out, timestamp.min(EXTENDED));
+    put_u24(out, len as u32);
+    out.put_u8(type_id);
+    out.put_u32_le(stream_id);
+    if timestamp >= EXTENDED {
+        out.put_u32(timestamp);
+    }
 }
 
 fn put_payload(out: &mut BytesMut, chunk_size: usize, csid: u32, ext: Option<u32>, payload: &[u8]) {

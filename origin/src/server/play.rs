@@ -173,7 +173,7 @@ impl Connection {
             return Ok(());
         };
         let stream_id = p.stream_id;
-        let mut bufs: Vec<Bytes> = Vec::with_capacity(p.batch.len() + 3);
+        let mut bufs: Vec<Bytes> = Vec::with_capacity(2 * p.batch.len() + 3);
         // The tail of a frame the publisher wrote in part is already half on the wire.
         bufs.append(&mut delivery.rest);
         // Control/status messages queued before these frames go first.
@@ -181,7 +181,9 @@ impl Connection {
         if !self.wbuf.is_empty() {
             bufs.push(self.wbuf.split().freeze());
         }
-        bufs.extend(p.batch.drain(..).map(|f| f.rtmp(stream_id)));
+        for f in p.batch.drain(..) {
+            f.push_rtmp(stream_id, &mut bufs);
+        }
         if let Some(notice) = delivery.notice {
             let (control, code, verb) = match notice {
                 Notice::Published => (

@@ -35,8 +35,8 @@ impl DirectWrite for SocketWriter {
 }
 
 /// Most buffers handed to one `writev` (IOV_MAX is 1024; a batch is at most 128 frames
-/// plus its control messages, so one call usually covers it).
-const MAX_IOV: usize = 136;
+/// of one or two buffers each plus its control messages, so one call usually covers it).
+const MAX_IOV: usize = 264;
 
 /// Writes every buffer, in order.
 pub async fn write_all_vectored(w: &mut OwnedWriteHalf, bufs: &[Bytes]) -> std::io::Result<()> {
