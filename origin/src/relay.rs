@@ -359,8 +359,8 @@ async fn pull(
                 }
             }
             _ = crate::media::held_until(hold), if hold.is_some() => {
-                hold = None;
-                publisher.flush();
+                tokio::task::yield_now().await;
+                hold = crate::media::flush_or_hold(&publisher);
             }
             _ = tick.tick() => {
                 if !publisher.is_current() {

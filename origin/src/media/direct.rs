@@ -59,7 +59,14 @@ pub enum Flush {
     /// Only audio is queued: it waits for the next video frame, or until this instant,
     /// when the publisher must flush again.
     Held(Instant),
+    /// Written to [`FLUSH_STEP`] members; the publisher lets other tasks run, then calls
+    /// again for the rest.
+    Partial,
 }
+
+/// Members written per call of [`DirectSet::flush_or_hold`], so a flush to thousands of
+/// players (every merge interval) does not keep joins and other streams waiting.
+pub const FLUSH_STEP: usize = 256;
 
 /// A socket the publisher may write to without ever blocking.
 pub trait DirectWrite: Send + Sync {
@@ -159,6 +166,8 @@ pub(super) struct DirectSet {
     /// write per member (0: at once, bar audio waiting for video). Every member has the
     /// same; a player with another one is served by its own task.
     merge: Duration,
+    /// The next member to write in a flush done in steps (0: none under way).
+    cursor: usize,
 }
 
 impl DirectSet {
@@ -197,21 +206,23 @@ impl DirectSet {
         if self.pending.is_empty() {
             return (Flush::Idle, 0);
         }
-        if !self.merge.is_zero() {
-            if let Some(oldest) = self.oldest
-                && now < oldest + self.merge
+        // A flush under way goes on; otherwise what is queued may wait.
+        if self.cursor == 0 {
+            if !self.merge.is_zero() {
+                if let Some(oldest) = self.oldest
+                    && now < oldest + self.merge
+                {
+                    return (Flush::Held(oldest + self.merge), 0);
+                }
+            } else if let Some(since) = self.audio_since
+                && self.video
+                && now < since + AUDIO_HOLD
             {
-                return (Flush::Held(oldest + self.merge), 0);
+                return (Flush::Held(since + AUDIO_HOLD), 0);
             }
-            return (Flush::Written, self.flush(rx));
         }
-        if let Some(since) = self.audio_since
-            && self.video
-            && now < since + AUDIO_HOLD
-        {
-            return (Flush::Held(since + AUDIO_HOLD), 0);
-        }
-        (Flush::Written, self.flush(rx))
+        let (written, done) = self.write_members(FLUSH_STEP, rx);
+        (if done { Flush::Written } else { Flush::Partial }, written)
     }
 
     /// Adds a player that has had every frame sent so far, if it merges writes as the
@@ -251,31 +262,69 @@ impl DirectSet {
     /// handed back with the rest and a ring position after the last queued frame (`rx`
     /// makes one). Bytes written.
     pub fn flush(&mut self, mut rx: impl FnMut() -> broadcast::Receiver<Event>) -> u64 {
-        if self.pending.is_empty() {
-            return 0;
-        }
         let mut written = 0u64;
-        let mut i = 0;
-        while i < self.members.len() {
+        while !self.pending.is_empty() {
+            let (n, done) = self.write_members(usize::MAX, &mut rx);
+            written += n;
+            if done {
+                break;
+            }
+        }
+        written
+    }
+
+    /// Writes what they are owed to up to `budget` members, from the cursor on; true
+    /// when no member is owed anything any more (the queue is then empty). A pass that
+    /// ends with frames owed (queued while it ran, to members it had written already)
+    /// leaves them queued, as if just arrived.
+    fn write_members(
+        &mut self,
+        budget: usize,
+        mut rx: impl FnMut() -> broadcast::Receiver<Event>,
+    ) -> (u64, bool) {
+        let mut written = 0u64;
+        let mut steps = 0;
+        while steps < budget && self.cursor < self.members.len() {
+            let i = self.cursor;
             let from = self.members[i].from;
             let start = self.pending.partition_point(|(seq, _)| *seq < from);
             let frames = &self.pending[start..];
+            if frames.is_empty() {
+                self.cursor += 1;
+                continue;
+            }
+            steps += 1;
             match write_frames(&self.members[i].player, frames) {
                 Ok(n) => {
                     written += n;
-                    i += 1;
+                    self.members[i].from = self.seq + 1;
+                    self.cursor += 1;
                 }
                 Err((n, rest)) => {
                     written += n;
+                    // The last member takes this place and is written next.
                     let m = self.members.swap_remove(i);
                     m.player.hand_back(rest, rx());
                 }
             }
         }
-        self.pending.clear();
+        if self.cursor < self.members.len() {
+            return (written, false);
+        }
+        self.cursor = 0;
+        let next = self.seq + 1;
+        let owed_from = self.members.iter().map(|m| m.from).min().unwrap_or(next);
+        if owed_from >= next {
+            self.pending.clear();
+            self.audio_since = None;
+            self.oldest = None;
+            return (written, true);
+        }
+        let cut = self.pending.partition_point(|(seq, _)| *seq < owed_from);
+        self.pending.drain(..cut);
+        self.oldest = Some(Instant::now());
         self.audio_since = None;
-        self.oldest = None;
-        written
+        (written, false)
     }
 
     /// Writes what is queued, then hands every member back (before a notice). The next
@@ -341,6 +390,7 @@ mod tests {
 
     use super::*;
     use crate::media::Flush;
+    use crate::media::direct::FLUSH_STEP;
     use crate::media::frame::OUT_CHUNK_SIZE;
     use crate::media::{End, MediaConfig, PlayConfig, Player, PublisherInfo, Registry, StreamKey};
     use crate::rtmp::chunk::ChunkDecoder;
@@ -775,5 +825,46 @@ mod tests {
             let n = client.try_clone().unwrap().read(&mut buf).unwrap();
             assert_eq!(indexes(&buf[..n]), vec![1, 2], "both frames in one write");
         }
+    }
+
+    #[tokio::test]
+    async fn a_flush_to_many_players_goes_in_steps_and_misses_nothing_queued_meanwhile() {
+        let r = Registry::new(MediaConfig::default());
+        let key = StreamKey::new("v", "live", "s");
+        let publisher = r.publish(&key, info()).unwrap();
+        let stream = publisher.stream().clone();
+        publisher.push(kind::VIDEO, 0, numbered(0, true, 100));
+        let mut players = Vec::new();
+        for _ in 0..FLUSH_STEP + 2 {
+            let (server, client) = UnixStream::pair().unwrap();
+            let mut player = r.play(&key, PlayConfig::default());
+            assert!(player.write_through(dup(&server)));
+            let mut batch = Vec::new();
+            player.next_batch(&mut batch).await;
+            let fut = player.next_batch(&mut batch);
+            let _ = tokio::time::timeout(Duration::from_millis(1), fut).await;
+            players.push((player, client.into_std().unwrap(), server));
+        }
+        assert_eq!(stream.written_through(), FLUSH_STEP + 2);
+        publisher.push_batched(kind::VIDEO, 33, numbered(1, false, 100));
+        assert_eq!(publisher.flush_or_hold(), Flush::Partial, "the first step");
+        // A frame arrives before the rest is written: the rest get both, the first ones
+        // get it on the next pass.
+        publisher.push_batched(kind::VIDEO, 66, numbered(2, false, 100));
+        let mut steps = 1;
+        while publisher.flush_or_hold() != Flush::Written {
+            steps += 1;
+            assert!(steps < 10, "the flush ends");
+        }
+        assert_eq!(publisher.flush_or_hold(), Flush::Idle);
+        let mut buf = vec![0u8; 4096];
+        for (_, client, _) in &players {
+            let mut got = Vec::new();
+            while let Ok(n) = (&*client).read(&mut buf) {
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(indexes(&got), vec![1, 2], "every frame once, in order");
+        }
+        assert_eq!(stream.written_through(), FLUSH_STEP + 2);
     }
 }

@@ -38,12 +38,12 @@ pub struct Frame {
     pub payload: Bytes,
     pub keyframe: bool,
     pub sequence_header: bool,
-    /// The chunked RTMP form for [`PLAY_STREAM_ID`] is `rtmp` then `tail`: the chunk
-    /// header and the payload itself (shared, not copied) when the message fits one
-    /// chunk; the whole encoding and nothing for a larger one, whose payload chunk
-    /// headers interleave.
+    /// The chunked RTMP form for [`PLAY_STREAM_ID`]: the chunk header, followed on the
+    /// wire by `payload` itself (not copied) when the message fits one chunk; the whole
+    /// encoding for a larger one, whose payload chunk headers interleave.
     rtmp: Bytes,
-    tail: Bytes,
+    /// `rtmp` is only the header (the message fits one chunk).
+    header_only: bool,
     flv: OnceLock<Bytes>,
 }
 
@@ -65,7 +65,8 @@ impl Frame {
             ),
             _ => (FrameKind::Data, false, false),
         };
-        let (rtmp, tail) = if payload.len() <= OUT_CHUNK_SIZE {
+        let header_only = payload.len() <= OUT_CHUNK_SIZE;
+        let rtmp = if header_only {
             let mut head = BytesMut::with_capacity(MAX_HEADER);
             chunk::encode_header(
                 &mut head,
@@ -75,12 +76,9 @@ impl Frame {
                 PLAY_STREAM_ID,
                 payload.len(),
             );
-            (head.freeze(), payload.clone())
+            head.freeze()
         } else {
-            (
-                encode_rtmp(type_id, timestamp, PLAY_STREAM_ID, &payload),
-                Bytes::new(),
-            )
+            encode_rtmp(type_id, timestamp, PLAY_STREAM_ID, &payload)
         };
         Arc::new(Self {
             kind,
@@ -90,7 +88,7 @@ impl Frame {
             keyframe,
             sequence_header,
             rtmp,
-            tail,
+            header_only,
             flv: OnceLock::new(),
         })
     }
@@ -100,8 +98,8 @@ impl Frame {
     pub fn push_rtmp(&self, stream_id: u32, out: &mut Vec<Bytes>) {
         if stream_id == PLAY_STREAM_ID {
             out.push(self.rtmp.clone());
-            if !self.tail.is_empty() {
-                out.push(self.tail.clone());
+            if self.header_only {
+                out.push(self.payload.clone());
             }
         } else {
             out.push(encode_rtmp(
@@ -116,12 +114,25 @@ impl Frame {
     /// The chunked RTMP form for [`PLAY_STREAM_ID`], borrowed, in its parts (the second
     /// may be empty).
     pub fn rtmp_parts(&self) -> [&Bytes; 2] {
-        [&self.rtmp, &self.tail]
+        static NOTHING: Bytes = Bytes::new();
+        [
+            &self.rtmp,
+            if self.header_only {
+                &self.payload
+            } else {
+                &NOTHING
+            },
+        ]
     }
 
     /// Length of the chunked RTMP form for [`PLAY_STREAM_ID`].
     pub fn rtmp_len(&self) -> usize {
-        self.rtmp.len() + self.tail.len()
+        self.rtmp.len()
+            + if self.header_only {
+                self.payload.len()
+            } else {
+                0
+            }
     }
 
     /// The FLV tag form (encoded once, on first use).

@@ -69,10 +69,11 @@ pub async fn held_until(until: Option<std::time::Instant>) {
     }
 }
 
-/// The instant to flush again by, if the flush held frames back.
+/// The instant to flush again by, if the flush held frames back or is done in steps.
 pub fn flush_or_hold(publisher: &Publisher) -> Option<std::time::Instant> {
     match publisher.flush_or_hold() {
         Flush::Held(until) => Some(until),
+        Flush::Partial => Some(std::time::Instant::now()),
         Flush::Written | Flush::Idle => None,
     }
 }

@@ -224,6 +224,11 @@ impl Connection {
                     // Written through to players: let the others run before the next
                     // read, which then carries everything that arrived meanwhile.
                     Flush::Written => tokio::task::yield_now().await,
+                    // More players to write: after the others had a turn.
+                    Flush::Partial => {
+                        tokio::task::yield_now().await;
+                        hold = Some(Instant::now());
+                    }
                     Flush::Held(until) => hold = Some(until),
                     Flush::Idle => {}
                 }
@@ -262,11 +267,8 @@ impl Connection {
                 delivery = super::play::next_delivery(&mut self.role), if playing => {
                     self.deliver(delivery).await?;
                 }
-                _ = crate::media::held_until(hold), if hold.is_some() => {
-                    if let Role::Publishing { publisher: p, .. } = &self.role {
-                        p.flush();
-                    }
-                }
+                // The next turn flushes (or goes on with a flush in steps).
+                _ = crate::media::held_until(hold), if hold.is_some() => {}
                 _ = end_publishers.changed(), if publishing => {
                     if *end_publishers.borrow() {
                         tracing::info!(conn = self.id, "ending publisher (drain or shutdown) so the encoder reconnects elsewhere");
