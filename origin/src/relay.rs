@@ -340,11 +340,11 @@ async fn pull(
                     Event::Media(msg) => {
                         m.relay_upstream_bytes.inc_by(msg.payload.len() as u64);
                         publisher.push_batched(msg.type_id, msg.timestamp, msg.payload);
-                        hold = crate::media::flush_or_hold(&publisher);
+                        hold = crate::media::flush_stepped(&publisher).await;
                     }
                     Event::Data(msg) if msg.type_id == kind::DATA_AMF0 && forwardable(&msg.payload) => {
                         publisher.push_batched(msg.type_id, msg.timestamp, msg.payload);
-                        hold = crate::media::flush_or_hold(&publisher);
+                        hold = crate::media::flush_stepped(&publisher).await;
                     }
                     Event::Status { info, .. } => {
                         let code = info.get("code").and_then(Value::as_str).unwrap_or_default();
@@ -359,8 +359,7 @@ async fn pull(
                 }
             }
             _ = crate::media::held_until(hold), if hold.is_some() => {
-                tokio::task::yield_now().await;
-                hold = crate::media::flush_or_hold(&publisher);
+                hold = crate::media::flush_stepped(&publisher).await;
             }
             _ = tick.tick() => {
                 if !publisher.is_current() {

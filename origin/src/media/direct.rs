@@ -146,6 +146,10 @@ struct Member {
     player: Arc<DirectPlayer>,
     /// The first frame (by sequence number) the publisher writes to it.
     from: u64,
+    /// With merging: not written again before this. Each player keeps the phase it
+    /// joined with, so a stream's players are written spread over the interval rather
+    /// than all at once (which made every player's receiver busy at the same instant).
+    due: Instant,
 }
 
 /// A stream's write-through set and the frames sent to the ring but not yet written to
@@ -206,23 +210,32 @@ impl DirectSet {
         if self.pending.is_empty() {
             return (Flush::Idle, 0);
         }
-        // A flush under way goes on; otherwise what is queued may wait.
-        if self.cursor == 0 {
-            if !self.merge.is_zero() {
-                if let Some(oldest) = self.oldest
-                    && now < oldest + self.merge
-                {
-                    return (Flush::Held(oldest + self.merge), 0);
-                }
-            } else if let Some(since) = self.audio_since
-                && self.video
-                && now < since + AUDIO_HOLD
-            {
-                return (Flush::Held(since + AUDIO_HOLD), 0);
-            }
+        // A flush under way goes on; otherwise audio may wait for video.
+        if self.cursor == 0
+            && self.merge.is_zero()
+            && let Some(since) = self.audio_since
+            && self.video
+            && now < since + AUDIO_HOLD
+        {
+            return (Flush::Held(since + AUDIO_HOLD), 0);
         }
-        let (written, done) = self.write_members(FLUSH_STEP, rx);
-        (if done { Flush::Written } else { Flush::Partial }, written)
+        let (written, done) = self.write_members(FLUSH_STEP, Some(now), rx);
+        if done {
+            return (Flush::Written, written);
+        }
+        if self.cursor != 0 || self.merge.is_zero() {
+            return (Flush::Partial, written);
+        }
+        // A pass is over and merged players are still owed frames: the first due.
+        let next = self.seq + 1;
+        let due = self
+            .members
+            .iter()
+            .filter(|m| m.from < next)
+            .map(|m| m.due)
+            .min()
+            .unwrap_or(now);
+        (Flush::Held(due.max(now)), written)
     }
 
     /// Adds a player that has had every frame sent so far, if it merges writes as the
@@ -236,6 +249,7 @@ impl DirectSet {
         self.members.push(Member {
             player: player.clone(),
             from: self.seq + 1,
+            due: Instant::now() + self.merge,
         });
         true
     }
@@ -264,7 +278,7 @@ impl DirectSet {
     pub fn flush(&mut self, mut rx: impl FnMut() -> broadcast::Receiver<Event>) -> u64 {
         let mut written = 0u64;
         while !self.pending.is_empty() {
-            let (n, done) = self.write_members(usize::MAX, &mut rx);
+            let (n, done) = self.write_members(usize::MAX, None, &mut rx);
             written += n;
             if done {
                 break;
@@ -273,15 +287,18 @@ impl DirectSet {
         written
     }
 
-    /// Writes what they are owed to up to `budget` members, from the cursor on; true
+    /// Writes what they are owed to up to `budget` members, from the cursor on (with
+    /// `now`, only merged members that are due; None writes every member owed); true
     /// when no member is owed anything any more (the queue is then empty). A pass that
-    /// ends with frames owed (queued while it ran, to members it had written already)
-    /// leaves them queued, as if just arrived.
+    /// ends with frames owed (queued while it ran, to members it had written already,
+    /// or to merged members not yet due) leaves them queued.
     fn write_members(
         &mut self,
         budget: usize,
+        now: Option<Instant>,
         mut rx: impl FnMut() -> broadcast::Receiver<Event>,
     ) -> (u64, bool) {
+        let merge = self.merge;
         let mut written = 0u64;
         let mut steps = 0;
         while steps < budget && self.cursor < self.members.len() {
@@ -289,7 +306,8 @@ impl DirectSet {
             let from = self.members[i].from;
             let start = self.pending.partition_point(|(seq, _)| *seq < from);
             let frames = &self.pending[start..];
-            if frames.is_empty() {
+            let not_due = !merge.is_zero() && now.is_some_and(|t| self.members[i].due > t);
+            if frames.is_empty() || not_due {
                 self.cursor += 1;
                 continue;
             }
@@ -297,7 +315,9 @@ impl DirectSet {
             match write_frames(&self.members[i].player, frames) {
                 Ok(n) => {
                     written += n;
-                    self.members[i].from = self.seq + 1;
+                    let m = &mut self.members[i];
+                    m.from = self.seq + 1;
+                    m.due = now.unwrap_or_else(Instant::now) + merge;
                     self.cursor += 1;
                 }
                 Err((n, rest)) => {
@@ -809,21 +829,30 @@ mod tests {
             2,
             "the unmerged player is not in a set of merged ones"
         );
-        let started = std::time::Instant::now();
+        // Both are due (they joined more than an interval ago): written at once.
+        tokio::time::sleep(MERGE).await;
         publisher.push_batched(kind::VIDEO, 33, numbered(1, false, 100));
+        assert_eq!(publisher.flush_or_hold(), Flush::Written);
+        let mut buf = vec![0u8; 4096];
+        for (_, client, _) in &players[..2] {
+            let n = (&*client).read(&mut buf).unwrap();
+            assert_eq!(indexes(&buf[..n]), vec![1]);
+        }
+        // Now they rest for the interval: what comes meanwhile waits, then goes in one write.
+        let written = std::time::Instant::now();
+        publisher.push_batched(kind::VIDEO, 66, numbered(2, false, 100));
         let Flush::Held(until) = publisher.flush_or_hold() else {
             panic!("held for the merge interval");
         };
-        assert!(until >= started + MERGE && until <= std::time::Instant::now() + MERGE);
-        publisher.push_batched(kind::VIDEO, 66, numbered(2, false, 100));
+        assert!(until >= written && until <= std::time::Instant::now() + MERGE);
+        publisher.push_batched(kind::VIDEO, 99, numbered(3, false, 100));
         assert!(matches!(publisher.flush_or_hold(), Flush::Held(u) if u == until));
-        let mut buf = vec![0u8; 4096];
         assert!((&players[0].1).read(&mut buf).is_err(), "nothing yet");
         tokio::time::sleep(until.saturating_duration_since(std::time::Instant::now())).await;
         assert_eq!(publisher.flush_or_hold(), Flush::Written);
         for (_, client, _) in &players[..2] {
-            let n = client.try_clone().unwrap().read(&mut buf).unwrap();
-            assert_eq!(indexes(&buf[..n]), vec![1, 2], "both frames in one write");
+            let n = (&*client).read(&mut buf).unwrap();
+            assert_eq!(indexes(&buf[..n]), vec![2, 3], "both frames in one write");
         }
     }
 

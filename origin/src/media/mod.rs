@@ -14,6 +14,6 @@ pub use direct::{AUDIO_HOLD, DirectWrite, Flush};
 pub use frame::{Frame, FrameKind};
 pub use name::StreamKey;
 pub use player::{Delivery, End, Notice, PlayConfig, Player};
-pub use publisher::{Publisher, flush_or_hold, held_until};
+pub use publisher::{Publisher, flush_stepped, held_until};
 pub use registry::{Hold, Registry};
 pub use stream::{MediaConfig, Next, PublisherInfo, Stream, Subscriber};

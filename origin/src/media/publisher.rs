@@ -69,12 +69,20 @@ pub async fn held_until(until: Option<std::time::Instant>) {
     }
 }
 
-/// The instant to flush again by, if the flush held frames back or is done in steps.
-pub fn flush_or_hold(publisher: &Publisher) -> Option<std::time::Instant> {
-    match publisher.flush_or_hold() {
-        Flush::Held(until) => Some(until),
-        Flush::Partial => Some(std::time::Instant::now()),
-        Flush::Written | Flush::Idle => None,
+/// Flushes what the publisher pushed, in steps with a yield between them (and one after
+/// anything written, so others run before the next read); the instant to flush again by
+/// if frames are held back.
+pub async fn flush_stepped(publisher: &Publisher) -> Option<std::time::Instant> {
+    loop {
+        match publisher.flush_or_hold() {
+            Flush::Partial => tokio::task::yield_now().await,
+            Flush::Held(until) => return Some(until),
+            Flush::Written => {
+                tokio::task::yield_now().await;
+                return None;
+            }
+            Flush::Idle => return None,
+        }
     }
 }
 

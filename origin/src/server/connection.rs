@@ -14,7 +14,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::timeout;
 
 use crate::auth::Notice as AuthNotice;
-use crate::media::{Flush, Frame, Player, Publisher, Stream};
+use crate::media::{Frame, Player, Publisher, Stream};
 use crate::metrics::{self, ReasonLabel};
 use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, RawMessage};
 use crate::rtmp::command;
@@ -220,18 +220,8 @@ impl Connection {
             let mut pause = None;
             let mut nobody_plays = false;
             if let Role::Publishing { publisher: p, .. } = &self.role {
-                match p.flush_or_hold() {
-                    // Written through to players: let the others run before the next
-                    // read, which then carries everything that arrived meanwhile.
-                    Flush::Written => tokio::task::yield_now().await,
-                    // More players to write: after the others had a turn.
-                    Flush::Partial => {
-                        tokio::task::yield_now().await;
-                        hold = Some(Instant::now());
-                    }
-                    Flush::Held(until) => hold = Some(until),
-                    Flush::Idle => {}
-                }
+                // Written through to players (in steps, yielding, so others run).
+                hold = crate::media::flush_stepped(p).await;
                 let interval = self.origin.config.unwatched_read_interval;
                 nobody_plays = !interval.is_zero() && p.stream().players() == 0;
                 if self.drained && nobody_plays {
