@@ -412,7 +412,9 @@ mod tests {
     use crate::media::Flush;
     use crate::media::direct::FLUSH_STEP;
     use crate::media::frame::OUT_CHUNK_SIZE;
-    use crate::media::{End, MediaConfig, PlayConfig, Player, PublisherInfo, Registry, StreamKey};
+    use crate::media::{
+        End, MediaConfig, PlayConfig, Player, Publisher, PublisherInfo, Registry, StreamKey,
+    };
     use crate::rtmp::chunk::ChunkDecoder;
     use crate::rtmp::message::kind;
 
@@ -451,6 +453,16 @@ mod tests {
             since: std::time::Instant::now(),
             upstream: None,
         }
+    }
+
+    /// A published stream with its first keyframe cached.
+    fn live() -> (Registry, StreamKey, Publisher, Arc<crate::media::Stream>) {
+        let r = Registry::new(MediaConfig::default());
+        let key = StreamKey::new("v", "live", "s");
+        let publisher = r.publish(&key, info()).unwrap();
+        let stream = publisher.stream().clone();
+        publisher.push(kind::VIDEO, 0, numbered(0, true, 100));
+        (r, key, publisher, stream)
     }
 
     /// Plays like the RTMP connection does: writes what `next_batch` hands out, in order,
@@ -600,11 +612,7 @@ mod tests {
 
     #[tokio::test]
     async fn notices_go_through_the_players_task_and_it_rejoins_after() {
-        let r = Registry::new(MediaConfig::default());
-        let key = StreamKey::new("v", "live", "s");
-        let publisher = r.publish(&key, info()).unwrap();
-        let stream = publisher.stream().clone();
-        publisher.push(kind::VIDEO, 0, numbered(0, true, 100));
+        let (r, key, publisher, stream) = live();
         let (server, client) = UnixStream::pair().unwrap();
         let mut player = r.play(&key, PlayConfig::default());
         assert!(player.write_through(dup(&server)));
@@ -656,11 +664,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_queued_for_one_flush_reach_a_player_that_leaves_before_it() {
-        let r = Registry::new(MediaConfig::default());
-        let key = StreamKey::new("v", "live", "s");
-        let publisher = r.publish(&key, info()).unwrap();
-        let stream = publisher.stream().clone();
-        publisher.push(kind::VIDEO, 0, numbered(0, true, 100));
+        let (r, key, publisher, stream) = live();
         let mut players = Vec::new();
         for _ in 0..2 {
             let (server, client) = UnixStream::pair().unwrap();
@@ -716,11 +720,7 @@ mod tests {
 
     #[tokio::test]
     async fn audio_waits_for_the_next_video_frame_and_no_longer_than_the_hold() {
-        let r = Registry::new(MediaConfig::default());
-        let key = StreamKey::new("v", "live", "s");
-        let publisher = r.publish(&key, info()).unwrap();
-        let stream = publisher.stream().clone();
-        publisher.push(kind::VIDEO, 0, numbered(0, true, 100));
+        let (r, key, publisher, stream) = live();
         let (server, client) = UnixStream::pair().unwrap();
         let client = client.into_std().unwrap();
         let mut player = r.play(&key, PlayConfig::default());
@@ -799,11 +799,7 @@ mod tests {
     #[tokio::test]
     async fn merged_players_are_written_through_once_per_merge_interval() {
         const MERGE: Duration = Duration::from_millis(150);
-        let r = Registry::new(MediaConfig::default());
-        let key = StreamKey::new("v", "live", "s");
-        let publisher = r.publish(&key, info()).unwrap();
-        let stream = publisher.stream().clone();
-        publisher.push(kind::VIDEO, 0, numbered(0, true, 100));
+        let (r, key, publisher, stream) = live();
         let merged = PlayConfig {
             merge: MERGE,
             ..PlayConfig::default()
@@ -858,11 +854,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_flush_to_many_players_goes_in_steps_and_misses_nothing_queued_meanwhile() {
-        let r = Registry::new(MediaConfig::default());
-        let key = StreamKey::new("v", "live", "s");
-        let publisher = r.publish(&key, info()).unwrap();
-        let stream = publisher.stream().clone();
-        publisher.push(kind::VIDEO, 0, numbered(0, true, 100));
+        let (r, key, publisher, stream) = live();
         let mut players = Vec::new();
         for _ in 0..FLUSH_STEP + 2 {
             let (server, client) = UnixStream::pair().unwrap();
