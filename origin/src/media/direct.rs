@@ -164,8 +164,6 @@ pub(super) struct DirectSet {
     video: bool,
     /// When the oldest queued frame was queued, if everything queued is audio.
     audio_since: Option<Instant>,
-    /// When the oldest queued frame was queued.
-    oldest: Option<Instant>,
     /// The members' merge interval: queued frames wait this long, then go out in one
     /// write per member (0: at once, bar audio waiting for video). Every member has the
     /// same; a player with another one is served by its own task.
@@ -189,9 +187,7 @@ impl DirectSet {
             return false;
         }
         if self.pending.is_empty() {
-            let now = Instant::now();
-            self.oldest = Some(now);
-            self.audio_since = audio.then_some(now);
+            self.audio_since = audio.then(Instant::now);
         } else if !audio {
             self.audio_since = None;
         }
@@ -337,12 +333,10 @@ impl DirectSet {
         if owed_from >= next {
             self.pending.clear();
             self.audio_since = None;
-            self.oldest = None;
             return (written, true);
         }
         let cut = self.pending.partition_point(|(seq, _)| *seq < owed_from);
         self.pending.drain(..cut);
-        self.oldest = Some(Instant::now());
         self.audio_since = None;
         (written, false)
     }

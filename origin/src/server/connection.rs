@@ -231,7 +231,10 @@ impl Connection {
             self.set_read_low_water(nobody_plays, pause.is_some());
             let raised = match &self.role {
                 Role::Publishing { publisher: p, .. } if pause.is_none() && self.low_water > 1 => {
-                    Some(p.stream().clone())
+                    Some((
+                        p.stream().clone(),
+                        Instant::now() + Duration::from_secs(3600),
+                    ))
                 }
                 _ => None,
             };
@@ -253,7 +256,7 @@ impl Connection {
                 }
                 // Waiting to read with the low-water mark raised: a player's arrival
                 // lowers it (next turn), so the player gets data as it arrives.
-                _ = watched(raised.as_ref()), if raised.is_some() => {}
+                _ = unwatched(raised.as_ref()), if raised.is_some() => {}
                 delivery = super::play::next_delivery(&mut self.role), if playing => {
                     self.deliver(delivery).await?;
                 }
@@ -472,21 +475,11 @@ fn next_tick(interval: Duration) -> Instant {
     epoch + Duration::from_nanos(u64::try_from(ticks * step).unwrap_or(u64::MAX))
 }
 
-/// Waits out a paced read of an unwatched stream (never, for None).
+/// Returns at the instant given, or when the stream has a player (never, for None): a
+/// paced read of an unwatched stream, or a wait to read with the low-water mark raised.
 async fn unwatched(pause: Option<&(Arc<Stream>, Instant)>) {
     match pause {
         Some((stream, until)) => stream.unwatched_until(*until).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Returns when `stream` has a player (never, for None).
-async fn watched(stream: Option<&Arc<Stream>>) {
-    match stream {
-        Some(s) => {
-            s.unwatched_until(Instant::now() + Duration::from_secs(3600))
-                .await
-        }
         None => std::future::pending().await,
     }
 }
