@@ -226,6 +226,9 @@ async fn run_pass(a: &Args, cache: &str, clip: &Arc<Clip>, hole: &str) -> Result
             // Fail fast (no waiting for a publisher) if discovery finds nothing.
             "--wait-for-publisher".into(),
             "0s".into(),
+            // This bench measures redirects; the default (`auto`) relays most players.
+            "--route".into(),
+            "redirect".into(),
         ];
         for c in &coworkers {
             extra.extend(["--coworker".to_string(), c.clone()]);
