@@ -190,9 +190,25 @@ impl Ffmpeg {
 
 /// Publishes an H.264 + AAC test pattern in real time for `seconds`.
 pub fn ffmpeg_publish(url: &str, size: &str, rate: u32, seconds: u32) -> Ffmpeg {
+    let child = ffmpeg_publish_command(url, size, rate, seconds, &[])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ffmpeg");
+    Ffmpeg(child)
+}
+
+/// The ffmpeg command [`ffmpeg_publish`] runs (GOP of 2 s), with `video` added to the
+/// encoder's options (a constant bitrate, say), for a caller that spawns it its own way.
+pub fn ffmpeg_publish_command(
+    url: &str,
+    size: &str,
+    rate: u32,
+    seconds: u32,
+    video: &[&str],
+) -> Command {
     require_ffmpeg();
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-re"])
         .args([
             "-f",
             "lavfi",
@@ -210,14 +226,12 @@ pub fn ffmpeg_publish(url: &str, size: &str, rate: u32, seconds: u32) -> Ffmpeg 
             "-pix_fmt",
             "yuv420p",
         ])
+        .args(video)
         .args(["-g", &(rate * 2).to_string(), "-c:a", "aac", "-b:a", "64k"])
         .args(["-t", &seconds.to_string(), "-f", "flv", url])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ffmpeg");
-    Ffmpeg(child)
+        .stdout(Stdio::null());
+    cmd
 }
 
 /// One stream as ffprobe reports it.

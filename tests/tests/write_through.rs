@@ -51,35 +51,21 @@ async fn a_player_that_stops_reading_never_blocks_the_publisher_or_the_others() 
     });
     // ffmpeg publishes a 16 Mbit/s test pattern (CBR with filler), so the stopped
     // player's socket buffers (megabytes on loopback) fill within seconds.
-    require_ffmpeg();
     let url = origin.rtmp_url("live/wt");
+    let cbr_16m = [
+        "-x264-params",
+        "nal-hrd=cbr",
+        "-b:v",
+        "16M",
+        "-minrate",
+        "16M",
+        "-maxrate",
+        "16M",
+        "-bufsize",
+        "4M",
+    ];
     let _publisher = Killed(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-re"])
-            .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
-            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-tune",
-                "zerolatency",
-            ])
-            .args([
-                "-pix_fmt",
-                "yuv420p",
-                "-g",
-                "60",
-                "-x264-params",
-                "nal-hrd=cbr",
-            ])
-            .args([
-                "-b:v", "16M", "-minrate", "16M", "-maxrate", "16M", "-bufsize", "4M",
-            ])
-            .args(["-c:a", "aac", "-b:a", "64k", "-t", "90", "-f", "flv", &url])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+        ffmpeg_publish_command(&url, "640x360", 30, 90, &cbr_16m)
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
