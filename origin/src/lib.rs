@@ -7,6 +7,8 @@
 //! - `cluster`: coworkers, concurrent owner discovery, ownership answers.
 //! - `relay`: pulling a coworker's stream once and publishing it locally.
 //! - `state`: the `Origin` state shared by every edge.
+//! - `route`: where a play goes (serve here, relay, redirect, not found), for every
+//!   protocol.
 //! - `server` (RTMP) and `http` (API, HTTP-FLV): the tokio edges; both depend on `state`,
 //!   neither on the other.
 //! - `run`: binds the listeners and runs the edges; `client`: the RTMP client used by
@@ -21,6 +23,7 @@ pub mod http;
 pub mod media;
 pub mod metrics;
 pub mod relay;
+pub mod route;
 pub mod rtmp;
 pub mod run;
 pub mod server;

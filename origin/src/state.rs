@@ -1,7 +1,7 @@
 //! The state one origin process shares between its RTMP connections, HTTP handlers and
 //! relays: configuration, the stream registry, the coworker set, discovery, and the
 //! drain/shutdown signals. The RTMP server (`server`) and the HTTP edges (`http`) both
-//! depend on this module and not on each other.
+//! depend on this module and not on each other. Where a play goes is `route`'s.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -11,9 +11,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::auth::Auth;
-use crate::cluster::{Coworkers, Discovery, DiscoveryConfig, Found, Identity};
-use crate::config::{Config, Route};
-use crate::media::{PlayConfig, Player, Registry, StreamKey};
+use crate::cluster::{Coworkers, Discovery, DiscoveryConfig, Identity};
+use crate::config::Config;
+use crate::media::{PlayConfig, Registry};
 use crate::relay::{RelayContext, Relays};
 
 /// State shared by every connection and API handler of one origin.
@@ -24,7 +24,7 @@ pub struct Origin {
     pub discovery: Arc<Discovery>,
     pub relays: Relays,
     pub identity: Identity,
-    /// Publish/play authorization and per-address limits (DESIGN §9).
+    /// Publish/play authorization and per-address limits (docs/architecture.md, "Auth and hooks").
     pub auth: Arc<Auth>,
     draining: AtomicBool,
     listening: AtomicBool,
@@ -178,98 +178,6 @@ impl Origin {
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0
     }
-
-    /// Finds a player's stream: here, on a coworker (all asked concurrently), or, while
-    /// `wait_for_publisher` lasts, wherever it shows up first. `ip` is the host the client
-    /// addressed (echoed in ownership queries). With `owned_only` (a client that is to
-    /// be redirected), a stream this origin only relays does not count as here.
-    /// Dropping the future at any point releases everything it held.
-    pub async fn locate(&self, key: &StreamKey, ip: &str, owned_only: bool) -> Located {
-        // Join first, so a publish that lands while we look elsewhere is not missed.
-        let mut player = self.registry.play(key, self.play_config());
-        let deadline = tokio::time::Instant::now() + self.config.wait_for_publisher;
-        loop {
-            if player.publishing() && (!owned_only || player.stream().is_owned()) {
-                return Located::Local(player);
-            }
-            let peers = self.coworkers.peers();
-            if let Some(found) = self.discovery.find_owner(&peers, key, ip).await {
-                return Located::Remote { found, player };
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Located::NotFound;
-            }
-            let wake = (now + self.config.reask_interval).min(deadline);
-            // Wait for a local publish or the next round of questions.
-            tokio::select! {
-                _ = tokio::time::sleep_until(wake) => {}
-                published = player.wait_published() => if !published {
-                    return Located::NotFound;
-                },
-            }
-        }
-    }
-
-    /// For a relay from another origin: only a real publisher here will do. Never asks
-    /// coworkers, never relays or redirects onward (no loops, no chains); waits up to
-    /// `wait_for_publisher` for the publisher.
-    pub async fn locate_owned(&self, key: &StreamKey) -> Located {
-        let mut player = self.registry.play(key, self.play_config());
-        let deadline = tokio::time::Instant::now() + self.config.wait_for_publisher;
-        loop {
-            if player.stream().is_owned() {
-                return Located::Local(player);
-            }
-            let wake = tokio::time::Instant::now() + Duration::from_millis(100);
-            if wake > deadline {
-                return Located::NotFound;
-            }
-            // Wake on a publish, or re-check a stream only a relay publishes here.
-            let relayed = player.publishing();
-            tokio::select! {
-                _ = tokio::time::sleep_until(wake) => {}
-                _ = player.wait_published(), if !relayed => {}
-            }
-        }
-    }
-
-    /// Whether a player of a stream a coworker owns is redirected (else relayed):
-    /// `--route redirect` always, `auto` for SRS edges and `redirect=302` opt-ins.
-    pub fn redirects(&self, srs_edge: bool, opted_in: bool) -> bool {
-        match self.config.route {
-            Route::Redirect => true,
-            Route::Relay => false,
-            Route::Auto => srs_edge || opted_in,
-        }
-    }
-
-    /// Serves `player` from a relay of the stream `found` owns: starts the relay (one per
-    /// stream) or joins the running one, and waits for it to publish here.
-    pub async fn relay(
-        &self,
-        key: &StreamKey,
-        found: Found,
-        mut player: Player,
-        ip: &str,
-    ) -> Option<Player> {
-        self.relays.ensure(key, found, ip);
-        let wait = self.config.wait_for_publisher.max(Duration::from_secs(5));
-        match tokio::time::timeout(wait, player.wait_published()).await {
-            Ok(true) => Some(player),
-            _ => None,
-        }
-    }
-}
-
-/// Where a player's stream is.
-pub enum Located {
-    /// Published here (now or while we waited): play from it.
-    Local(Player),
-    /// Another origin owns it; `player` is already in place for a relay.
-    Remote { found: Found, player: Player },
-    /// Nowhere within `wait_for_publisher`.
-    NotFound,
 }
 
 /// Open connections of one kind against their limit.

@@ -1,11 +1,10 @@
-//! Answering `/api/v1/clusters` (DESIGN §3) and building redirect URLs to an owner.
+//! Answering `/api/v1/clusters` (docs/architecture.md, "Ownership query").
 
 use origin_wire::DEFAULT_VHOST;
-use origin_wire::addr::{HostPort, url_host};
-use origin_wire::clusters::{ClustersAnswer, ClustersQuery, OriginInfo, Owner};
+use origin_wire::addr::HostPort;
+use origin_wire::clusters::{ClustersAnswer, ClustersQuery, OriginInfo};
 use origin_wire::coworkers::Advertise;
 
-use crate::media::name::{encode_path, encode_segment};
 use crate::media::{Registry, StreamKey};
 
 /// How this origin is reached: its listen ports and configured advertise addresses.
@@ -79,52 +78,6 @@ fn host_of(h: &str) -> String {
     HostPort::parse(h)
         .map(|hp| hp.host)
         .unwrap_or_else(|_| h.trim_start_matches('[').trim_end_matches(']').to_string())
-}
-
-/// The RTMP 302 URLs: `(tcUrl, full url)` as SRS builds them.
-pub fn rtmp_redirect(owner: &Owner, key: &StreamKey, query: Option<&str>) -> (String, String) {
-    let tc_url = format!(
-        "rtmp://{}:{}/{}",
-        url_host(&owner.ip),
-        owner.port,
-        encode_path(&key.app)
-    );
-    let mut full = format!("{tc_url}/{}", encode_segment(&key.stream));
-    let query = with_vhost(query, &key.vhost);
-    if let Some(q) = query.filter(|q| !q.is_empty()) {
-        full.push('?');
-        full.push_str(&q);
-    }
-    (tc_url, full)
-}
-
-/// The HTTP-FLV URL on the owner.
-pub fn flv_redirect(owner: &Owner, flv_port: u16, key: &StreamKey, query: Option<&str>) -> String {
-    let authority = owner
-        .http
-        .as_deref()
-        .and_then(|h| HostPort::parse(h).ok())
-        .unwrap_or_else(|| HostPort::new(owner.ip.clone(), flv_port));
-    let mut url = format!(
-        "http://{authority}/{}/{}.flv",
-        encode_path(&key.app),
-        encode_segment(&key.stream)
-    );
-    if let Some(q) = with_vhost(query, &key.vhost).filter(|q| !q.is_empty()) {
-        url.push('?');
-        url.push_str(&q);
-    }
-    url
-}
-
-/// Keeps the client's query and adds `vhost=` for a non-default vhost not already named.
-fn with_vhost(query: Option<&str>, vhost: &str) -> Option<String> {
-    let has_vhost = query.is_some_and(|q| crate::rtmp::url::query_param(q, "vhost").is_some());
-    match (query, vhost != DEFAULT_VHOST && !has_vhost) {
-        (Some(q), true) if !q.is_empty() => Some(format!("{q}&vhost={vhost}")),
-        (_, true) => Some(format!("vhost={vhost}")),
-        (q, false) => q.map(str::to_string),
-    }
 }
 
 #[cfg(test)]
@@ -213,51 +166,6 @@ mod tests {
         assert_eq!(
             (o.ip.as_str(), o.port, o.http.as_deref()),
             ("198.51.100.7", 31935, Some("198.51.100.7:38080"))
-        );
-    }
-
-    #[test]
-    fn redirect_urls() {
-        let owner = Owner {
-            ip: "127.0.0.1".into(),
-            port: 21936,
-            http: Some("127.0.0.1:28080".into()),
-            api: None,
-        };
-        let key = StreamKey::new(DEFAULT_VHOST, "live", "test");
-        assert_eq!(
-            rtmp_redirect(&owner, &key, None),
-            (
-                "rtmp://127.0.0.1:21936/live".to_string(),
-                "rtmp://127.0.0.1:21936/live/test".to_string()
-            )
-        );
-        assert_eq!(
-            rtmp_redirect(&owner, &key, Some("token=1")).1,
-            "rtmp://127.0.0.1:21936/live/test?token=1"
-        );
-        let vkey = StreamKey::new("v1", "live", "test");
-        assert_eq!(
-            rtmp_redirect(&owner, &vkey, None).1,
-            "rtmp://127.0.0.1:21936/live/test?vhost=v1"
-        );
-        assert_eq!(
-            flv_redirect(&owner, 8080, &key, None),
-            "http://127.0.0.1:28080/live/test.flv"
-        );
-        let bare = Owner {
-            http: None,
-            ..owner
-        };
-        assert_eq!(
-            flv_redirect(&bare, 8080, &key, Some("a=b")),
-            "http://127.0.0.1:8080/live/test.flv?a=b"
-        );
-        // Names are re-encoded segment by segment, so a decoded name round-trips.
-        let odd = StreamKey::new(DEFAULT_VHOST, "live", "a b%/c");
-        assert_eq!(
-            flv_redirect(&bare, 8080, &odd, None),
-            "http://127.0.0.1:8080/live/a%20b%25%2Fc.flv"
         );
     }
 }

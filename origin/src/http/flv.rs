@@ -1,6 +1,6 @@
 //! HTTP-FLV playback: `GET /<app>/<stream>.flv` streams FLV (header, metadata, sequence
 //! headers, GOP, then live) through the same [`Player`] as RTMP. On an origin that does
-//! not have the stream, the player is sent to the owner with HTTP 302.
+//! not have the stream, `route` decides: relayed here, or sent to the owner with HTTP 302.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -16,12 +16,12 @@ use axum::routing::get;
 
 use super::cors;
 use crate::auth::{self, Event as AuthEvent};
-use crate::cluster::ownership::flv_redirect;
 use crate::media::flv::file_header;
 use crate::media::name::parse_play_path;
 use crate::media::{End, Frame, Player};
-use crate::metrics::{self, KindLabel};
-use crate::state::{Located, Origin};
+use crate::metrics;
+use crate::route::{self, Client, ClientKind, Decision, PlayRequest, Protocol};
+use crate::state::Origin;
 
 pub fn router(origin: Arc<Origin>) -> Router {
     Router::new()
@@ -70,80 +70,58 @@ async fn play(
         Ok(p) => p,
         Err(e) => return text(StatusCode::NOT_FOUND, format!("{e}\n")),
     };
-    let key = play.key;
     let header = |name| {
         headers
             .get(name)
             .and_then(|h| h.to_str().ok())
             .unwrap_or_default()
     };
-    let request = auth::Request {
-        client_id: origin.next_id().to_string(),
-        ip: Some(peer.ip()),
-        vhost: key.vhost.clone(),
-        app: key.app.clone(),
-        stream: key.stream.clone(),
-        param: play
-            .query
-            .as_deref()
-            .filter(|q| !q.is_empty())
-            .map(|q| format!("?{q}"))
-            .unwrap_or_default(),
-        tc_url: format!("http://{}/{}", header(header::HOST), key.app),
-        page_url: header(header::REFERER).to_string(),
-        stream_id: origin
-            .registry
-            .get(&key)
-            .and_then(|s| s.publisher())
-            .map(|p| p.id.to_string())
-            .unwrap_or_default(),
-        ..auth::Request::default()
+    let req = PlayRequest {
+        protocol: Protocol::HttpFlv,
+        client: Client {
+            id: origin.next_id().to_string(),
+            ip: Some(peer.ip()),
+            host: request_host(&headers),
+            tc_url: format!("http://{}/{}", header(header::HOST), play.key.app),
+            page_url: header(header::REFERER).to_string(),
+            kind: ClientKind {
+                opted_in: route::opts_into_redirect([play.query.as_deref()]),
+                ..ClientKind::default()
+            },
+            cluster_member: false,
+        },
+        key: play.key,
+        query: play.query,
     };
-    if let Err(refusal) = origin.auth.check(AuthEvent::Play, &request).await {
-        tracing::info!(stream = %key, %peer, reason = refusal.reason, "HTTP-FLV play refused");
-        return text(StatusCode::FORBIDDEN, format!("{refusal}\n"));
-    }
+    let key = &req.key;
+    let request = match route::authorize(&origin, &req).await {
+        Ok(r) => r,
+        Err(refusal) => {
+            tracing::info!(stream = %key, %peer, reason = refusal.reason, "HTTP-FLV play refused");
+            return text(StatusCode::FORBIDDEN, format!("{refusal}\n"));
+        }
+    };
     // on_stop goes out when this play ends, whichever way (the body holds it).
     let stop = origin.auth.notice(AuthEvent::Stop, request);
-    let ip = request_host(&headers);
-    let opted_in = play
-        .query
-        .as_deref()
-        .is_some_and(|q| crate::rtmp::url::query_param(q, "redirect") == Some("302"));
-    let redirect = origin.redirects(false, opted_in);
-    let relayed = match origin.locate(&key, &ip, redirect).await {
-        Located::Local(player) => Some(player),
-        Located::Remote { found, player } => {
-            if !redirect {
-                origin.relay(&key, found, player, &ip).await
-            } else {
-                drop(player);
-                let location = flv_redirect(
-                    &found.owner,
-                    origin.identity.flv_port,
-                    &key,
-                    play.query.as_deref(),
-                );
-                metrics::global()
-                    .redirects
-                    .get_or_create(&KindLabel { kind: "http" })
-                    .inc();
-                // The target's query is the client's (it may hold a token): not logged.
-                let to = location.split('?').next().unwrap_or_default();
-                tracing::info!(stream = %key, to, "HTTP-FLV 302 redirect");
-                return (StatusCode::FOUND, [(header::LOCATION, location)], "").into_response();
-            }
+    let player = match route::route(&origin, &req).await {
+        Decision::Play(player) => player,
+        Decision::Redirect(target) => {
+            return (
+                StatusCode::FOUND,
+                [(header::LOCATION, target.location())],
+                "",
+            )
+                .into_response();
         }
-        Located::NotFound => None,
-    };
-    let Some(player) = relayed else {
-        return text(
-            StatusCode::NOT_FOUND,
-            format!(
-                "stream {}/{} is not published on any origin\n",
-                key.app, key.stream
-            ),
-        );
+        Decision::NotFound => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "stream {}/{} is not published on any origin\n",
+                    key.app, key.stream
+                ),
+            );
+        }
     };
     tracing::info!(stream = %key, "HTTP-FLV playing");
     (

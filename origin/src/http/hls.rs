@@ -1,7 +1,7 @@
 //! HLS on the HTTP-FLV port: `GET /<app>/<stream>.m3u8` and the segments, parts and init
 //! segments it names (`/<app>/<stream>/<session>/<name>`), answered from the in-memory
-//! packager of `hls::live`. Packaging starts on the first playlist request (through the
-//! same `locate` HTTP-FLV uses) and stops after `--hls-idle-timeout` without requests.
+//! packager of `hls::live`. Packaging starts on the first playlist request (routed by
+//! `route`, like every play) and stops after `--hls-idle-timeout` without requests.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -21,8 +21,6 @@ use tokio::time::Instant;
 use super::api::parse_query;
 use super::cors;
 use super::flv::request_host;
-use crate::auth::{self, Event as AuthEvent};
-use crate::cluster::ownership::flv_redirect;
 use crate::config::HlsOptions;
 use crate::hls::live::{Live, Packagers};
 use crate::hls::names::{self, Resource};
@@ -31,7 +29,8 @@ use crate::hls::reload::{self, Lookup, ReloadRequest};
 use crate::media::StreamKey;
 use crate::media::name::{percent_decode, valid_name};
 use crate::metrics::{self, KindLabel};
-use crate::state::{Located, Origin};
+use crate::route::{self, Client, ClientKind, Decision, PlayRequest, Policy, Protocol};
+use crate::state::Origin;
 
 /// Longest request path and query accepted.
 const MAX_PATH: usize = 1024;
@@ -56,7 +55,7 @@ pub struct Hls {
     options: HlsOptions,
     packagers: Arc<Packagers>,
     /// One `locate` per stream however many first requests arrive together.
-    starting: Mutex<HashMap<(StreamKey, bool), Starting>>,
+    starting: Mutex<HashMap<(StreamKey, Policy), Starting>>,
     waiting: AtomicUsize,
     /// Clients allowed to play recently: (address, stream, query) until when.
     allowed: Mutex<HashMap<AllowedSlot, Instant>>,
@@ -277,33 +276,43 @@ impl Hls {
             )
         };
         drop(req);
-        if let Err(refused) = self
-            .authorize(peer, &host_header, &referer, &key, &client_query)
-            .await
-        {
+        let play = PlayRequest {
+            protocol: Protocol::Hls,
+            client: Client {
+                id: self.origin.next_id().to_string(),
+                ip: peer,
+                host,
+                tc_url: format!("http://{host_header}/{}", key.app),
+                page_url: referer,
+                kind: ClientKind {
+                    opted_in: route::opts_into_redirect([Some(client_query.as_str())]),
+                    ..ClientKind::default()
+                },
+                cluster_member: false,
+            },
+            key,
+            query: Some(client_query),
+        };
+        if let Err(refused) = self.authorize(&play).await {
             return refused;
         }
         match target {
             Target::Playlist { .. } => {
                 count("playlist");
-                self.playlist(key, &params, &client_query, &host).await
+                self.playlist(play, &params).await
             }
-            Target::Resource { session, name, .. } => self.resource(&key, &session, &name).await,
+            Target::Resource { session, name, .. } => {
+                self.resource(&play.key, &session, &name).await
+            }
         }
     }
 
-    /// Play authorization (DESIGN §9), as for an HTTP-FLV player: rules and on_play hooks
+    /// Play authorization (docs/architecture.md, "Auth and hooks"), as for an HTTP-FLV player: rules and on_play hooks
     /// decide; an allowed (address, stream, query) is remembered for `AUTH_TTL`, so a
     /// polling client is not re-checked on every playlist and segment.
-    async fn authorize(
-        &self,
-        ip: Option<IpAddr>,
-        host_header: &str,
-        referer: &str,
-        key: &StreamKey,
-        client_query: &str,
-    ) -> Result<(), Response> {
-        let slot = (ip, key.clone(), client_query.to_string());
+    async fn authorize(&self, play: &PlayRequest) -> Result<(), Response> {
+        let (ip, key) = (play.client.ip, &play.key);
+        let slot = (ip, key.clone(), play.query.clone().unwrap_or_default());
         let now = Instant::now();
         {
             let cache = self.allowed.lock().unwrap_or_else(|e| e.into_inner());
@@ -311,29 +320,7 @@ impl Hls {
                 return Ok(());
             }
         }
-        let request = auth::Request {
-            client_id: self.origin.next_id().to_string(),
-            ip,
-            vhost: key.vhost.clone(),
-            app: key.app.clone(),
-            stream: key.stream.clone(),
-            param: if client_query.is_empty() {
-                String::new()
-            } else {
-                format!("?{client_query}")
-            },
-            tc_url: format!("http://{host_header}/{}", key.app),
-            page_url: referer.to_string(),
-            stream_id: self
-                .origin
-                .registry
-                .get(key)
-                .and_then(|s| s.publisher())
-                .map(|p| p.id.to_string())
-                .unwrap_or_default(),
-            ..auth::Request::default()
-        };
-        if let Err(refusal) = self.origin.auth.check(AuthEvent::Play, &request).await {
+        if let Err(refusal) = route::authorize(&self.origin, play).await {
             count("refused");
             tracing::info!(stream = %key, ip = ?ip, reason = refusal.reason, "HLS play refused");
             return Err(text(StatusCode::FORBIDDEN, format!("{refusal}\n")));
@@ -349,13 +336,12 @@ impl Hls {
         Ok(())
     }
 
-    async fn live(self: &Arc<Self>, key: &StreamKey, raw: &str, host: &str) -> Outcome {
+    async fn live(self: &Arc<Self>, play: &PlayRequest) -> Outcome {
+        let key = &play.key;
         if let Some(l) = self.packagers.get(key) {
             return Outcome::Live(l);
         }
-        let opted_in = crate::rtmp::url::query_param(raw, "redirect") == Some("302");
-        let redirect = self.origin.redirects(false, opted_in);
-        let slot = (key.clone(), redirect);
+        let slot = (key.clone(), play.policy(self.origin.config.route));
         let fut = {
             let mut starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
             starting
@@ -364,13 +350,13 @@ impl Hls {
                     // A task, so the start completes (and leaves the map) even when every
                     // client that asked has gone.
                     let me = self.clone();
-                    let (key, raw, host) = (key.clone(), raw.to_string(), host.to_string());
+                    let play = play.clone();
                     let task = tokio::spawn(async move {
-                        let out = me.clone().start(key.clone(), raw, host, redirect).await;
+                        let out = me.clone().start(&play).await;
                         me.starting
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .remove(&(key, redirect));
+                            .remove(&slot);
                         out
                     });
                     async move { task.await.unwrap_or(Outcome::NotFound) }
@@ -382,72 +368,28 @@ impl Hls {
         fut.await
     }
 
-    async fn start(
-        self: Arc<Self>,
-        key: StreamKey,
-        raw: String,
-        host: String,
-        redirect: bool,
-    ) -> Outcome {
-        if let Some(l) = self.packagers.get(&key) {
+    /// The first playlist request of a stream: `route` decides, a local packager plays
+    /// what is served here.
+    async fn start(self: Arc<Self>, play: &PlayRequest) -> Outcome {
+        if let Some(l) = self.packagers.get(&play.key) {
             return Outcome::Live(l);
         }
-        match self.origin.locate(&key, &host, redirect).await {
-            Located::Local(player) => Outcome::Live(self.packagers.start(
-                &key,
+        match route::route(&self.origin, play).await {
+            Decision::Play(player) => Outcome::Live(self.packagers.start(
+                &play.key,
                 player,
                 self.options.packager,
                 self.options.idle_timeout,
             )),
-            Located::Remote { found, player } => {
-                if !redirect {
-                    // A relay brings the stream here; the local packager plays it.
-                    return match self.origin.relay(&key, found, player, &host).await {
-                        Some(player) => Outcome::Live(self.packagers.start(
-                            &key,
-                            player,
-                            self.options.packager,
-                            self.options.idle_timeout,
-                        )),
-                        None => Outcome::NotFound,
-                    };
-                }
-                drop(player);
-                let query: String = raw
-                    .split('&')
-                    .filter(|kv| !kv.starts_with("_HLS_"))
-                    .collect::<Vec<_>>()
-                    .join("&");
-                let flv = flv_redirect(
-                    &found.owner,
-                    self.origin.identity.flv_port,
-                    &key,
-                    Some(query.as_str()),
-                );
-                let (path, q) = flv.split_once('?').unwrap_or((&flv, ""));
-                let base = path.strip_suffix(".flv").unwrap_or(path);
-                let location = if q.is_empty() {
-                    format!("{base}.m3u8")
-                } else {
-                    format!("{base}.m3u8?{q}")
-                };
-                metrics::global()
-                    .redirects
-                    .get_or_create(&KindLabel { kind: "hls" })
-                    .inc();
-                tracing::info!(stream = %key, to = %location, "HLS 302 redirect");
-                Outcome::Redirect(location)
-            }
-            Located::NotFound => Outcome::NotFound,
+            Decision::Redirect(target) => Outcome::Redirect(target.location()),
+            Decision::NotFound => Outcome::NotFound,
         }
     }
 
     async fn playlist(
         self: &Arc<Self>,
-        key: StreamKey,
+        play: PlayRequest,
         params: &[(String, String)],
-        raw: &str,
-        host: &str,
     ) -> Response {
         let ll = self.options.packager.low_latency;
         let block = if ll {
@@ -464,7 +406,8 @@ impl Hls {
                 "too many waiting HLS requests\n",
             );
         };
-        let live = match self.live(&key, raw, host).await {
+        let key = &play.key;
+        let live = match self.live(&play).await {
             Outcome::Live(l) => l,
             Outcome::Redirect(location) => {
                 return (StatusCode::FOUND, [(header::LOCATION, location)], "").into_response();
@@ -482,7 +425,7 @@ impl Hls {
         let _request = live.request();
         live.count_poll();
         // Resources carry the client's query (vhost, tokens) and the packager's session.
-        let mut uris = Uris::for_stream(&key.stream, raw);
+        let mut uris = Uris::for_stream(&key.stream, play.query.as_deref().unwrap_or_default());
         uris.prefix.push_str(&format!("{}/", live.session));
         let limit = self.block_limit(&live);
         let deadline = Instant::now()

@@ -13,43 +13,11 @@ impl Connection {
     /// query of a publish or play (none at connect).
     pub(super) fn auth_request(&self, stream: Option<(&StreamKey, Option<&str>)>) -> AuthRequest {
         let s = &self.session;
-        let (vhost, name, param, stream_id) = match stream {
-            Some((key, query)) => (
-                key.vhost.clone(),
-                key.stream.clone(),
-                query
-                    .filter(|q| !q.is_empty())
-                    .map(|q| format!("?{q}"))
-                    .unwrap_or_default(),
-                self.origin
-                    .registry
-                    .get(key)
-                    .and_then(|st| st.publisher())
-                    .map(|p| p.id.to_string())
-                    .unwrap_or_default(),
-            ),
-            None => (
-                url::resolve_vhost(&[s.tc.query.as_deref()]),
-                String::new(),
-                String::new(),
-                String::new(),
-            ),
-        };
-        AuthRequest {
-            client_id: self.id.to_string(),
-            ip: Some(self.peer.ip()),
-            vhost,
-            app: s.app.clone(),
-            stream: name,
-            param,
-            // The tcUrl goes without its query (it may carry a token; `param` is the
-            // stream name's query).
-            tc_url: s.tc_url.split('?').next().unwrap_or_default().to_string(),
-            page_url: s.page_url.clone(),
-            stream_id,
-            send_bytes: 0,
-            recv_bytes: 0,
-            cluster_member: s.cluster_member,
+        match stream {
+            Some((key, query)) => s.client.auth_request(key, query, &self.origin.registry),
+            None => s
+                .client
+                .connect_request(&url::resolve_vhost(&[s.tc.query.as_deref()]), &s.app),
         }
     }
 

@@ -2,6 +2,7 @@
 //! publish and play are handed to their own modules.
 
 use crate::media::StreamKey;
+use crate::route::{Client, ClientKind};
 use crate::rtmp::amf0::Value;
 use crate::rtmp::command::{self, Command, status};
 use crate::rtmp::message::{Control, csid, kind};
@@ -85,14 +86,10 @@ impl Connection {
             self.send(csid::COMMAND, kind::COMMAND_AMF0, 0, &body);
             return Err(ConnError::Protocol("invalid app name".into()));
         }
-        let s = &mut self.session;
-        s.tc = TcUrl::parse(tc_url);
-        if s.tc.query.is_none() {
-            s.tc.query = app_query.map(str::to_string);
+        let mut tc = TcUrl::parse(tc_url);
+        if tc.query.is_none() {
+            tc.query = app_query.map(str::to_string);
         }
-        s.tc_url = tc_url.to_string();
-        s.app = app;
-        s.srs_edge = is_srs_edge(&cmd.object);
         // A relay of another origin: its flashVer, and the admin token when one is set.
         let claims_relay = cmd
             .object
@@ -104,17 +101,38 @@ impl Connection {
             .get(crate::relay::TOKEN_PROPERTY)
             .and_then(Value::as_str)
             .unwrap_or_default();
-        s.relay = claims_relay
+        let relay = claims_relay
             && (self.origin.config.admin_token.is_none() || self.origin.is_admin_token(token));
-        s.page_url = cmd
-            .object
-            .get("pageUrl")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        // Only the admin token makes a cluster member (a flashVer alone is no proof): it
-        // skips the rules and hooks (DESIGN §9: the relaying origin ran them for its player).
-        s.cluster_member = self.origin.auth.is_cluster_member(Some(token));
+        let host = if tc.host.is_empty() {
+            self.peer.ip().to_string()
+        } else {
+            tc.host.clone()
+        };
+        let client = Client {
+            id: self.id.to_string(),
+            ip: Some(self.peer.ip()),
+            host,
+            // Without its query (it may carry a token; `param` is the stream name's).
+            tc_url: tc_url.split('?').next().unwrap_or_default().to_string(),
+            page_url: cmd
+                .object
+                .get("pageUrl")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            kind: ClientKind {
+                relay,
+                srs_edge: is_srs_edge(&cmd.object),
+                opted_in: false,
+            },
+            // Only the admin token makes a cluster member (a flashVer alone is no proof):
+            // it skips the rules and hooks (the relaying origin ran them for its player;
+            // docs/architecture.md, "Auth and hooks").
+            cluster_member: self.origin.auth.is_cluster_member(Some(token)),
+        };
+        self.session.tc = tc;
+        self.session.app = app;
+        self.session.client = client;
         self.authorize_connect(cmd.transaction).await?;
         self.session.connected = true;
         let encoding = cmd
@@ -134,7 +152,8 @@ impl Connection {
             .set_chunk_size(crate::media::frame::OUT_CHUNK_SIZE);
         let body = command::connect_result(cmd.transaction, encoding);
         self.send(csid::COMMAND, kind::COMMAND_AMF0, 0, &body);
-        tracing::debug!(conn = self.id, app = %self.session.app, srs_edge = self.session.srs_edge, relay = self.session.relay, cluster_member = self.session.cluster_member, "connected");
+        let c = &self.session.client;
+        tracing::debug!(conn = self.id, app = %self.session.app, srs_edge = c.kind.srs_edge, relay = c.kind.relay, cluster_member = c.cluster_member, "connected");
         Ok(())
     }
 
@@ -148,15 +167,6 @@ impl Connection {
         let key = StreamKey::parse(&vhost, &self.session.app, stream)
             .map_err(|e| format!("{e}: `{}`", stream.escape_default()))?;
         Ok((key, query.map(str::to_string)))
-    }
-
-    /// Host of the client's tcUrl, echoed in ownership queries.
-    pub(super) fn tc_host(&self) -> String {
-        if self.session.tc.host.is_empty() {
-            self.peer.ip().to_string()
-        } else {
-            self.session.tc.host.clone()
-        }
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::time::timeout;
 use crate::auth::Notice as AuthNotice;
 use crate::media::{Frame, Player, Publisher, Stream};
 use crate::metrics::{self, ReasonLabel};
+use crate::route::Client;
 use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, RawMessage};
 use crate::rtmp::command;
 use crate::rtmp::handshake::{self, PACKET_SIZE};
@@ -70,16 +71,10 @@ pub(super) enum Role {
 pub(super) struct Session {
     pub connected: bool,
     pub app: String,
-    pub tc_url: String,
     pub tc: TcUrl,
-    /// The client's connect command carries an SRS edge's fingerprint (DESIGN §8).
-    pub srs_edge: bool,
-    /// The client is a relay of another origin (it must never be relayed or redirected).
-    pub relay: bool,
-    /// The connect's `pageUrl` (for hooks).
-    pub page_url: String,
-    /// Presented the admin token at connect: an origin of this cluster (skips auth).
-    pub cluster_member: bool,
+    /// What routing and the auth hooks know of the client (SRS edge, relay of another
+    /// origin, cluster member, tcUrl, pageUrl).
+    pub client: Client,
 }
 
 pub struct Connection {

@@ -1,5 +1,5 @@
-//! The play policy (serve here, or send the client to the owner with SRS's RTMP 302) and
-//! the delivery of a player's batches.
+//! An RTMP play: `route` decides where it goes; this answers it on the wire (onStatus,
+//! SRS's RTMP 302) and delivers the player's batches.
 
 use std::time::Duration;
 
@@ -8,15 +8,13 @@ use tokio::io::AsyncReadExt;
 use tokio::time::timeout;
 
 use crate::auth::Event as AuthEvent;
-use crate::cluster::ownership::rtmp_redirect;
 use crate::media::frame::PLAY_STREAM_ID;
-use crate::media::{Delivery, End, Notice, StreamKey};
-use crate::metrics::{self, KindLabel};
+use crate::media::{Delivery, End, Notice};
+use crate::metrics;
+use crate::route::{self, Decision, PlayRequest, Protocol, Target};
 use crate::rtmp::amf0::Value;
 use crate::rtmp::command::{self, Command, status};
 use crate::rtmp::message::{Control, UserControl, csid, kind};
-use crate::rtmp::url;
-use crate::state::Located;
 
 use super::connection::{ConnError, Connection, Playing, Role};
 use super::write::{SocketWriter, write_all_vectored};
@@ -39,15 +37,27 @@ impl Connection {
         };
         // A new play replaces whatever this connection did before.
         self.end_role();
-        let req = self.auth_request(Some((&key, query.as_deref())));
-        if let Err(refusal) = self.origin.auth.check(AuthEvent::Play, &req).await {
-            tracing::info!(conn = self.id, peer = %self.peer, stream = %key, reason = refusal.reason, "play refused");
-            self.send_status(stream_id, "error", PLAY_FAILED, &refusal.description);
-            self.flush().await?;
-            return Err(ConnError::Closed);
-        }
+        let mut client = self.session.client.clone();
+        client.kind.opted_in =
+            route::opts_into_redirect([self.session.tc.query.as_deref(), query.as_deref()]);
+        let req = PlayRequest {
+            protocol: Protocol::Rtmp,
+            key,
+            query,
+            client,
+        };
+        let key = &req.key;
+        let request = match route::authorize(&self.origin, &req).await {
+            Ok(r) => r,
+            Err(refusal) => {
+                tracing::info!(conn = self.id, peer = %self.peer, stream = %key, reason = refusal.reason, "play refused");
+                self.send_status(stream_id, "error", PLAY_FAILED, &refusal.description);
+                self.flush().await?;
+                return Err(ConnError::Closed);
+            }
+        };
         // on_stop goes out when this play ends, whichever way (redirect included).
-        let stop = self.origin.auth.notice(AuthEvent::Stop, req);
+        let stop = self.origin.auth.notice(AuthEvent::Stop, request);
         // The normal play reply comes first, as SRS sends it even before a redirect.
         let shown = &key.stream;
         self.send_control(Control::UserControl(UserControl::StreamBegin(stream_id)));
@@ -76,32 +86,12 @@ impl Connection {
         self.send(csid::STATUS, kind::DATA_AMF0, stream_id, &data_start);
         self.flush().await?;
 
-        let ip = self.tc_host();
-        let opted_in = [self.session.tc.query.as_deref(), query.as_deref()]
-            .into_iter()
-            .flatten()
-            .any(|q| url::query_param(q, "redirect") == Some("302"));
-        let redirect = self.origin.redirects(self.session.srs_edge, opted_in);
-        let located = if self.session.relay {
-            self.origin.locate_owned(&key).await
-        } else {
-            self.origin.locate(&key, &ip, redirect).await
-        };
-        let relayed = match located {
-            Located::Local(player) => Some(player),
-            Located::Remote { found, player } => {
-                if redirect {
-                    drop(player);
-                    return self.redirect(&found.owner, &key, query.as_deref()).await;
-                }
-                self.origin.relay(&key, found, player, &ip).await
+        let player = match route::route(&self.origin, &req).await {
+            Decision::Play(player) => player,
+            Decision::Redirect(Target::Rtmp { tc_url, url }) => {
+                return self.redirect(&tc_url, &url).await;
             }
-            Located::NotFound => None,
-        };
-        let player = match relayed {
-            Some(player) => player,
-            None => {
-                tracing::info!(conn = self.id, stream = %key, "no publisher anywhere; giving up");
+            Decision::Redirect(Target::Http(_)) | Decision::NotFound => {
                 self.send_status(
                     stream_id,
                     "error",
@@ -129,21 +119,9 @@ impl Connection {
         Ok(())
     }
 
-    async fn redirect(
-        &mut self,
-        owner: &origin_wire::clusters::Owner,
-        key: &StreamKey,
-        query: Option<&str>,
-    ) -> Result<(), ConnError> {
-        let (tc_url, full) = rtmp_redirect(owner, key, query);
-        metrics::global()
-            .redirects
-            .get_or_create(&KindLabel { kind: "rtmp" })
-            .inc();
-        // The target's query is the client's (it may hold a token): not logged.
-        let to = full.split('?').next().unwrap_or_default();
-        tracing::info!(conn = self.id, peer = %self.peer, stream = %key, to, "RTMP 302 redirect");
-        let body = command::redirect_302(&tc_url, &full);
+    /// Sends SRS's RTMP 302 and lets the client leave.
+    async fn redirect(&mut self, tc_url: &str, url: &str) -> Result<(), ConnError> {
+        let body = command::redirect_302(tc_url, url);
         // SRS sends it on chunk stream 5 with message stream id 0.
         self.send(csid::STATUS, kind::COMMAND_AMF0, 0, &body);
         self.flush().await?;

@@ -72,7 +72,7 @@ impl Connection {
                 false => {
                     self.origin
                         .discovery
-                        .find_owner(&peers, &key, &self.tc_host())
+                        .find_owner(&peers, &key, &self.session.client.host)
                         .await
                 }
             };
