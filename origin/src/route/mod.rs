@@ -47,7 +47,7 @@ impl Protocol {
 
 /// What a front end knows of its client: what the auth rules and hooks see, and what
 /// routing needs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Client {
     /// Unique within this process (an RTMP connection's id).
     pub id: String,
@@ -102,7 +102,7 @@ impl Client {
 }
 
 /// One play: which stream, how, and by whom.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlayRequest {
     pub protocol: Protocol,
     pub key: StreamKey,

@@ -169,6 +169,7 @@ pub mod status {
     pub const PLAY_PUBLISH_NOTIFY: &str = "NetStream.Play.PublishNotify";
     pub const DATA_START: &str = "NetStream.Data.Start";
     pub const CALL_FAILED: &str = "NetConnection.Call.Failed";
+    pub const CONNECT_REJECTED: &str = "NetConnection.Connect.Rejected";
 }
 
 #[cfg(test)]

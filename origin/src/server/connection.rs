@@ -13,18 +13,17 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::timeout;
 
-use crate::auth::Notice as AuthNotice;
+use crate::auth::{Event as AuthEvent, Notice as AuthNotice};
 use crate::media::{Frame, Player, Publisher, Stream};
 use crate::metrics::{self, ReasonLabel};
-use crate::route::Client;
+use crate::route;
 use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, RawMessage};
-use crate::rtmp::command;
+use crate::rtmp::command::{self, Command};
 use crate::rtmp::handshake::{self, PACKET_SIZE};
 use crate::rtmp::message::{Control, UserControl, csid, kind, split_aggregate};
-use crate::rtmp::url::TcUrl;
 use crate::state::Origin;
 
-pub(super) const WINDOW_ACK_SIZE: u32 = 2_500_000;
+use super::session::{Action, Input, Session, SessionError, WINDOW_ACK_SIZE};
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ConnError {
@@ -36,6 +35,8 @@ pub(super) enum ConnError {
     Chunk(#[from] crate::rtmp::chunk::ChunkError),
     #[error("{0}")]
     Protocol(String),
+    #[error("session: {0}")]
+    Session(#[from] SessionError),
     #[error("timed out")]
     Timeout,
     /// Not an error: the connection is over (peer left, redirect sent, refusal sent).
@@ -66,17 +67,6 @@ pub(super) enum Role {
     Playing(Box<Playing>),
 }
 
-/// What the client said in `connect`.
-#[derive(Default)]
-pub(super) struct Session {
-    pub connected: bool,
-    pub app: String,
-    pub tc: TcUrl,
-    /// What routing and the auth hooks know of the client (SRS edge, relay of another
-    /// origin, cluster member, tcUrl, pageUrl).
-    pub client: Client,
-}
-
 pub struct Connection {
     pub(super) origin: Arc<Origin>,
     pub(super) id: u64,
@@ -93,8 +83,8 @@ pub struct Connection {
     pub(super) close: Option<AuthNotice>,
     acked: u64,
     pub(super) peer_window: u32,
+    /// The command flow (sans-io); this loop performs what it asks.
     pub(super) session: Session,
-    pub(super) next_stream_id: u32,
     pub(super) role: Role,
     /// What the publisher did not write through to this player (the tail of a frame
     /// already partly on the wire, queued frames): the next write starts with it.
@@ -163,8 +153,7 @@ impl Connection {
             close: None,
             acked: 0,
             peer_window: WINDOW_ACK_SIZE,
-            session: Session::default(),
-            next_stream_id: 1,
+            session: Session::new(),
             role: Role::Idle,
             drained: false,
             cycle_bytes: 0,
@@ -359,15 +348,77 @@ impl Connection {
         self.send(csid::CONTROL, t, 0, &p);
     }
 
-    pub(super) fn send_status(
-        &mut self,
-        stream_id: u32,
-        level: &str,
-        code: &str,
-        description: &str,
-    ) {
-        let body = command::on_status(level, code, description, vec![]);
-        self.send(csid::STATUS, kind::COMMAND_AMF0, stream_id, &body);
+    /// Runs a command through the session and performs what it asks, in order: the
+    /// only place the command flow meets the socket, auth, publishing and routing.
+    async fn on_command(&mut self, cmd: Command, stream_id: u32) -> Result<(), ConnError> {
+        self.session.handle(Input::Command { cmd, stream_id })?;
+        // The on_stop notice of a play, from its authorization until its player.
+        let mut stop = None;
+        while let Some(action) = self.session.poll_action() {
+            let answer = match action {
+                Action::Send(m) => {
+                    self.send(m.csid, m.type_id, m.stream_id, &m.payload);
+                    None
+                }
+                Action::SetChunkSize(n) => {
+                    self.encoder.set_chunk_size(n);
+                    None
+                }
+                Action::AuthorizeConnect(info) => {
+                    Some(Input::ConnectChecked(self.authorize_connect(info).await))
+                }
+                Action::Publish { key, query, .. } => Some(Input::PublishChecked(
+                    self.publish(&key, query.as_deref()).await,
+                )),
+                Action::PublishRefused {
+                    reason,
+                    description,
+                } => {
+                    metrics::global()
+                        .publish_rejected
+                        .get_or_create(&ReasonLabel { reason })
+                        .inc();
+                    tracing::info!(conn = self.id, peer = %self.peer, reason, description, "publish refused");
+                    None
+                }
+                Action::AuthorizePlay(request) => {
+                    let checked = match route::authorize(&self.origin, &request).await {
+                        Ok(r) => {
+                            stop = self.origin.auth.notice(AuthEvent::Stop, r);
+                            Ok(())
+                        }
+                        Err(refusal) => {
+                            tracing::info!(conn = self.id, peer = %self.peer, stream = %request.key, reason = refusal.reason, "play refused");
+                            Err(refusal.description)
+                        }
+                    };
+                    Some(Input::PlayAuthorized(checked))
+                }
+                Action::Route { request, stream_id } => {
+                    // The client sees its play start before the wait for a publisher.
+                    self.flush().await?;
+                    let routed = self.route_play(&request, stream_id, stop.take()).await;
+                    Some(Input::Routed(routed))
+                }
+                Action::EndRole => {
+                    self.end_role();
+                    None
+                }
+                Action::Close => {
+                    self.flush().await?;
+                    return Err(ConnError::Closed);
+                }
+                Action::CloseAfterLinger => {
+                    self.flush().await?;
+                    self.linger().await;
+                    return Err(ConnError::Closed);
+                }
+            };
+            if let Some(input) = answer {
+                self.session.handle(input)?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes what is queued, bounded by the write timeout.

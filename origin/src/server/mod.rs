@@ -1,13 +1,14 @@
 //! The RTMP server: the accept loop and one task per connection. A connection is split
-//! by concept: the I/O loop (`connection`), the command state machine (`command`), the
-//! publish policy (`publish`), the play policy and redirect (`play`), and vectored
-//! writes (`write`).
+//! by concept: the command flow as a sans-io state machine (`session`), the socket loop
+//! that drives it (`connection`, the only async part), the `on_connect` check
+//! (`authorize`), the publish policy (`publish`), a play's routing and delivery
+//! (`play`), and vectored writes (`write`).
 
 mod authorize;
-mod command;
 mod connection;
 mod play;
 mod publish;
+mod session;
 mod write;
 
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! An RTMP play: `route` decides where it goes; this answers it on the wire (onStatus,
-//! SRS's RTMP 302) and delivers the player's batches.
+//! An RTMP play's I/O: routing it (`route` decides), the wait after a redirect, and the
+//! delivery of the player's batches.
 
 use std::time::Duration;
 
@@ -7,103 +7,38 @@ use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 use tokio::time::timeout;
 
-use crate::auth::Event as AuthEvent;
+use crate::auth::Notice as AuthNotice;
 use crate::media::frame::PLAY_STREAM_ID;
 use crate::media::{Delivery, End, Notice};
 use crate::metrics;
-use crate::route::{self, Decision, PlayRequest, Protocol, Target};
-use crate::rtmp::amf0::Value;
-use crate::rtmp::command::{self, Command, status};
+use crate::route::{self, Decision, PlayRequest, Target};
+use crate::rtmp::command::{self, status};
 use crate::rtmp::message::{Control, UserControl, csid, kind};
 
 use super::connection::{ConnError, Connection, Playing, Role};
+use super::session::Routed;
 use super::write::{SocketWriter, write_all_vectored};
 
 /// How long we wait for a redirected client to leave (SRS: 3 s).
 const REDIRECT_LINGER: Duration = Duration::from_secs(3);
-/// onStatus code of a refused play (librtmp and ffmpeg stop on it).
-const PLAY_FAILED: &str = "NetStream.Play.Failed";
 
 impl Connection {
-    pub(super) async fn on_play(&mut self, cmd: &Command, stream_id: u32) -> Result<(), ConnError> {
-        let name = cmd.arg_str(0).unwrap_or_default().to_string();
-        let (key, query) = match self.stream_key(&name) {
-            Ok(k) => k,
-            Err(e) => {
-                self.send_status(stream_id, "error", status::PLAY_STREAM_NOT_FOUND, &e);
-                self.flush().await?;
-                return Err(ConnError::Closed);
-            }
-        };
-        // A new play replaces whatever this connection did before.
-        self.end_role();
-        let mut client = self.session.client.clone();
-        client.kind.opted_in =
-            route::opts_into_redirect([self.session.tc.query.as_deref(), query.as_deref()]);
-        let req = PlayRequest {
-            protocol: Protocol::Rtmp,
-            key,
-            query,
-            client,
-        };
-        let key = &req.key;
-        let request = match route::authorize(&self.origin, &req).await {
-            Ok(r) => r,
-            Err(refusal) => {
-                tracing::info!(conn = self.id, peer = %self.peer, stream = %key, reason = refusal.reason, "play refused");
-                self.send_status(stream_id, "error", PLAY_FAILED, &refusal.description);
-                self.flush().await?;
-                return Err(ConnError::Closed);
-            }
-        };
-        // on_stop goes out when this play ends, whichever way (redirect included).
-        let stop = self.origin.auth.notice(AuthEvent::Stop, request);
-        // The normal play reply comes first, as SRS sends it even before a redirect.
-        let shown = &key.stream;
-        self.send_control(Control::UserControl(UserControl::StreamBegin(stream_id)));
-        self.send_status(
-            stream_id,
-            "status",
-            status::PLAY_RESET,
-            &format!("Playing and resetting {shown}."),
-        );
-        self.send_status(
-            stream_id,
-            "status",
-            status::PLAY_START,
-            &format!("Started playing {shown}."),
-        );
-        let access = command::data(&[
-            Value::str("|RtmpSampleAccess"),
-            Value::Boolean(true),
-            Value::Boolean(true),
-        ]);
-        self.send(csid::STATUS, kind::DATA_AMF0, stream_id, &access);
-        let data_start = command::data(&[
-            Value::str("onStatus"),
-            Value::object([("code", Value::str(status::DATA_START))]),
-        ]);
-        self.send(csid::STATUS, kind::DATA_AMF0, stream_id, &data_start);
-        self.flush().await?;
-
-        let player = match route::route(&self.origin, &req).await {
+    /// Routes an authorized play (`stop`: its on_stop notice) and, when it is served
+    /// here, puts its player in place.
+    pub(super) async fn route_play(
+        &mut self,
+        request: &PlayRequest,
+        stream_id: u32,
+        stop: Option<AuthNotice>,
+    ) -> Routed {
+        let mut player = match route::route(&self.origin, request).await {
             Decision::Play(player) => player,
             Decision::Redirect(Target::Rtmp { tc_url, url }) => {
-                return self.redirect(&tc_url, &url).await;
+                return Routed::Redirect { tc_url, url };
             }
-            Decision::Redirect(Target::Http(_)) | Decision::NotFound => {
-                self.send_status(
-                    stream_id,
-                    "error",
-                    status::PLAY_STREAM_NOT_FOUND,
-                    &format!("stream {shown} is not published on any origin"),
-                );
-                self.flush().await?;
-                return Err(ConnError::Closed);
-            }
+            Decision::Redirect(Target::Http(_)) | Decision::NotFound => return Routed::NotFound,
         };
-        tracing::info!(conn = self.id, peer = %self.peer, stream = %key, "playing");
-        let mut player = player;
+        tracing::info!(conn = self.id, peer = %self.peer, stream = %request.key, "playing");
         if stream_id == PLAY_STREAM_ID
             && let Some(out) = SocketWriter::new(&self.writer)
         {
@@ -116,16 +51,12 @@ impl Connection {
             batch: Vec::with_capacity(16),
             _stop: stop,
         }));
-        Ok(())
+        Routed::Playing
     }
 
-    /// Sends SRS's RTMP 302 and lets the client leave.
-    async fn redirect(&mut self, tc_url: &str, url: &str) -> Result<(), ConnError> {
-        let body = command::redirect_302(tc_url, url);
-        // SRS sends it on chunk stream 5 with message stream id 0.
-        self.send(csid::STATUS, kind::COMMAND_AMF0, 0, &body);
-        self.flush().await?;
-        // Give the client up to 3 s to read it and leave (or send a command), then close.
+    /// After a redirect: gives the client up to 3 s to read it and leave (or send a
+    /// command).
+    pub(super) async fn linger(&mut self) {
         let _ = timeout(REDIRECT_LINGER, async {
             loop {
                 match self.reader.read_buf(&mut self.rbuf).await {
@@ -141,7 +72,6 @@ impl Connection {
             }
         })
         .await;
-        Err(ConnError::Closed)
     }
 
     /// Writes one batch: control messages queued before it, the frames (shared,

@@ -2,108 +2,72 @@
 
 use crate::auth::Event as AuthEvent;
 use crate::config::PublishConflict;
-use crate::media::PublisherInfo;
-use crate::metrics::{self, ReasonLabel};
-use crate::rtmp::command::{Command, status};
-use crate::rtmp::message::{Control, UserControl};
+use crate::media::{PublisherInfo, StreamKey};
+use crate::rtmp::command::status;
 
-use super::connection::{ConnError, Connection, Role};
+use super::connection::{Connection, Role};
+use super::session::PublishRefusal;
+
+fn refusal(code: &'static str, reason: &'static str, description: String) -> PublishRefusal {
+    PublishRefusal {
+        code,
+        reason,
+        description,
+    }
+}
 
 impl Connection {
-    pub(super) async fn on_publish(
+    /// Claims `key` for this connection's publisher, or says why not.
+    pub(super) async fn publish(
         &mut self,
-        cmd: &Command,
-        stream_id: u32,
-    ) -> Result<(), ConnError> {
-        let name = cmd.arg_str(0).unwrap_or_default().to_string();
-        let (key, query) = match self.stream_key(&name) {
-            Ok(k) => k,
-            Err(e) => {
-                return self
-                    .refuse_publish(stream_id, status::PUBLISH_BAD_NAME, "bad_name", &e)
-                    .await;
-            }
+        key: &StreamKey,
+        query: Option<&str>,
+    ) -> Result<(), PublishRefusal> {
+        let Some(client) = self.session.client() else {
+            let d = "connect first".to_string();
+            return Err(refusal(status::PUBLISH_BAD_NAME, "bad_name", d));
         };
-        if !matches!(self.role, Role::Idle) {
-            return self
-                .refuse_publish(
-                    stream_id,
-                    status::PUBLISH_BAD_NAME,
-                    "busy",
-                    "connection already publishes or plays",
-                )
-                .await;
-        }
+        let host = client.host.clone();
         // Authorization first: an unauthorized client learns nothing about the stream.
-        let mut req = self.auth_request(Some((&key, query.as_deref())));
-        if let Err(refusal) = self.origin.auth.check(AuthEvent::Publish, &req).await {
-            return self
-                .refuse_publish(
-                    stream_id,
-                    status::PUBLISH_DENIED,
-                    refusal.reason,
-                    &refusal.description,
-                )
-                .await;
+        let mut req = client.auth_request(key, query, &self.origin.registry);
+        if let Err(r) = self.origin.auth.check(AuthEvent::Publish, &req).await {
+            return Err(refusal(status::PUBLISH_DENIED, r.reason, r.description));
         }
         if self.origin.is_draining() {
-            return self
-                .refuse_publish(
-                    stream_id,
-                    status::PUBLISH_DENIED,
-                    "draining",
-                    "origin is draining; reconnect to another origin",
-                )
-                .await;
+            let d = "origin is draining; reconnect to another origin".to_string();
+            return Err(refusal(status::PUBLISH_DENIED, "draining", d));
         }
-        if self.origin.registry.is_owned(&key) {
+        if self.origin.registry.is_owned(key) {
             let d = format!("stream {key} is already being published");
-            return self
-                .refuse_publish(stream_id, status::PUBLISH_BAD_NAME, "already_published", &d)
-                .await;
+            return Err(refusal(status::PUBLISH_BAD_NAME, "already_published", d));
         }
         if self.origin.config.publish_conflict == PublishConflict::Reject {
             let peers = self.origin.coworkers.peers();
             // Never trust a cached owner here: an encoder moving off a draining origin
             // must not be refused because of what that origin had a second ago.
-            self.origin.discovery.forget(&key);
+            self.origin.discovery.forget(key);
             let found = match peers.is_empty() {
                 true => None,
-                false => {
-                    self.origin
-                        .discovery
-                        .find_owner(&peers, &key, &self.session.client.host)
-                        .await
-                }
+                false => self.origin.discovery.find_owner(&peers, key, &host).await,
             };
             if let Some(found) = found {
-                self.origin.discovery.forget(&key);
+                self.origin.discovery.forget(key);
                 let owner = origin_wire::addr::HostPort::new(found.owner.ip, found.owner.port);
                 let d = format!("stream {key} is already published on origin {owner}");
-                return self
-                    .refuse_publish(stream_id, status::PUBLISH_BAD_NAME, "owned_elsewhere", &d)
-                    .await;
+                return Err(refusal(status::PUBLISH_BAD_NAME, "owned_elsewhere", d));
             }
         }
-        let publisher = match self.origin.registry.publish(
-            &key,
-            PublisherInfo {
-                id: self.id,
-                addr: Some(self.peer),
-                since: std::time::Instant::now(),
-                upstream: None,
-            },
-        ) {
+        let info = PublisherInfo {
+            id: self.id,
+            addr: Some(self.peer),
+            since: std::time::Instant::now(),
+            upstream: None,
+        };
+        let publisher = match self.origin.registry.publish(key, info) {
             Ok(p) => p,
             Err(e) => {
-                return self
-                    .refuse_publish(
-                        stream_id,
-                        status::PUBLISH_BAD_NAME,
-                        "already_published",
-                        &e.to_string(),
-                    )
-                    .await;
+                let d = e.to_string();
+                return Err(refusal(status::PUBLISH_BAD_NAME, "already_published", d));
             }
         };
         tracing::info!(conn = self.id, peer = %self.peer, stream = %key, "publishing");
@@ -113,30 +77,6 @@ impl Connection {
             publisher,
             _unpublish: unpublish,
         };
-        self.send_control(Control::UserControl(UserControl::StreamBegin(stream_id)));
-        self.send_status(
-            stream_id,
-            "status",
-            status::PUBLISH_START,
-            &format!("Started publishing stream {}.", key.stream),
-        );
         Ok(())
-    }
-
-    async fn refuse_publish(
-        &mut self,
-        stream_id: u32,
-        code: &str,
-        reason: &'static str,
-        description: &str,
-    ) -> Result<(), ConnError> {
-        metrics::global()
-            .publish_rejected
-            .get_or_create(&ReasonLabel { reason })
-            .inc();
-        tracing::info!(conn = self.id, peer = %self.peer, reason, description, "publish refused");
-        self.send_status(stream_id, "error", code, description);
-        self.flush().await?;
-        Err(ConnError::Closed)
     }
 }
