@@ -1,7 +1,7 @@
 //! The `on_connect` check of an RTMP connection: who the client is (a relay of another
 //! origin, a cluster member) and whether the rules and hooks let it in.
 
-use crate::auth::Event as AuthEvent;
+use crate::auth::{Event as AuthEvent, Notice as AuthNotice};
 use crate::route::{Client, ClientKind};
 
 use super::connection::Connection;
@@ -9,9 +9,12 @@ use super::session::ConnectInfo;
 
 impl Connection {
     /// Runs `on_connect` for what the client said in `connect`. Admitted, the client's
-    /// facts come back and the connection holds its `on_close` notice from now on;
+    /// facts come back with the `on_close` notice the connection holds from now on;
     /// refused, the text to send.
-    pub(super) async fn authorize_connect(&mut self, info: ConnectInfo) -> Result<Client, String> {
+    pub(super) async fn authorize_connect(
+        &self,
+        info: ConnectInfo,
+    ) -> Result<(Client, Option<AuthNotice>), String> {
         let config_token = self.origin.config.admin_token.as_deref();
         // A relay of another origin: its flashVer, and the admin token when one is set.
         let relay = info.claims_relay
@@ -48,8 +51,8 @@ impl Connection {
             tracing::info!(conn = self.id, peer = %self.peer, app = %info.app, reason = refusal.reason, "connect refused");
             return Err(refusal.description);
         }
-        self.close = self.origin.auth.notice(AuthEvent::Close, req);
+        let close = self.origin.auth.notice(AuthEvent::Close, req);
         tracing::debug!(conn = self.id, app = %info.app, srs_edge = client.kind.srs_edge, relay = client.kind.relay, cluster_member = client.cluster_member, "connected");
-        Ok(client)
+        Ok((client, close))
     }
 }

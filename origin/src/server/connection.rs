@@ -71,20 +71,20 @@ pub struct Connection {
     pub(super) origin: Arc<Origin>,
     pub(super) id: u64,
     pub(super) peer: SocketAddr,
-    pub(super) reader: OwnedReadHalf,
+    reader: OwnedReadHalf,
     pub(super) writer: OwnedWriteHalf,
-    pub(super) rbuf: BytesMut,
+    rbuf: BytesMut,
     pub(super) wbuf: BytesMut,
-    pub(super) decoder: ChunkDecoder,
+    decoder: ChunkDecoder,
     pub(super) encoder: ChunkEncoder,
-    pub(super) bytes_in: u64,
+    bytes_in: u64,
     pub(super) bytes_out: u64,
     /// Sends on_close when the connection ends.
-    pub(super) close: Option<AuthNotice>,
+    close: Option<AuthNotice>,
     acked: u64,
-    pub(super) peer_window: u32,
+    peer_window: u32,
     /// The command flow (sans-io); this loop performs what it asks.
-    pub(super) session: Session,
+    session: Session,
     pub(super) role: Role,
     /// What the publisher did not write through to this player (the tail of a frame
     /// already partly on the wire, queued frames): the next write starts with it.
@@ -96,6 +96,9 @@ pub struct Connection {
     /// The socket's SO_RCVLOWAT (see [`Connection::set_read_low_water`]).
     low_water: usize,
 }
+
+/// How long we wait for a redirected client to leave (SRS: 3 s).
+const REDIRECT_LINGER: Duration = Duration::from_secs(3);
 
 /// Highest receive low-water mark set on a paced publisher's socket.
 const MAX_LOW_WATER: usize = 256 * 1024;
@@ -365,11 +368,17 @@ impl Connection {
                     None
                 }
                 Action::AuthorizeConnect(info) => {
-                    Some(Input::ConnectChecked(self.authorize_connect(info).await))
+                    let checked = self.authorize_connect(info).await.map(|(client, close)| {
+                        self.close = close;
+                        client
+                    });
+                    Some(Input::ConnectChecked(checked))
                 }
-                Action::Publish { key, query, .. } => Some(Input::PublishChecked(
-                    self.publish(&key, query.as_deref()).await,
-                )),
+                Action::Publish { key, query, .. } => {
+                    let client = self.session.client().cloned().unwrap_or_default();
+                    let published = self.publish(&client, &key, query.as_deref()).await;
+                    Some(Input::PublishChecked(published))
+                }
                 Action::PublishRefused {
                     reason,
                     description,
@@ -419,6 +428,26 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// After a redirect: gives the client up to 3 s to read it and leave (or send a
+    /// command).
+    async fn linger(&mut self) {
+        let _ = timeout(REDIRECT_LINGER, async {
+            loop {
+                match self.reader.read_buf(&mut self.rbuf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        while let Ok(Some(m)) = self.decoder.decode(&mut self.rbuf) {
+                            if m.type_id == kind::COMMAND_AMF0 || m.type_id == kind::COMMAND_AMF3 {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        })
+        .await;
     }
 
     /// Writes what is queued, bounded by the write timeout.

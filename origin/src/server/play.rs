@@ -1,10 +1,7 @@
 //! An RTMP play's I/O: routing it (`route` decides), the wait after a redirect, and the
 //! delivery of the player's batches.
 
-use std::time::Duration;
-
 use bytes::Bytes;
-use tokio::io::AsyncReadExt;
 use tokio::time::timeout;
 
 use crate::auth::Notice as AuthNotice;
@@ -18,9 +15,6 @@ use crate::rtmp::message::{Control, UserControl, csid, kind};
 use super::connection::{ConnError, Connection, Playing, Role};
 use super::session::Routed;
 use super::write::{SocketWriter, write_all_vectored};
-
-/// How long we wait for a redirected client to leave (SRS: 3 s).
-const REDIRECT_LINGER: Duration = Duration::from_secs(3);
 
 impl Connection {
     /// Routes an authorized play (`stop`: its on_stop notice) and, when it is served
@@ -52,26 +46,6 @@ impl Connection {
             _stop: stop,
         }));
         Routed::Playing
-    }
-
-    /// After a redirect: gives the client up to 3 s to read it and leave (or send a
-    /// command).
-    pub(super) async fn linger(&mut self) {
-        let _ = timeout(REDIRECT_LINGER, async {
-            loop {
-                match self.reader.read_buf(&mut self.rbuf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {
-                        while let Ok(Some(m)) = self.decoder.decode(&mut self.rbuf) {
-                            if m.type_id == kind::COMMAND_AMF0 || m.type_id == kind::COMMAND_AMF3 {
-                                return;
-                            }
-                        }
-                    }
-                }
-            }
-        })
-        .await;
     }
 
     /// Writes one batch: control messages queued before it, the frames (shared,

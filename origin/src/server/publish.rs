@@ -3,6 +3,7 @@
 use crate::auth::Event as AuthEvent;
 use crate::config::PublishConflict;
 use crate::media::{PublisherInfo, StreamKey};
+use crate::route::Client;
 use crate::rtmp::command::status;
 
 use super::connection::{Connection, Role};
@@ -20,14 +21,11 @@ impl Connection {
     /// Claims `key` for this connection's publisher, or says why not.
     pub(super) async fn publish(
         &mut self,
+        client: &Client,
         key: &StreamKey,
         query: Option<&str>,
     ) -> Result<(), PublishRefusal> {
-        let Some(client) = self.session.client() else {
-            let d = "connect first".to_string();
-            return Err(refusal(status::PUBLISH_BAD_NAME, "bad_name", d));
-        };
-        let host = client.host.clone();
+        let host = &client.host;
         // Authorization first: an unauthorized client learns nothing about the stream.
         let mut req = client.auth_request(key, query, &self.origin.registry);
         if let Err(r) = self.origin.auth.check(AuthEvent::Publish, &req).await {
@@ -48,7 +46,7 @@ impl Connection {
             self.origin.discovery.forget(key);
             let found = match peers.is_empty() {
                 true => None,
-                false => self.origin.discovery.find_owner(&peers, key, &host).await,
+                false => self.origin.discovery.find_owner(&peers, key, host).await,
             };
             if let Some(found) = found {
                 self.origin.discovery.forget(key);
