@@ -84,3 +84,98 @@ pub async fn wait_for_publisher(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::auth::Auth;
+    use crate::cluster::Identity;
+    use crate::config::Config;
+    use crate::media::{Publisher, PublisherInfo};
+
+    /// A lone origin (no coworkers) that waits `wait` for publishers.
+    fn origin(wait: Duration) -> Arc<Origin> {
+        let config = Config {
+            wait_for_publisher: wait,
+            ..Config::default()
+        };
+        Origin::new(config, Identity::default(), Auth::open())
+    }
+
+    fn key() -> StreamKey {
+        StreamKey::new(origin_wire::DEFAULT_VHOST, "live", "cam")
+    }
+
+    fn publish(origin: &Origin, upstream: Option<&str>) -> Publisher {
+        let info = PublisherInfo {
+            id: 1,
+            addr: None,
+            since: Instant::now(),
+            upstream: upstream.map(str::to_string),
+        };
+        origin.registry.publish(&key(), info).expect("free name")
+    }
+
+    fn outcome(l: &Located) -> &'static str {
+        match l {
+            Located::Here(_) => "here",
+            Located::Relay { .. } => "relay",
+            Located::Redirect(_) => "redirect",
+            Located::NotFound => "not found",
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_owned_stream_is_served_at_once_under_every_policy() {
+        let o = origin(Duration::from_secs(10));
+        let _p = publish(&o, None);
+        for policy in [Policy::OwnerOnly, Policy::Redirect, Policy::Relay] {
+            let l = wait_for_publisher(&o, &key(), "h", policy).await;
+            assert_eq!(outcome(&l), "here", "{policy:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_relayed_stream_serves_only_relaying_plays() {
+        let o = origin(Duration::from_secs(2));
+        let _p = publish(&o, Some("10.0.0.2:1935"));
+        let l = wait_for_publisher(&o, &key(), "h", Policy::Relay).await;
+        assert_eq!(outcome(&l), "here");
+        // Another origin's relay and a redirected client wait for the owner: none comes
+        // (and no coworker knows it), so both end at the deadline, not before, not never.
+        for policy in [Policy::OwnerOnly, Policy::Redirect] {
+            let start = tokio::time::Instant::now();
+            let l = wait_for_publisher(&o, &key(), "h", policy).await;
+            assert_eq!(outcome(&l), "not found", "{policy:?}");
+            assert!(start.elapsed() >= Duration::from_secs(2), "{policy:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_publish_during_the_wait_is_found() {
+        for policy in [Policy::OwnerOnly, Policy::Redirect, Policy::Relay] {
+            let o = origin(Duration::from_secs(30));
+            let waiting = {
+                let o = o.clone();
+                tokio::spawn(
+                    async move { outcome(&wait_for_publisher(&o, &key(), "h", policy).await) },
+                )
+            };
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let _p = publish(&o, None);
+            assert_eq!(waiting.await.unwrap(), "here", "{policy:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_anywhere_is_not_found_after_the_wait() {
+        let o = origin(Duration::from_secs(5));
+        let start = tokio::time::Instant::now();
+        let l = wait_for_publisher(&o, &key(), "h", Policy::Relay).await;
+        assert_eq!(outcome(&l), "not found");
+        assert!(start.elapsed() >= Duration::from_secs(5));
+    }
+}
