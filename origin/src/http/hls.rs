@@ -279,7 +279,8 @@ impl Hls {
         let play = PlayRequest {
             protocol: Protocol::Hls,
             client: Client {
-                id: self.origin.next_id().to_string(),
+                // Given when the client is checked (most requests are not).
+                id: String::new(),
                 ip: peer,
                 host,
                 tc_url: format!("http://{host_header}/{}", key.app),
@@ -320,7 +321,9 @@ impl Hls {
                 return Ok(());
             }
         }
-        if let Err(refusal) = route::authorize(&self.origin, play).await {
+        let mut play = play.clone();
+        play.client.id = self.origin.next_id().to_string();
+        if let Err(refusal) = route::authorize(&self.origin, &play).await {
             count("refused");
             tracing::info!(stream = %key, ip = ?ip, reason = refusal.reason, "HLS play refused");
             return Err(text(StatusCode::FORBIDDEN, format!("{refusal}\n")));
