@@ -497,3 +497,220 @@ mod real_players {
         browser_plays_from_non_owner("redirect").await;
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Faults of a real owner process: frozen (SIGSTOP), killed (SIGKILL), or a listener that
+// never answers the RTMP handshake (docs/architecture.md, "Relay").
+
+/// Sends `sig` (`STOP`, `CONT`, `KILL`) to process `pid`.
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// Resumes a stopped origin when the test ends, however it ends (its drop then kills it).
+struct Thaw(u32);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-CONT")
+            .arg(self.0.to_string())
+            .status();
+    }
+}
+
+/// Arrival times of the media a player received.
+type Arrivals = std::sync::Arc<std::sync::Mutex<Vec<Instant>>>;
+
+/// One RTMP player (the project's client, which does not follow redirects) reading
+/// `url` in the background until `stop`: records media arrivals, fails on an error
+/// status, a lost connection or a timestamp going backwards.
+fn rtmp_player(
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (Arrivals, tokio::task::JoinHandle<Result<(), String>>) {
+    let arrivals = Arrivals::default();
+    let seen = arrivals.clone();
+    let task = tokio::spawn(async move {
+        let mut p = Client::connect(&url).await.map_err(|e| e.to_string())?;
+        p.play(None).await.map_err(|e| e.to_string())?;
+        let (mut last_video, mut last_audio) = (None::<u32>, None::<u32>);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let ev = match tokio::time::timeout(Duration::from_millis(500), p.next_event()).await {
+                Err(_) => continue,
+                Ok(ev) => ev.map_err(|e| format!("the connection was lost: {e}"))?,
+            };
+            match ev {
+                Event::Media(m) => {
+                    let last = if m.type_id == kind::VIDEO {
+                        &mut last_video
+                    } else {
+                        &mut last_audio
+                    };
+                    if let Some(l) = *last
+                        && m.timestamp < l
+                    {
+                        return Err(format!("timestamp went backwards: {l} -> {}", m.timestamp));
+                    }
+                    *last = Some(m.timestamp);
+                    seen.lock().unwrap().push(Instant::now());
+                }
+                Event::Status { info, .. } => {
+                    if info.get("level").and_then(Value::as_str) == Some("error") {
+                        return Err(format!("error status: {info:?}"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    });
+    (arrivals, task)
+}
+
+/// ffmpeg decoding an HTTP-FLV stream to nowhere; its `-progress` frame counts, with the
+/// time each new count was read, are recorded. Killed on drop.
+struct FfmpegFlvPlayer {
+    child: std::process::Child,
+    arrivals: Arrivals,
+}
+
+impl FfmpegFlvPlayer {
+    fn start(url: &str) -> Self {
+        use std::io::BufRead;
+        require_ffmpeg();
+        let mut child = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostats"])
+            .args(["-i", url, "-map", "0:v", "-f", "null", "-"])
+            .args(["-progress", "pipe:1", "-stats_period", "0.2"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn ffmpeg");
+        let out = child.stdout.take().expect("ffmpeg stdout");
+        let arrivals = Arrivals::default();
+        let seen = arrivals.clone();
+        std::thread::spawn(move || {
+            let mut frames = 0u64;
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if let Some(n) = line
+                    .strip_prefix("frame=")
+                    .and_then(|n| n.trim().parse().ok())
+                    && n > frames
+                {
+                    frames = n;
+                    seen.lock().unwrap().push(Instant::now());
+                }
+            }
+        });
+        Self { child, arrivals }
+    }
+}
+
+impl Drop for FfmpegFlvPlayer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Arrivals at or after `since`.
+fn arrived_since(a: &Arrivals, since: Instant) -> Vec<Instant> {
+    a.lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|t| *t >= since)
+        .collect()
+}
+
+/// The owner of a relayed stream fails (`fault` is applied to origin 0's process); the
+/// encoder moves to origin 1; the RTMP and HTTP-FLV players on origin 2 must resume,
+/// with media arriving from origin 1, within `limit` of the fault.
+async fn players_resume_after_owner_fault(name: &str, fault: &str, limit: Duration) {
+    let c = cluster(3, &[]);
+    let path = format!("live/{name}");
+    let first = c[0].publish_test_pattern(&path, "320x240", 25, 120).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let players: Vec<_> = (0..3)
+        .map(|_| rtmp_player(c[2].rtmp_url(&path), stop.clone()))
+        .collect();
+    let flv = FfmpegFlvPlayer::start(&c[2].flv_url(&format!("{path}.flv")));
+    // Everybody plays through the relay first.
+    let start = Instant::now();
+    let playing = until(Duration::from_secs(20), || async {
+        (players.iter().all(|(a, _)| a.lock().unwrap().len() >= 50)
+            && flv.arrivals.lock().unwrap().len() >= 3)
+            .then_some(())
+    })
+    .await;
+    assert!(playing.is_some(), "players did not start through the relay");
+    assert_eq!(
+        players_of(&c[0], name).await,
+        Some(1),
+        "one upstream: the relay"
+    );
+    println!("players started in {:?}", start.elapsed());
+
+    let pid = c[0].pid();
+    let _thaw = Thaw(pid);
+    signal(pid, fault);
+    let fault_at = Instant::now();
+    // The encoder reconnects to another origin.
+    drop(first);
+    let _second = c[1].publish_test_pattern(&path, "320x240", 25, 120).await;
+    let republished_at = Instant::now();
+
+    let resumed = until(limit.saturating_sub(fault_at.elapsed()), || async {
+        let rtmp = players
+            .iter()
+            .all(|(a, _)| arrived_since(a, republished_at).len() >= 25);
+        let http = arrived_since(&flv.arrivals, republished_at).len() >= 2;
+        (rtmp && http).then_some(Instant::now())
+    })
+    .await;
+    let first_after = |a: &Arrivals| arrived_since(a, republished_at).first().copied();
+    let report: Vec<_> = players
+        .iter()
+        .map(|(a, _)| first_after(a).map(|t| t - fault_at))
+        .chain([first_after(&flv.arrivals).map(|t| t - fault_at)])
+        .collect();
+    println!(
+        "owner {fault}: encoder republished {:?} after the fault; first media after it \
+         (RTMP x3, HTTP-FLV) at {report:?} after the fault",
+        republished_at - fault_at
+    );
+    assert!(
+        resumed.is_some(),
+        "players on the relaying origin did not resume within {limit:?} of the owner's \
+         SIG{fault}: {report:?}"
+    );
+    // The media comes from origin 1: the relay is its player now.
+    assert_eq!(
+        players_of(&c[1], name).await,
+        Some(1),
+        "the relay pulls from origin 1"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for (_, t) in players {
+        t.await.unwrap().expect("RTMP player through the relay");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn players_on_a_relay_resume_when_the_owner_freezes() {
+    // SIGSTOP: the owner's TCP connections stay open and nothing flows. The relay must
+    // notice by its idle deadline (default 3 s), not wait for TCP.
+    players_resume_after_owner_fault("frz", "STOP", Duration::from_secs(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn players_on_a_relay_resume_when_the_owner_is_killed() {
+    players_resume_after_owner_fault("killed", "KILL", Duration::from_secs(20)).await;
+}
