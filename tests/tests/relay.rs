@@ -73,6 +73,13 @@ async fn head_of(addr: &str, path: &str) -> String {
     String::from_utf8_lossy(&buf).to_string()
 }
 
+/// The value of the sample `series` (name and labels, as printed) in a metrics text.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 fn is_keyframe(payload: &[u8]) -> bool {
     // FLV video tag: frame type in the high nibble (also for Enhanced RTMP), 1 = key.
     payload.first().is_some_and(|b| (b >> 4) & 0x7 == 1)
@@ -472,12 +479,19 @@ mod real_players {
         assert_eq!((gst.width, gst.height), (Some(424), Some(240)));
     }
 
+    /// HTTP 302s `o` sent so far.
+    async fn http_redirects(o: &OriginProc) -> f64 {
+        let text = http("GET", &o.api_url("/metrics"), &[], "").await.text();
+        metric(&text, "origin_redirects_total{kind=\"http\"}").unwrap_or(0.0)
+    }
+
     async fn browser_plays_from_non_owner(route: &str) {
         require_browser();
         let c = cluster(2, &["--route", route]);
         let _pub = c[0]
             .publish_test_pattern("live/web", "640x360", 25, 60)
             .await;
+        let before = http_redirects(&c[1]).await;
         let url = c[1].flv_url("live/web.flv");
         let r = tokio::task::spawn_blocking(move || browser_play(WebPlayer::Mpegts, &url))
             .await
@@ -485,6 +499,31 @@ mod real_players {
             .unwrap_or_else(|e| panic!("Chromium/mpegts.js via {route}: {e}"));
         assert!(r.ok && r.advanced > 1.0, "{r:?}");
         assert_eq!((r.video_width, r.video_height), (640, 360), "{r:?}");
+        let redirected = http_redirects(&c[1]).await - before;
+        if route == "redirect" {
+            // The browser went through a 302 (with CORS) and played from the owner.
+            assert!(
+                redirected >= 1.0,
+                "the browser got no 302 from the non-owner"
+            );
+            let head = head_of(&format!("127.0.0.1:{}", c[1].flv), "/live/web.flv").await;
+            assert!(head.starts_with("HTTP/1.1 302"), "{head}");
+            let lower = head.to_ascii_lowercase();
+            assert!(
+                lower.contains(&format!(
+                    "location: http://127.0.0.1:{}/live/web.flv",
+                    c[0].flv
+                )),
+                "{head}"
+            );
+            assert!(lower.contains("access-control-allow-origin: *"), "{head}");
+            assert!(
+                players_of(&c[1], "web").await.is_none(),
+                "the non-owner relayed"
+            );
+        } else {
+            assert_eq!(redirected, 0.0, "the browser was redirected, not relayed");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -633,7 +672,12 @@ fn arrived_since(a: &Arrivals, since: Instant) -> Vec<Instant> {
 /// The owner of a relayed stream fails (`fault` is applied to origin 0's process); the
 /// encoder moves to origin 1; the RTMP and HTTP-FLV players on origin 2 must resume,
 /// with media arriving from origin 1, within `limit` of the fault.
-async fn players_resume_after_owner_fault(name: &str, fault: &str, limit: Duration) {
+async fn players_resume_after_owner_fault(
+    name: &str,
+    fault: &str,
+    reasons: &[&str],
+    limit: Duration,
+) {
     let c = cluster(3, &[]);
     let path = format!("live/{name}");
     let first = c[0].publish_test_pattern(&path, "320x240", 25, 120).await;
@@ -697,6 +741,20 @@ async fn players_resume_after_owner_fault(name: &str, fault: &str, limit: Durati
         Some(1),
         "the relay pulls from origin 1"
     );
+    let text = http("GET", &c[2].api_url("/metrics"), &[], "").await.text();
+    let counted: f64 = reasons
+        .iter()
+        .filter_map(|r| {
+            metric(
+                &text,
+                &format!("origin_relay_failures_total{{reason=\"{r}\"}}"),
+            )
+        })
+        .sum();
+    assert!(
+        counted >= 1.0,
+        "the relay's failure is counted as one of {reasons:?}"
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for (_, t) in players {
         t.await.unwrap().expect("RTMP player through the relay");
@@ -707,10 +765,127 @@ async fn players_resume_after_owner_fault(name: &str, fault: &str, limit: Durati
 async fn players_on_a_relay_resume_when_the_owner_freezes() {
     // SIGSTOP: the owner's TCP connections stay open and nothing flows. The relay must
     // notice by its idle deadline (default 3 s), not wait for TCP.
-    players_resume_after_owner_fault("frz", "STOP", Duration::from_secs(20)).await;
+    players_resume_after_owner_fault("frz", "STOP", &["idle"], Duration::from_secs(20)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn players_on_a_relay_resume_when_the_owner_is_killed() {
-    players_resume_after_owner_fault("killed", "KILL", Duration::from_secs(20)).await;
+    // The upstream's TCP connection is closed or reset by the kernel.
+    players_resume_after_owner_fault(
+        "killed",
+        "KILL",
+        &["closed", "reset"],
+        Duration::from_secs(20),
+    )
+    .await;
+}
+
+/// A coworker API that answers every ownership query with "owned here, RTMP on 127.0.0.1
+/// at `rtmp`" (read per query, so a test can point it elsewhere while it runs).
+async fn claiming_coworker(rtmp: std::sync::Arc<std::sync::atomic::AtomicU16>) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let port = rtmp.load(std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let body = format!(
+                    r#"{{"code":0,"data":{{"query":{{"ip":"127.0.0.1","vhost":"__defaultVhost__","app":"live","stream":"hs"}},"origin":{{"ip":"127.0.0.1","port":{port},"vhost":"__defaultVhost__","api":"127.0.0.1:1","routers":[]}}}}}}"#
+                );
+                let _ = s
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_gives_up_on_an_owner_that_never_answers_the_handshake() {
+    // The "owner" accepts TCP and never sends S0/S1/S2 (a hung process, a wrong port).
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_port = hole.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hole.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(s);
+        }
+    });
+    let rtmp = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(hole_port));
+    let coworker = claiming_coworker(rtmp.clone()).await;
+    let token = token_file("relay-token");
+    let real = OriginProc::start(&OriginOpts {
+        token_file: Some(token.clone()),
+        ..OriginOpts::default()
+    });
+    let _pub = real
+        .publish_test_pattern("live/hs", "320x240", 25, 90)
+        .await;
+    let o = OriginProc::start(&OriginOpts {
+        coworkers: vec![coworker],
+        token_file: Some(token),
+        extra: ["--wait-for-publisher", "40s", "--discovery-cache", "0s"]
+            .map(String::from)
+            .to_vec(),
+    });
+    let url = o.rtmp_url("live/hs");
+    let started = Instant::now();
+    let player = tokio::spawn(async move {
+        let mut p = Client::connect(&url).await?;
+        p.play(None).await?;
+        let first = tokio::time::timeout(Duration::from_secs(60), p.next_media())
+            .await
+            .map_err(|_| ClientError::Timeout)??;
+        Ok::<_, ClientError>((Instant::now(), first))
+    });
+    // The relay connects to the hole, gives up within its connect timeout (counted as
+    // a timeout), and asks again.
+    let gave_up = until(Duration::from_secs(30), || async {
+        let text = http("GET", &o.api_url("/metrics"), &[], "").await.text();
+        metric(&text, "origin_relay_failures_total{reason=\"timeout\"}")
+            .filter(|n| *n >= 1.0)
+            .map(|_| Instant::now())
+    })
+    .await
+    .expect("the relay never gave up on the silent owner");
+    println!(
+        "relay gave up on the silent owner {:?} after the play ({} connections to it)",
+        gave_up - started,
+        accepted.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert!(
+        !player.is_finished(),
+        "the player was dropped while the relay retried"
+    );
+    // A real owner appears: the waiting player gets its media.
+    rtmp.store(real.rtmp, std::sync::atomic::Ordering::SeqCst);
+    let switched = Instant::now();
+    let (at, first) = tokio::time::timeout(Duration::from_secs(40), player)
+        .await
+        .expect("the player got no media after the real owner appeared")
+        .unwrap()
+        .expect("the player through the relay");
+    assert!(first.type_id == kind::VIDEO || first.type_id == kind::AUDIO);
+    println!(
+        "first media {:?} after the real owner appeared",
+        at - switched
+    );
+    assert_eq!(
+        players_of(&real, "hs").await,
+        Some(1),
+        "relayed from the real owner"
+    );
 }
