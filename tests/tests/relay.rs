@@ -599,10 +599,10 @@ fn rtmp_player(
                     *last = Some(m.timestamp);
                     seen.lock().unwrap().push(Instant::now());
                 }
-                Event::Status { info, .. } => {
-                    if info.get("level").and_then(Value::as_str) == Some("error") {
-                        return Err(format!("error status: {info:?}"));
-                    }
+                Event::Status { info, .. }
+                    if info.get("level").and_then(Value::as_str) == Some("error") =>
+                {
+                    return Err(format!("error status: {info:?}"));
                 }
                 _ => {}
             }
