@@ -566,3 +566,38 @@ pub async fn play_following_redirects(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cancelled_flush_leaves_the_rest_for_the_next_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut socket = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut peer, _) = listener.accept().await.unwrap();
+        // More than the socket buffers of both ends hold.
+        let sent: Vec<u8> = (0..32u32 << 20).map(|i| (i % 251) as u8).collect();
+        let mut wbuf = BytesMut::from(&sent[..]);
+        // Nobody reads: the write stalls once the buffers are full, and is cancelled.
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(300),
+            Client::drain(&mut socket, &mut wbuf),
+        )
+        .await;
+        assert!(cancelled.is_err(), "the peer took 32 MiB without reading");
+        assert!(!wbuf.is_empty() && wbuf.len() < sent.len());
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        Client::drain(&mut socket, &mut wbuf).await.unwrap();
+        drop(socket);
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), sent.len(), "bytes lost or repeated");
+        assert!(got == sent, "the stream was corrupted");
+    }
+}
