@@ -850,6 +850,7 @@ async fn a_relay_gives_up_on_an_owner_that_never_answers_the_handshake() {
             .map_err(|_| ClientError::Timeout)??;
         Ok::<_, ClientError>((Instant::now(), first))
     });
+    let flv = FfmpegFlvPlayer::start(&o.flv_url("live/hs.flv"));
     // The relay connects to the hole, gives up within its connect timeout (counted as
     // a timeout), and asks again.
     let gave_up = until(Duration::from_secs(30), || async {
@@ -882,6 +883,15 @@ async fn a_relay_gives_up_on_an_owner_that_never_answers_the_handshake() {
     println!(
         "first media {:?} after the real owner appeared",
         at - switched
+    );
+    let decoded = until(Duration::from_secs(30), || async {
+        (!flv.arrivals.lock().unwrap().is_empty()).then_some(Instant::now())
+    })
+    .await
+    .expect("the HTTP-FLV player decoded nothing after the real owner appeared");
+    println!(
+        "HTTP-FLV frames decoded {:?} after the real owner appeared",
+        decoded - switched
     );
     assert_eq!(
         players_of(&real, "hs").await,
