@@ -1,5 +1,6 @@
-//! Relays (docs/architecture.md, "Relay"): a non-owner pulls a stream once from its owner over RTMP and
-//! serves it to every local player itself, so every player works on every origin.
+//! Relays (docs/architecture.md, "Relay"): a non-owner pulls a stream once from its
+//! owner over RTMP and serves it to every local player itself, so every player works on
+//! every origin.
 //!
 //! A relay is a publisher of the local stream (with `upstream` set): fan-out, the GOP
 //! cache, slow-player handling and metrics are the local stream's. It is never an owner:
@@ -8,10 +9,10 @@
 //! players get UnpublishNotify and stay; the relay finds the new owner and resumes them
 //! with continuous timestamps, up to the republish timeout. An upstream also ends when
 //! nothing (no media, no control message) arrived for the idle timeout, counted from the
-//! last byte received (an owner frozen by SIGSTOP or cut off by a partition keeps its TCP
-//! connection open), and on a TCP error; both are handled like an unpublish. It closes a linger after its
-//! last player left. Relay requests are marked (flashVer and the admin token), and an
-//! origin never relays or redirects one onward.
+//! last byte received (an owner frozen by SIGSTOP or cut off by a partition keeps its
+//! TCP connection open), and on a TCP error; both are handled like an unpublish. A relay
+//! closes a linger after its last player left. Relay requests are marked (flashVer and
+//! the admin token), and an origin never relays or redirects one onward.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
