@@ -1,13 +1,20 @@
 //! An RTMP client: connect, publish (e.g. an FLV file), play and read media and status
 //! messages, follow an RTMP 302. Used by relays, the tests and the benchmarks; built on
 //! the same sans-io protocol modules as the server.
+//!
+//! Every call is cancel-safe: outgoing bytes stay in the client's buffer until the socket
+//! took them, so a call dropped mid-write (a relay's `select!`, a caller's timeout) leaves
+//! the rest for the next write instead of a truncated chunk on the wire, and a message is
+//! only taken from the read buffer once it is complete. Connect, handshake and `connect`
+//! are bounded by [`ConnectOptions::timeout`], and so is every later write.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::media::flv::Tag;
 use crate::rtmp::amf0::Value;
@@ -98,7 +105,7 @@ pub struct ConnectOptions {
     pub flash_ver: String,
     /// Extra properties of the connect command object.
     pub properties: Vec<(String, Value)>,
-    /// Bound on TCP connect + handshake + the connect command.
+    /// Bound on TCP connect + handshake + the connect command, and on each later write.
     pub timeout: Duration,
 }
 
@@ -117,7 +124,12 @@ pub struct Client {
     /// Sub-messages of an aggregate message not returned yet.
     pending: VecDeque<RawMessage>,
     rbuf: BytesMut,
+    /// Bytes not taken by the socket yet; only advanced by what a write took.
     wbuf: BytesMut,
+    /// Bound on one flush.
+    write_timeout: Duration,
+    /// When the last byte arrived from the server.
+    last_received: Instant,
     decoder: ChunkDecoder,
     encoder: ChunkEncoder,
     txn: f64,
@@ -146,6 +158,8 @@ impl Client {
             pending: VecDeque::new(),
             rbuf: BytesMut::with_capacity(64 * 1024),
             wbuf: BytesMut::new(),
+            write_timeout: options.timeout,
+            last_received: Instant::now(),
             decoder: ChunkDecoder::default(),
             encoder: ChunkEncoder::new(crate::rtmp::chunk::DEFAULT_CHUNK_SIZE),
             txn: 1.0,
@@ -170,17 +184,25 @@ impl Client {
         Ok(c)
     }
 
+    /// The client side of the handshake; runs inside `connect_with`'s timeout (a server
+    /// that accepts TCP and never answers is given up on then).
     async fn handshake(&mut self) -> Result<(), ClientError> {
         let c0c1 = handshake::client_c0c1(true);
         self.socket.write_all(&c0c1).await?;
         let mut s = vec![0u8; 1 + 2 * PACKET_SIZE];
         self.socket.read_exact(&mut s).await?;
+        self.last_received = Instant::now();
         if s[0] != handshake::RTMP_VERSION {
             return Err(ClientError::Protocol(format!("S0 version {}", s[0])));
         }
         let c2 = handshake::client_c2(&s[1..1 + PACKET_SIZE]);
         self.socket.write_all(&c2).await?;
         Ok(())
+    }
+
+    /// When the last byte arrived from the server (media, control or anything else).
+    pub fn last_received(&self) -> Instant {
+        self.last_received
     }
 
     fn send_control(&mut self, c: Control) {
@@ -201,11 +223,28 @@ impl Client {
         );
     }
 
-    /// Sends what is buffered.
+    /// Sends what is buffered, within the write timeout. Cancel-safe: the buffer only
+    /// loses what the socket took, so a cancelled flush is finished by the next one.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
-        if !self.wbuf.is_empty() {
-            let b = self.wbuf.split();
-            self.socket.write_all(&b).await?;
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        tokio::time::timeout(
+            self.write_timeout,
+            Self::drain(&mut self.socket, &mut self.wbuf),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout)?
+    }
+
+    async fn drain(socket: &mut TcpStream, wbuf: &mut BytesMut) -> Result<(), ClientError> {
+        while !wbuf.is_empty() {
+            // One `write` either takes bytes or, when cancelled, none.
+            let n = socket.write(&wbuf[..]).await?;
+            if n == 0 {
+                return Err(ClientError::Closed);
+            }
+            wbuf.advance(n);
         }
         Ok(())
     }
@@ -369,10 +408,13 @@ impl Client {
     }
 
     /// Reads until the next event. Answers pings and applies Set Chunk Size on the way.
+    /// Cancel-safe: a dropped call loses no message (see the module comment).
     pub async fn next_event(&mut self) -> Result<Event, ClientError> {
         if let Some(m) = self.pending.pop_front() {
             return Ok(Event::Media(m));
         }
+        // A reply a cancelled call left half-sent goes first.
+        self.flush().await?;
         loop {
             while let Some(m) = self.decoder.decode(&mut self.rbuf)? {
                 if m.type_id == kind::AGGREGATE {
@@ -426,6 +468,7 @@ impl Client {
             if n == 0 {
                 return Err(ClientError::Closed);
             }
+            self.last_received = Instant::now();
         }
     }
 
@@ -521,5 +564,40 @@ pub async fn play_following_redirects(
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cancelled_flush_leaves_the_rest_for_the_next_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut socket = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut peer, _) = listener.accept().await.unwrap();
+        // More than the socket buffers of both ends hold.
+        let sent: Vec<u8> = (0..32u32 << 20).map(|i| (i % 251) as u8).collect();
+        let mut wbuf = BytesMut::from(&sent[..]);
+        // Nobody reads: the write stalls once the buffers are full, and is cancelled.
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(300),
+            Client::drain(&mut socket, &mut wbuf),
+        )
+        .await;
+        assert!(cancelled.is_err(), "the peer took 32 MiB without reading");
+        assert!(!wbuf.is_empty() && wbuf.len() < sent.len());
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        Client::drain(&mut socket, &mut wbuf).await.unwrap();
+        drop(socket);
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), sent.len(), "bytes lost or repeated");
+        assert!(got == sent, "the stream was corrupted");
     }
 }

@@ -127,6 +127,10 @@ pub struct Settings {
     /// How long a relay keeps its upstream after its last player left.
     #[arg(long, env = "ORIGIN_RELAY_LINGER")]
     pub relay_linger: Option<Dur>,
+    /// A relay gives up on an upstream that sent no byte (no media, no control message)
+    /// for this long, and looks for the owner again; its players stay [default: 3s].
+    #[arg(long, env = "ORIGIN_RELAY_IDLE_TIMEOUT")]
+    pub relay_idle_timeout: Option<Dur>,
     /// This origin's pod name (the operator sets `POD_NAME`): its advertise addresses
     /// are the document's `pod_advertise` entry of that name.
     #[arg(long, env = "POD_NAME")]
@@ -353,6 +357,7 @@ impl Settings {
             publish_conflict,
             route,
             relay_linger,
+            relay_idle_timeout,
             http_header_timeout,
             pod_name,
             max_api_connections,
@@ -455,6 +460,7 @@ pub struct Config {
     pub publish_conflict: PublishConflict,
     pub route: Route,
     pub relay_linger: Duration,
+    pub relay_idle_timeout: Duration,
     pub http_header_timeout: Duration,
     pub pod_name: Option<String>,
     pub max_api_connections: usize,
@@ -511,6 +517,7 @@ impl Config {
             publish_conflict: s.publish_conflict.unwrap_or_default(),
             route: s.route.unwrap_or_default(),
             relay_linger: d(s.relay_linger, Duration::from_secs(5)),
+            relay_idle_timeout: d(s.relay_idle_timeout, Duration::from_secs(3)),
             http_header_timeout: d(s.http_header_timeout, Duration::from_secs(10)),
             max_api_connections: s.max_api_connections.unwrap_or(1024),
             pod_name: s.pod_name.filter(|p| !p.is_empty()),

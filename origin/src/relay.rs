@@ -1,14 +1,18 @@
-//! Relays (DESIGN §8): a non-owner pulls a stream once from its owner over RTMP and
-//! serves it to every local player itself, so every player works on every origin.
+//! Relays (docs/architecture.md, "Relay"): a non-owner pulls a stream once from its
+//! owner over RTMP and serves it to every local player itself, so every player works on
+//! every origin.
 //!
 //! A relay is a publisher of the local stream (with `upstream` set): fan-out, the GOP
 //! cache, slow-player handling and metrics are the local stream's. It is never an owner:
 //! ownership answers and the publish guard ignore it, and a real publisher arriving here
 //! takes its place. When the upstream ends (the encoder moved, the owner died), local
 //! players get UnpublishNotify and stay; the relay finds the new owner and resumes them
-//! with continuous timestamps, up to the republish timeout. It closes a linger after its
-//! last player left. Relay requests are marked (flashVer and the admin token), and an
-//! origin never relays or redirects one onward.
+//! with continuous timestamps, up to the republish timeout. An upstream also ends when
+//! nothing (no media, no control message) arrived for the idle timeout, counted from the
+//! last byte received (an owner frozen by SIGSTOP or cut off by a partition keeps its
+//! TCP connection open), and on a TCP error; both are handled like an unpublish. A relay
+//! closes a linger after its last player left. Relay requests are marked (flashVer and
+//! the admin token), and an origin never relays or redirects one onward.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,8 +39,6 @@ pub fn relay_flash_ver() -> String {
 pub const TOKEN_PROPERTY: &str = "originClusterToken";
 /// Most RTMP 302 hops a relay follows (an SRS owner may redirect it).
 const MAX_HOPS: usize = 3;
-/// An upstream that sends nothing for this long is dead.
-const UPSTREAM_IDLE: Duration = Duration::from_secs(10);
 /// How often a relay checks for players and pre-emption.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -54,7 +56,10 @@ pub struct RelayContext {
     pub first_media_timeout: Duration,
     /// Between two rounds of questions while the owner is unknown.
     pub reask_interval: Duration,
+    /// Bound on TCP connect + handshake + connect, on `play`, and on each write.
     pub connect_timeout: Duration,
+    /// An upstream that sent no byte for this long is given up on.
+    pub idle_timeout: Duration,
     pub admin_token: Option<String>,
 }
 
@@ -87,6 +92,11 @@ enum RelayError {
     Client(#[from] ClientError),
     #[error("upstream timed out")]
     Timeout,
+    #[error("upstream sent nothing for {0:?}")]
+    Idle(Duration),
+    /// The upstream failed while relaying (after it proved live).
+    #[error("upstream lost: {0}")]
+    Lost(ClientError),
     #[error("too many redirects")]
     Hops,
     #[error("upstream refused: {0}")]
@@ -100,6 +110,11 @@ impl RelayError {
             RelayError::Client(ClientError::Timeout) | RelayError::Timeout => "timeout",
             RelayError::Client(ClientError::Closed) => "closed",
             RelayError::Client(_) => "protocol",
+            RelayError::Idle(_) => "idle",
+            RelayError::Lost(ClientError::Io(_)) => "reset",
+            RelayError::Lost(ClientError::Closed) => "closed",
+            RelayError::Lost(ClientError::Timeout) => "timeout",
+            RelayError::Lost(_) => "protocol",
             RelayError::Hops => "redirects",
             RelayError::Refused(_) => "refused",
         }
@@ -114,6 +129,28 @@ enum PullEnd {
     Preempted,
     /// The owner said the publisher left.
     Unpublished,
+    /// The upstream went quiet or failed after it had been relaying.
+    Lost(RelayError),
+}
+
+/// What the idle deadline of an upstream says at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Idle {
+    /// Bytes arrived recently: look again at this instant.
+    Until(Instant),
+    /// Nothing arrived for the idle timeout.
+    Expired,
+}
+
+/// The idle deadline of an upstream: `timeout` after the last byte received. Pure, so
+/// the relay's loop only sleeps until [`Idle::Until`] and asks again when it passes.
+fn idle_deadline(last_received: Instant, timeout: Duration, now: Instant) -> Idle {
+    let deadline = last_received + timeout;
+    if now >= deadline {
+        Idle::Expired
+    } else {
+        Idle::Until(deadline)
+    }
 }
 
 impl Relays {
@@ -206,24 +243,30 @@ async fn run(ctx: RelayContext, key: StreamKey, mut found: Option<Found>, ip: St
             Ok(PullEnd::Unpublished) => {
                 tracing::info!(stream = %key, "relay upstream unpublished; looking for the new owner");
                 lost_at = Some(Instant::now());
-                metrics::global()
-                    .relay_failures
-                    .get_or_create(&ReasonLabel {
-                        reason: "unpublished",
-                    })
-                    .inc();
+                count_failure("unpublished");
+            }
+            Ok(PullEnd::Lost(e)) => {
+                // Players were relayed until now: they got UnpublishNotify when the
+                // publisher dropped, and wait for the new owner as after an unpublish.
+                tracing::warn!(stream = %key, owner = %owner.peer, error = %e, "relay upstream lost; looking for the owner again");
+                lost_at = Some(Instant::now());
+                count_failure(e.reason());
             }
             Err(e) => {
                 tracing::warn!(stream = %key, owner = %owner.peer, error = %e, "relay upstream failed");
                 lost_at.get_or_insert_with(Instant::now);
-                metrics::global()
-                    .relay_failures
-                    .get_or_create(&ReasonLabel { reason: e.reason() })
-                    .inc();
+                count_failure(e.reason());
                 tokio::time::sleep(ctx.reask_interval).await;
             }
         }
     }
+}
+
+fn count_failure(reason: &'static str) {
+    metrics::global()
+        .relay_failures
+        .get_or_create(&ReasonLabel { reason })
+        .inc();
 }
 
 /// The upstream URL of `key` on `owner`.
@@ -329,51 +372,122 @@ async fn pull(
         m.relay_upstream_bytes.inc_by(payload.len() as u64);
         publisher.push(t, ts, payload);
     }
+    Ok(relay_until_end(ctx, &mut client, &publisher, idle_since).await)
+}
+
+/// Publishes what the upstream sends until it ends (unpublished, quiet for the idle
+/// timeout, failed), the players leave, or a real publisher arrives. The upstream is
+/// dropped by the caller, the publisher with it (players get UnpublishNotify).
+async fn relay_until_end(
+    ctx: &RelayContext,
+    client: &mut Client,
+    publisher: &crate::media::Publisher,
+    idle_since: &mut Option<Instant>,
+) -> PullEnd {
+    let m = metrics::global();
     let mut tick = tokio::time::interval(TICK);
+    // Pinned outside the loop and moved only when bytes arrived: other arms never
+    // restart it.
+    let idle = tokio::time::sleep_until(client.last_received() + ctx.idle_timeout);
+    tokio::pin!(idle);
     // Frames held for the players' merge interval (or audio waiting for video) go out by then.
     let mut hold: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
-            ev = tokio::time::timeout(UPSTREAM_IDLE, client.next_event()) => {
-                let ev = ev.map_err(|_| RelayError::Timeout)??;
+            // `next_event` is cancel-safe: losing the race to another arm loses nothing.
+            ev = client.next_event() => {
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    Err(e) => return PullEnd::Lost(RelayError::Lost(e)),
+                };
                 match ev {
                     Event::Media(msg) => {
                         m.relay_upstream_bytes.inc_by(msg.payload.len() as u64);
                         publisher.push_batched(msg.type_id, msg.timestamp, msg.payload);
-                        hold = crate::media::flush_stepped(&publisher).await;
+                        hold = crate::media::flush_stepped(publisher).await;
                     }
                     Event::Data(msg) if msg.type_id == kind::DATA_AMF0 && forwardable(&msg.payload) => {
                         publisher.push_batched(msg.type_id, msg.timestamp, msg.payload);
-                        hold = crate::media::flush_stepped(&publisher).await;
+                        hold = crate::media::flush_stepped(publisher).await;
                     }
                     Event::Status { info, .. } => {
                         let code = info.get("code").and_then(Value::as_str).unwrap_or_default();
                         if code == crate::rtmp::command::status::PLAY_UNPUBLISH_NOTIFY {
-                            return Ok(PullEnd::Unpublished);
+                            return PullEnd::Unpublished;
                         }
                         if info.get("level").and_then(Value::as_str) == Some("error") {
-                            return Err(RelayError::Refused(code.to_string()));
+                            return PullEnd::Lost(RelayError::Refused(code.to_string()));
                         }
                     }
                     _ => {}
                 }
             }
+            () = &mut idle => {
+                match idle_deadline(client.last_received(), ctx.idle_timeout, Instant::now()) {
+                    Idle::Expired => return PullEnd::Lost(RelayError::Idle(ctx.idle_timeout)),
+                    Idle::Until(at) => idle.as_mut().reset(at),
+                }
+            }
             _ = crate::media::held_until(hold), if hold.is_some() => {
-                hold = crate::media::flush_stepped(&publisher).await;
+                hold = crate::media::flush_stepped(publisher).await;
             }
             _ = tick.tick() => {
                 if !publisher.is_current() {
-                    return Ok(PullEnd::Preempted);
+                    return PullEnd::Preempted;
                 }
                 if publisher.stream().players() == 0 {
                     let since = *idle_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= ctx.linger {
-                        return Ok(PullEnd::Idle);
+                        return PullEnd::Idle;
                     }
                 } else {
                     *idle_since = None;
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_idle_deadline_counts_from_the_last_byte_received() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(3);
+        assert_eq!(idle_deadline(t0, timeout, t0), Idle::Until(t0 + timeout));
+        // Loop turns (ticks, flushes) between bytes do not move the deadline.
+        for ms in [250, 500, 2_999] {
+            assert_eq!(
+                idle_deadline(t0, timeout, t0 + Duration::from_millis(ms)),
+                Idle::Until(t0 + timeout)
+            );
+        }
+        assert_eq!(idle_deadline(t0, timeout, t0 + timeout), Idle::Expired);
+        assert_eq!(
+            idle_deadline(t0, timeout, t0 + Duration::from_secs(60)),
+            Idle::Expired
+        );
+        // A byte received later moves it.
+        let later = t0 + Duration::from_secs(2);
+        assert_eq!(
+            idle_deadline(later, timeout, t0 + timeout),
+            Idle::Until(later + timeout)
+        );
+    }
+
+    #[test]
+    fn failures_while_relaying_are_counted_by_their_own_reason() {
+        assert_eq!(RelayError::Idle(Duration::from_secs(3)).reason(), "idle");
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(RelayError::Lost(ClientError::Io(reset)).reason(), "reset");
+        assert_eq!(RelayError::Lost(ClientError::Closed).reason(), "closed");
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            RelayError::Client(ClientError::Io(refused)).reason(),
+            "connect"
+        );
+        assert_eq!(RelayError::Client(ClientError::Timeout).reason(), "timeout");
     }
 }

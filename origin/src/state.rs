@@ -62,6 +62,7 @@ impl Origin {
             first_media_timeout: config.wait_for_publisher + Duration::from_secs(5),
             reask_interval: config.reask_interval,
             connect_timeout: Duration::from_secs(5),
+            idle_timeout: config.relay_idle_timeout,
             admin_token: config.admin_token.clone(),
         });
         Arc::new(Self {

@@ -395,3 +395,80 @@ async fn coworker_admin_api_checks_token_revision_and_body() {
     assert!(bad.json()["error"].as_str().unwrap().contains("no-port"));
     assert_eq!(http("GET", &url, &[], "").await.json()["revision"], 5);
 }
+
+/// Sends `sig` (`STOP`, `CONT`, `KILL`) to process `pid`.
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// Resumes a stopped origin when the test ends, however it ends (its drop then kills it).
+struct Thaw(u32);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-CONT")
+            .arg(self.0.to_string())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_and_a_killed_coworker_do_not_delay_finding_the_owner() {
+    // Real coworker origins, not stand-ins: origin 0 frozen by SIGSTOP (its listening
+    // sockets still accept, nothing answers), origin 1 killed by SIGKILL (refused).
+    let timeout = Duration::from_secs(3);
+    let mut c = start_cluster(
+        4,
+        &OriginOpts {
+            token_file: Some(token_file(TOKEN)),
+            extra: ["--route", "redirect", "--discovery-cache", "0s"]
+                .into_iter()
+                .map(String::from)
+                .chain([
+                    "--discovery-timeout".into(),
+                    format!("{}s", timeout.as_secs()),
+                ])
+                .collect(),
+            ..OriginOpts::default()
+        },
+    );
+    let _pub = c[3]
+        .publish_test_pattern("live/fk", "320x240", 25, 60)
+        .await;
+    let frozen = c[0].pid();
+    let _thaw = Thaw(frozen);
+    signal(frozen, "STOP");
+    c[1].kill();
+    let (asker, owner) = (&c[2], &c[3]);
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = http("GET", &asker.flv_url("live/fk.flv"), &[], "").await;
+        let took = t.elapsed();
+        println!("HTTP-FLV 302 past a frozen and a killed coworker in {took:?}");
+        assert_eq!(r.status, 302);
+        assert_eq!(
+            r.headers["location"],
+            format!("http://127.0.0.1:{}/live/fk.flv", owner.flv).as_str()
+        );
+        // Asked concurrently: the owner's answer wins before the frozen peer times out.
+        assert!(
+            took < timeout,
+            "the owner was found in {took:?}, not within the discovery timeout"
+        );
+    }
+    let t = Instant::now();
+    let (mut player, first, hops) = client::play_following_redirects(&asker.rtmp_url("live/fk"), 3)
+        .await
+        .unwrap();
+    let took = t.elapsed();
+    println!("RTMP 302 and first media past a frozen and a killed coworker in {took:?}");
+    assert_eq!(hops, vec![owner.rtmp_url("live/fk")]);
+    assert!(first.type_id == kind::VIDEO || first.type_id == kind::AUDIO);
+    player.next_media().await.unwrap();
+}

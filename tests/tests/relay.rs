@@ -73,6 +73,13 @@ async fn head_of(addr: &str, path: &str) -> String {
     String::from_utf8_lossy(&buf).to_string()
 }
 
+/// The value of the sample `series` (name and labels, as printed) in a metrics text.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 fn is_keyframe(payload: &[u8]) -> bool {
     // FLV video tag: frame type in the high nibble (also for Enhanced RTMP), 1 = key.
     payload.first().is_some_and(|b| (b >> 4) & 0x7 == 1)
@@ -472,12 +479,19 @@ mod real_players {
         assert_eq!((gst.width, gst.height), (Some(424), Some(240)));
     }
 
+    /// HTTP 302s `o` sent so far.
+    async fn http_redirects(o: &OriginProc) -> f64 {
+        let text = http("GET", &o.api_url("/metrics"), &[], "").await.text();
+        metric(&text, "origin_redirects_total{kind=\"http\"}").unwrap_or(0.0)
+    }
+
     async fn browser_plays_from_non_owner(route: &str) {
         require_browser();
         let c = cluster(2, &["--route", route]);
         let _pub = c[0]
             .publish_test_pattern("live/web", "640x360", 25, 60)
             .await;
+        let before = http_redirects(&c[1]).await;
         let url = c[1].flv_url("live/web.flv");
         let r = tokio::task::spawn_blocking(move || browser_play(WebPlayer::Mpegts, &url))
             .await
@@ -485,6 +499,31 @@ mod real_players {
             .unwrap_or_else(|e| panic!("Chromium/mpegts.js via {route}: {e}"));
         assert!(r.ok && r.advanced > 1.0, "{r:?}");
         assert_eq!((r.video_width, r.video_height), (640, 360), "{r:?}");
+        let redirected = http_redirects(&c[1]).await - before;
+        if route == "redirect" {
+            // The browser went through a 302 (with CORS) and played from the owner.
+            assert!(
+                redirected >= 1.0,
+                "the browser got no 302 from the non-owner"
+            );
+            let head = head_of(&format!("127.0.0.1:{}", c[1].flv), "/live/web.flv").await;
+            assert!(head.starts_with("HTTP/1.1 302"), "{head}");
+            let lower = head.to_ascii_lowercase();
+            assert!(
+                lower.contains(&format!(
+                    "location: http://127.0.0.1:{}/live/web.flv",
+                    c[0].flv
+                )),
+                "{head}"
+            );
+            assert!(lower.contains("access-control-allow-origin: *"), "{head}");
+            assert!(
+                players_of(&c[1], "web").await.is_none(),
+                "the non-owner relayed"
+            );
+        } else {
+            assert_eq!(redirected, 0.0, "the browser was redirected, not relayed");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -496,4 +535,367 @@ mod real_players {
     async fn chromium_plays_http_flv_from_a_non_owner_through_a_302() {
         browser_plays_from_non_owner("redirect").await;
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Faults of a real owner process: frozen (SIGSTOP), killed (SIGKILL), or a listener that
+// never answers the RTMP handshake (docs/architecture.md, "Relay").
+
+/// Sends `sig` (`STOP`, `CONT`, `KILL`) to process `pid`.
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// Resumes a stopped origin when the test ends, however it ends (its drop then kills it).
+struct Thaw(u32);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-CONT")
+            .arg(self.0.to_string())
+            .status();
+    }
+}
+
+/// Arrival times of the media a player received.
+type Arrivals = std::sync::Arc<std::sync::Mutex<Vec<Instant>>>;
+
+/// One RTMP player (the project's client, which does not follow redirects) reading
+/// `url` in the background until `stop`: records media arrivals, fails on an error
+/// status, a lost connection or a timestamp going backwards.
+fn rtmp_player(
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (Arrivals, tokio::task::JoinHandle<Result<(), String>>) {
+    let arrivals = Arrivals::default();
+    let seen = arrivals.clone();
+    let task = tokio::spawn(async move {
+        let mut p = Client::connect(&url).await.map_err(|e| e.to_string())?;
+        p.play(None).await.map_err(|e| e.to_string())?;
+        let (mut last_video, mut last_audio) = (None::<u32>, None::<u32>);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let ev = match tokio::time::timeout(Duration::from_millis(500), p.next_event()).await {
+                Err(_) => continue,
+                Ok(ev) => ev.map_err(|e| format!("the connection was lost: {e}"))?,
+            };
+            match ev {
+                Event::Media(m) => {
+                    let last = if m.type_id == kind::VIDEO {
+                        &mut last_video
+                    } else {
+                        &mut last_audio
+                    };
+                    if let Some(l) = *last
+                        && m.timestamp < l
+                    {
+                        return Err(format!("timestamp went backwards: {l} -> {}", m.timestamp));
+                    }
+                    *last = Some(m.timestamp);
+                    seen.lock().unwrap().push(Instant::now());
+                }
+                Event::Status { info, .. }
+                    if info.get("level").and_then(Value::as_str) == Some("error") =>
+                {
+                    return Err(format!("error status: {info:?}"));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    });
+    (arrivals, task)
+}
+
+/// ffmpeg decoding an HTTP-FLV stream to nowhere; its `-progress` frame counts, with the
+/// time each new count was read, are recorded. Killed on drop.
+struct FfmpegFlvPlayer {
+    child: std::process::Child,
+    arrivals: Arrivals,
+}
+
+impl FfmpegFlvPlayer {
+    fn start(url: &str) -> Self {
+        use std::io::BufRead;
+        require_ffmpeg();
+        let mut child = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostats"])
+            .args(["-i", url, "-map", "0:v", "-f", "null", "-"])
+            .args(["-progress", "pipe:1", "-stats_period", "0.2"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn ffmpeg");
+        let out = child.stdout.take().expect("ffmpeg stdout");
+        let arrivals = Arrivals::default();
+        let seen = arrivals.clone();
+        std::thread::spawn(move || {
+            let mut frames = 0u64;
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if let Some(n) = line
+                    .strip_prefix("frame=")
+                    .and_then(|n| n.trim().parse().ok())
+                    && n > frames
+                {
+                    frames = n;
+                    seen.lock().unwrap().push(Instant::now());
+                }
+            }
+        });
+        Self { child, arrivals }
+    }
+}
+
+impl Drop for FfmpegFlvPlayer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Arrivals at or after `since`.
+fn arrived_since(a: &Arrivals, since: Instant) -> Vec<Instant> {
+    a.lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|t| *t >= since)
+        .collect()
+}
+
+/// The owner of a relayed stream fails (`fault` is applied to origin 0's process); the
+/// encoder moves to origin 1; the RTMP and HTTP-FLV players on origin 2 must resume,
+/// with media arriving from origin 1, within `limit` of the fault.
+async fn players_resume_after_owner_fault(
+    name: &str,
+    fault: &str,
+    reasons: &[&str],
+    limit: Duration,
+) {
+    let c = cluster(3, &[]);
+    let path = format!("live/{name}");
+    let first = c[0].publish_test_pattern(&path, "320x240", 25, 120).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let players: Vec<_> = (0..3)
+        .map(|_| rtmp_player(c[2].rtmp_url(&path), stop.clone()))
+        .collect();
+    let flv = FfmpegFlvPlayer::start(&c[2].flv_url(&format!("{path}.flv")));
+    // Everybody plays through the relay first.
+    let start = Instant::now();
+    let playing = until(Duration::from_secs(20), || async {
+        (players.iter().all(|(a, _)| a.lock().unwrap().len() >= 50)
+            && flv.arrivals.lock().unwrap().len() >= 3)
+            .then_some(())
+    })
+    .await;
+    assert!(playing.is_some(), "players did not start through the relay");
+    assert_eq!(
+        players_of(&c[0], name).await,
+        Some(1),
+        "one upstream: the relay"
+    );
+    println!("players started in {:?}", start.elapsed());
+
+    let pid = c[0].pid();
+    let _thaw = Thaw(pid);
+    signal(pid, fault);
+    let fault_at = Instant::now();
+    // The encoder reconnects to another origin.
+    drop(first);
+    let _second = c[1].publish_test_pattern(&path, "320x240", 25, 120).await;
+    let republished_at = Instant::now();
+
+    let resumed = until(limit.saturating_sub(fault_at.elapsed()), || async {
+        let rtmp = players
+            .iter()
+            .all(|(a, _)| arrived_since(a, republished_at).len() >= 25);
+        let http = arrived_since(&flv.arrivals, republished_at).len() >= 2;
+        (rtmp && http).then_some(Instant::now())
+    })
+    .await;
+    let first_after = |a: &Arrivals| arrived_since(a, republished_at).first().copied();
+    let report: Vec<_> = players
+        .iter()
+        .map(|(a, _)| first_after(a).map(|t| t - fault_at))
+        .chain([first_after(&flv.arrivals).map(|t| t - fault_at)])
+        .collect();
+    println!(
+        "owner {fault}: encoder republished {:?} after the fault; first media after it \
+         (RTMP x3, HTTP-FLV) at {report:?} after the fault",
+        republished_at - fault_at
+    );
+    assert!(
+        resumed.is_some(),
+        "players on the relaying origin did not resume within {limit:?} of the owner's \
+         SIG{fault}: {report:?}"
+    );
+    // The media comes from origin 1: the relay is its player now.
+    assert_eq!(
+        players_of(&c[1], name).await,
+        Some(1),
+        "the relay pulls from origin 1"
+    );
+    let text = http("GET", &c[2].api_url("/metrics"), &[], "").await.text();
+    let counted: f64 = reasons
+        .iter()
+        .filter_map(|r| {
+            metric(
+                &text,
+                &format!("origin_relay_failures_total{{reason=\"{r}\"}}"),
+            )
+        })
+        .sum();
+    assert!(
+        counted >= 1.0,
+        "the relay's failure is counted as one of {reasons:?}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for (_, t) in players {
+        t.await.unwrap().expect("RTMP player through the relay");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn players_on_a_relay_resume_when_the_owner_freezes() {
+    // SIGSTOP: the owner's TCP connections stay open and nothing flows. The relay must
+    // notice by its idle deadline (default 3 s), not wait for TCP.
+    players_resume_after_owner_fault("frz", "STOP", &["idle"], Duration::from_secs(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn players_on_a_relay_resume_when_the_owner_is_killed() {
+    // The upstream's TCP connection is closed or reset by the kernel.
+    players_resume_after_owner_fault(
+        "killed",
+        "KILL",
+        &["closed", "reset"],
+        Duration::from_secs(20),
+    )
+    .await;
+}
+
+/// A coworker API that answers every ownership query with "owned here, RTMP on 127.0.0.1
+/// at `rtmp`" (read per query, so a test can point it elsewhere while it runs).
+async fn claiming_coworker(rtmp: std::sync::Arc<std::sync::atomic::AtomicU16>) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let port = rtmp.load(std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let body = format!(
+                    r#"{{"code":0,"data":{{"query":{{"ip":"127.0.0.1","vhost":"__defaultVhost__","app":"live","stream":"hs"}},"origin":{{"ip":"127.0.0.1","port":{port},"vhost":"__defaultVhost__","api":"127.0.0.1:1","routers":[]}}}}}}"#
+                );
+                let _ = s
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_gives_up_on_an_owner_that_never_answers_the_handshake() {
+    // The "owner" accepts TCP and never sends S0/S1/S2 (a hung process, a wrong port).
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_port = hole.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hole.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(s);
+        }
+    });
+    let rtmp = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(hole_port));
+    let coworker = claiming_coworker(rtmp.clone()).await;
+    let token = token_file("relay-token");
+    let real = OriginProc::start(&OriginOpts {
+        token_file: Some(token.clone()),
+        ..OriginOpts::default()
+    });
+    let _pub = real
+        .publish_test_pattern("live/hs", "320x240", 25, 90)
+        .await;
+    let o = OriginProc::start(&OriginOpts {
+        coworkers: vec![coworker],
+        token_file: Some(token),
+        extra: ["--wait-for-publisher", "40s", "--discovery-cache", "0s"]
+            .map(String::from)
+            .to_vec(),
+    });
+    let url = o.rtmp_url("live/hs");
+    let started = Instant::now();
+    let player = tokio::spawn(async move {
+        let mut p = Client::connect(&url).await?;
+        p.play(None).await?;
+        let first = tokio::time::timeout(Duration::from_secs(60), p.next_media())
+            .await
+            .map_err(|_| ClientError::Timeout)??;
+        Ok::<_, ClientError>((Instant::now(), first))
+    });
+    let flv = FfmpegFlvPlayer::start(&o.flv_url("live/hs.flv"));
+    // The relay connects to the hole, gives up within its connect timeout (counted as
+    // a timeout), and asks again.
+    let gave_up = until(Duration::from_secs(30), || async {
+        let text = http("GET", &o.api_url("/metrics"), &[], "").await.text();
+        metric(&text, "origin_relay_failures_total{reason=\"timeout\"}")
+            .filter(|n| *n >= 1.0)
+            .map(|_| Instant::now())
+    })
+    .await
+    .expect("the relay never gave up on the silent owner");
+    println!(
+        "relay gave up on the silent owner {:?} after the play ({} connections to it)",
+        gave_up - started,
+        accepted.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert!(
+        !player.is_finished(),
+        "the player was dropped while the relay retried"
+    );
+    // A real owner appears: the waiting player gets its media.
+    rtmp.store(real.rtmp, std::sync::atomic::Ordering::SeqCst);
+    let switched = Instant::now();
+    let (at, first) = tokio::time::timeout(Duration::from_secs(40), player)
+        .await
+        .expect("the player got no media after the real owner appeared")
+        .unwrap()
+        .expect("the player through the relay");
+    assert!(first.type_id == kind::VIDEO || first.type_id == kind::AUDIO);
+    println!(
+        "first media {:?} after the real owner appeared",
+        at - switched
+    );
+    let decoded = until(Duration::from_secs(30), || async {
+        (!flv.arrivals.lock().unwrap().is_empty()).then_some(Instant::now())
+    })
+    .await
+    .expect("the HTTP-FLV player decoded nothing after the real owner appeared");
+    println!(
+        "HTTP-FLV frames decoded {:?} after the real owner appeared",
+        decoded - switched
+    );
+    assert_eq!(
+        players_of(&real, "hs").await,
+        Some(1),
+        "relayed from the real owner"
+    );
 }
