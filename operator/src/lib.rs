@@ -20,5 +20,6 @@ pub mod push;
 pub mod rbac;
 pub mod render;
 pub mod status;
+pub mod trigger;
 
 pub use error::Error;
