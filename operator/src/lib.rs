@@ -5,6 +5,8 @@
 //! [`build`]) → `apply` (server-side apply in [`controller`]) → `status` (pure in [`status`]).
 //! Coworker delivery runs beside the reconcile, one task per cluster ([`delivery`]).
 
+#![forbid(unsafe_code)]
+
 pub mod apiclient;
 pub mod build;
 pub mod controller;

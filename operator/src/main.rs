@@ -2,6 +2,8 @@
 //!
 //! Outside a cluster it uses `KUBECONFIG` (or `~/.kube/config`); inside, the service account.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

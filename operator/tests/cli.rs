@@ -2,6 +2,8 @@
 //! line and a non-zero exit, not a panic or a retry loop; logs fit for a pipe), its help, and
 //! crdgen.
 
+#![forbid(unsafe_code)]
+
 use std::process::Command;
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! Origin-cluster routing with real processes (issue 3 acceptance): three origins on
 //! loopback, ffmpeg publishing to one, players arriving at another.
 
+#![forbid(unsafe_code)]
+
 use std::time::{Duration, Instant};
 
 use origin::client::{self, Client, ClientError, Event};

@@ -2,6 +2,8 @@
 //! real origin processes and real clients. Players that ignore RTMP 302 (ffmpeg,
 //! rtmpdump, GStreamer, browsers) play from a non-owner because it relays.
 
+#![forbid(unsafe_code)]
+
 use std::time::{Duration, Instant};
 
 use origin::client::{self, Client, ClientError, ConnectOptions, Event, RtmpUrl};

@@ -4,6 +4,8 @@
 //! the coworker document the operator pushes to origins (DESIGN §5) and the
 //! SRS-compatible ownership query/answer origins exchange (DESIGN §3).
 
+#![forbid(unsafe_code)]
+
 pub mod addr;
 pub mod clusters;
 pub mod coworkers;

@@ -11,6 +11,8 @@
 //!
 //! Prints tables; asserts nothing about speed.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
