@@ -95,7 +95,7 @@ pub struct Settings {
     #[arg(long = "coworker", env = "ORIGIN_COWORKERS", value_delimiter = ',', value_parser = parse_host_port)]
     #[serde(skip)]
     pub coworkers: Vec<HostPort>,
-    /// JSON coworker document re-read when it changes (DESIGN §5).
+    /// JSON coworker document re-read when it changes (docs/architecture.md, "Coworker delivery").
     #[arg(long, env = "ORIGIN_COWORKER_FILE")]
     pub coworker_file: Option<PathBuf>,
     /// This origin's API address as its peers list it (dropped from the coworker list).
@@ -119,7 +119,7 @@ pub struct Settings {
     /// What to do with a publish another origin already has. [default: reject]
     #[arg(long, env = "ORIGIN_PUBLISH_CONFLICT", value_enum)]
     pub publish_conflict: Option<PublishConflict>,
-    /// How a player asking for a stream a coworker owns is served (DESIGN §8): `auto`
+    /// How a player asking for a stream a coworker owns is served: `auto`
     /// relays it, except SRS edges and `redirect=302` opt-ins, which get the RTMP 302;
     /// `relay` always relays; `redirect` always redirects (RTMP 302 / HTTP 302). [default: auto]
     #[arg(long, env = "ORIGIN_ROUTE", value_enum)]
@@ -180,7 +180,7 @@ pub struct Settings {
     #[arg(long, env = "ORIGIN_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
 
-    // ---- Authorization (DESIGN §9; see docs/auth.md) ----
+    // ---- Authorization (docs/architecture.md, "Auth and hooks"; docs/auth.md) ----
     /// on_connect hook URL (repeatable, called in order; env: comma-separated).
     #[arg(long = "on-connect", env = "ORIGIN_ON_CONNECT", value_delimiter = ',')]
     pub on_connect: Vec<String>,

@@ -1,5 +1,5 @@
-//! Relays (DESIGN §8): a non-owner pulls a stream once from its owner over RTMP and
-//! serves it to every local player itself, so every player works on every origin.
+//! Relays (docs/architecture.md, "Relay"): a non-owner pulls a stream once from its owner over RTMP
+//! and serves it to every local player itself, so every player works on every origin.
 //!
 //! A relay is a publisher of the local stream (with `upstream` set): fan-out, the GOP
 //! cache, slow-player handling and metrics are the local stream's. It is never an owner:

@@ -24,7 +24,7 @@ pub struct Origin {
     pub discovery: Arc<Discovery>,
     pub relays: Relays,
     pub identity: Identity,
-    /// Publish/play authorization and per-address limits (DESIGN §9).
+    /// Publish/play authorization and per-address limits (docs/architecture.md, "Auth and hooks").
     pub auth: Arc<Auth>,
     draining: AtomicBool,
     listening: AtomicBool,

@@ -1,4 +1,5 @@
-//! Answering `/api/v1/clusters` (DESIGN §3) and building redirect URLs to an owner.
+//! Answering `/api/v1/clusters` (docs/architecture.md, "Ownership query") and building redirect
+//! URLs to an owner.
 
 use origin_wire::DEFAULT_VHOST;
 use origin_wire::addr::{HostPort, url_host};

@@ -292,9 +292,9 @@ impl Hls {
         }
     }
 
-    /// Play authorization (DESIGN §9), as for an HTTP-FLV player: rules and on_play hooks
-    /// decide; an allowed (address, stream, query) is remembered for `AUTH_TTL`, so a
-    /// polling client is not re-checked on every playlist and segment.
+    /// Play authorization (docs/architecture.md, "Auth and hooks"), as for an HTTP-FLV player:
+    /// rules and on_play hooks decide; an allowed (address, stream, query) is remembered for
+    /// `AUTH_TTL`, so a polling client is not re-checked on every playlist and segment.
     async fn authorize(
         &self,
         ip: Option<IpAddr>,

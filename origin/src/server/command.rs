@@ -9,7 +9,8 @@ use crate::rtmp::url::{self, TcUrl};
 
 use super::connection::{ConnError, Connection, WINDOW_ACK_SIZE};
 
-/// `flashVer` prefix our relays connect with (DESIGN §8: a relay identifies itself).
+/// `flashVer` prefix our relays connect with (docs/architecture.md, "Relay": a relay identifies
+/// itself).
 pub const RELAY_FLASH_VER_PREFIX: &str = "origin-cluster/";
 
 impl Connection {
@@ -112,8 +113,9 @@ impl Connection {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        // Only the admin token makes a cluster member (a flashVer alone is no proof): it
-        // skips the rules and hooks (DESIGN §9: the relaying origin ran them for its player).
+        // Only the admin token makes a cluster member (a flashVer alone is no proof): it skips the
+        // rules and hooks (docs/architecture.md, "Auth and hooks": the relaying origin ran them for
+        // its player).
         s.cluster_member = self.origin.auth.is_cluster_member(Some(token));
         self.authorize_connect(cmd.transaction).await?;
         self.session.connected = true;
@@ -160,7 +162,8 @@ impl Connection {
     }
 }
 
-/// An SRS edge's RTMP client connects with exactly these properties (DESIGN §8).
+/// An SRS edge's RTMP client connects with exactly these properties (docs/architecture.md,
+/// "Relay").
 pub fn is_srs_edge(object: &Value) -> bool {
     let str_is = |k: &str, v: &str| object.get(k).and_then(Value::as_str) == Some(v);
     let num_is = |k: &str, v: f64| object.get(k).and_then(Value::as_number) == Some(v);

@@ -72,7 +72,8 @@ pub(super) struct Session {
     pub app: String,
     pub tc_url: String,
     pub tc: TcUrl,
-    /// The client's connect command carries an SRS edge's fingerprint (DESIGN §8).
+    /// The client's connect command carries an SRS edge's fingerprint (docs/architecture.md,
+    /// "Relay").
     pub srs_edge: bool,
     /// The client is a relay of another origin (it must never be relayed or redirected).
     pub relay: bool,
