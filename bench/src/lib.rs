@@ -5,6 +5,8 @@
 //!
 //! Benchmarks print numbers; nothing here asserts on speed.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod flv_player;
 pub mod load;

@@ -9,6 +9,9 @@
 //! bytes and stops, and the encoder writes marker + those bytes back, so it round-trips as
 //! long as it is the last thing in the input (anything else makes the decode fail, because
 //! an enclosing object never sees its end marker).
+
+#![forbid(unsafe_code)]
+
 #![no_main]
 
 use bytes::BytesMut;

@@ -9,6 +9,9 @@
 //! Asserted: no panic; every message fits the configured `max_message_size` (and a
 //! command or data message `max_command_size`); the csid is
 //! one a basic header can carry; the chunk size stays within `1..=max_chunk_size`.
+
+#![forbid(unsafe_code)]
+
 #![no_main]
 
 use bytes::BytesMut;

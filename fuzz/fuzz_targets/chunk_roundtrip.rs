@@ -4,6 +4,9 @@
 //!
 //! Input: `[chunk size: 2][flags]` then 8-byte message descriptors
 //! `[csid: 2][timestamp: 4][type][stream id + length selector]`.
+
+#![forbid(unsafe_code)]
+
 #![no_main]
 
 use bytes::BytesMut;

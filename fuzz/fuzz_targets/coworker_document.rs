@@ -6,6 +6,9 @@
 //!   panics; an accepted owner has a non-empty ip and a non-zero port.
 //! * `HostPort::parse`: never panics; an accepted address prints (`Display`, used to build
 //!   URLs and redirects) as a string that parses back to the same address.
+
+#![forbid(unsafe_code)]
+
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -2,6 +2,9 @@
 //! pseudo-random pieces must agree; every tag fits `MAX_TAG_SIZE`; tags re-muxed with
 //! `file_header` + `encode_tag` demux to the same tags; the payload inspectors
 //! (`inspect_video` / `inspect_audio`) never panic on any tag or on the raw input.
+
+#![forbid(unsafe_code)]
+
 #![no_main]
 
 use bytes::BytesMut;

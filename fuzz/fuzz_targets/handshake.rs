@@ -8,6 +8,9 @@
 //!   arbitrary offsets and content) must be classified as digest and answered with an S1
 //!   and S2 that a Flash client accepts. Random bytes never carry a valid HMAC, so without
 //!   this the fuzzer could not reach the digest path at all.
+
+#![forbid(unsafe_code)]
+
 #![no_main]
 
 use hmac::{Hmac, Mac};

@@ -4,6 +4,9 @@
 //! parse keeps the command), and the tcUrl / stream-name helpers.
 //!
 //! Input: `[type id]` then the message payload.
+
+#![forbid(unsafe_code)]
+
 #![no_main]
 
 use bytes::Bytes;

@@ -2,6 +2,9 @@
 //! extension) and `StreamKey::parse` never panic; whatever parses is normal (parsing its
 //! parts again gives the same key), and the URL built from a key (segments re-encoded, as
 //! redirects build it) parses back to the same key.
+
+#![forbid(unsafe_code)]
+
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -11,6 +11,8 @@
 //! `cargo bench -p origin-operator --bench convergence-bench -- [--sizes 10,50,50/5] [--rounds 5]`
 //! (`N/K`: N listed origins, K of them black-holed).
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

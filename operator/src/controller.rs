@@ -32,7 +32,6 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use origin_wire::coworkers::{Advertise, CoworkerDocument};
 use serde_json::json;
-use tokio::sync::mpsc;
 
 use crate::build;
 use crate::build::secret::Token;
@@ -42,8 +41,9 @@ use crate::delivery::{Delivery, DeliveryConfig, Plan};
 use crate::error::Error;
 use crate::labels::{self, FIELD_MANAGER};
 use crate::metrics::{ClusterLabels, Metrics};
-use crate::push::{PushTarget, Pusher};
+use crate::push::{PushOutcome, PushTarget, Pusher};
 use crate::status::{self, Observed};
+use crate::trigger::Triggers;
 
 /// Tunables of the controller.
 #[derive(Debug, Clone)]
@@ -106,9 +106,8 @@ pub struct Context {
     slices: Mutex<Option<Store<EndpointSlice>>>,
     /// The OriginCluster reflector's store once [`run`] started it.
     cluster_store: Mutex<Option<Store<OriginCluster>>>,
-    /// Reconcile requests from the delivery tasks.
-    trigger_tx: mpsc::UnboundedSender<ObjectRef<OriginCluster>>,
-    trigger_rx: Mutex<Option<mpsc::UnboundedReceiver<ObjectRef<OriginCluster>>>>,
+    /// Reconcile requests from the delivery tasks, at most one pending per cluster.
+    triggers: Triggers<ObjectRef<OriginCluster>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -130,7 +129,6 @@ impl Context {
                 instance,
             },
         );
-        let (trigger_tx, trigger_rx) = mpsc::unbounded_channel();
         Self {
             client,
             recorder,
@@ -141,8 +139,7 @@ impl Context {
             deliveries: Mutex::new(HashMap::new()),
             slices: Mutex::new(None),
             cluster_store: Mutex::new(None),
-            trigger_tx,
-            trigger_rx: Mutex::new(Some(trigger_rx)),
+            triggers: Triggers::new(),
         }
     }
 
@@ -211,7 +208,7 @@ impl Context {
             return None;
         }
         let d = map.entry(key.to_string()).or_insert_with(|| {
-            let tx = self.trigger_tx.clone();
+            let triggers = self.triggers.clone();
             let obj = ObjectRef::from_obj(oc);
             Delivery::spawn(
                 self.pusher.clone(),
@@ -222,7 +219,7 @@ impl Context {
                     resync: self.settings.resync,
                 },
                 move || {
-                    let _ = tx.send(obj.clone());
+                    triggers.request(obj.clone());
                 },
             )
         });
@@ -591,123 +588,230 @@ async fn peer_slices(ctx: &Context, ns: &str, cluster: &str) -> Result<Vec<Endpo
     Ok(api.list(&lp).await?.items)
 }
 
+/// One pass over a cluster, step by step. Each step is a function of its own; the pure ones
+/// (revision bookkeeping, push targets, the delivery summary, events, the next pass) are
+/// unit-tested in `controller_tests.rs`.
 async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result<Action, Error> {
     validate(&oc.spec)?;
     let (cluster, ns) = labels::name_ns(oc);
-    let client = &ctx.client;
-    let pp = apply_params();
-
-    // 1. Token (before anything that mounts it or pushes with it).
+    // The token first: the StatefulSet mounts it and every push carries it.
     let token = ensure_token(oc, ctx, &ns, &cluster).await?;
-
-    // 2. The live peers.
-    let slices = peer_slices(ctx, &ns, &cluster).await?;
-    let api_port = u16::try_from(oc.spec.ports.api).unwrap_or(origin_wire::DEFAULT_API_PORT);
-    let peers = coworkers::peers(&slices, "api", api_port);
+    let peers = live_peers(oc, ctx, &ns, &cluster).await?;
     let addrs = coworkers::addresses(&peers);
-
-    // 3. Advertised addresses (PerPodService).
     let advertise = per_pod_services(oc, ctx, &ns, &cluster).await?;
+    let Revision { revision, bumped } =
+        settle_revision(oc, ctx, key, &ns, &cluster, &addrs, &advertise).await?;
+    let file_doc = file_document(revision, &addrs, &advertise);
+    apply_configmap(oc, ctx, &ns, &cluster, &file_doc).await?;
+    let targets = push_targets(&peers, &file_doc);
+    let plan = Plan {
+        revision,
+        targets: targets.clone(),
+        token,
+    };
+    let Some(progress) = ctx.delivery_submit(oc, key, plan) else {
+        // Deleted while this pass ran: nothing more to do for it.
+        ctx.forget(key);
+        return Ok(Action::await_change());
+    };
+    let delivered = Delivered::of(&targets, &progress, revision);
+    record_coworker_metrics(ctx, &ns, &cluster, revision, addrs.len());
+    let sts = apply_children(oc, ctx, &ns, &cluster).await?;
+    let coworkers = coworkers_status(revision, &addrs, &delivered);
+    record_status(oc, ctx, &cluster, sts, coworkers).await?;
+    publish_transitions(oc, ctx, key, revision, bumped, addrs.len(), &delivered).await;
+    Ok(next_action(&ctx.settings, &delivered))
+}
 
-    // 4. Revision: bump when the list or an advertised address changed, or a pod is ahead.
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let fresh = ctx.with_state(key, |s| s.list.is_none());
-    if fresh {
-        // After an operator restart: continue from the durable revision.
+/// The live peers of the cluster, from its peer Service's EndpointSlices.
+async fn live_peers(
+    oc: &OriginCluster,
+    ctx: &Context,
+    ns: &str,
+    cluster: &str,
+) -> Result<Vec<coworkers::Peer>, Error> {
+    let slices = peer_slices(ctx, ns, cluster).await?;
+    let api_port = u16::try_from(oc.spec.ports.api).unwrap_or(origin_wire::DEFAULT_API_PORT);
+    Ok(coworkers::peers(&slices, "api", api_port))
+}
+
+/// The coworker revision of this pass, and whether this pass bumped it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Revision {
+    revision: u64,
+    bumped: bool,
+}
+
+impl ClusterState {
+    /// After an operator restart (no list in memory): continue from the durable revision,
+    /// the higher of the ConfigMap's document and the status. When the ConfigMap already
+    /// holds exactly this list at that revision, adopt it so the pass does not bump.
+    fn resume(
+        &mut self,
+        from_cm: Option<&CoworkerDocument>,
+        from_status: Option<u64>,
+        addrs: &[String],
+        advertise: &BTreeMap<String, Advertise>,
+    ) {
+        let durable = from_cm.map(|d| d.revision).max(from_status);
+        self.revision = self.revision.max(durable.unwrap_or(0));
+        if let Some(d) = from_cm
+            && d.revision == self.revision
+            && d.coworkers == addrs
+            && &d.pod_advertise == advertise
+        {
+            self.list = Some(addrs.to_vec());
+            self.advertise = advertise.clone();
+        }
+    }
+
+    /// Bumps the revision when the list or an advertised address changed, or a pod reported
+    /// a revision at or above ours (`seen_newer`: the operator lost its state).
+    fn advance(
+        &mut self,
+        addrs: &[String],
+        advertise: &BTreeMap<String, Advertise>,
+        seen_newer: u64,
+    ) -> Revision {
+        let bumped = self.list.as_deref() != Some(addrs)
+            || &self.advertise != advertise
+            || seen_newer >= self.revision;
+        if bumped {
+            self.revision = self.revision.max(seen_newer) + 1;
+            self.list = Some(addrs.to_vec());
+            self.advertise = advertise.clone();
+        }
+        Revision {
+            revision: self.revision,
+            bumped,
+        }
+    }
+
+    /// Whether `failed_pods` at `revision` are news (not the set last reported in an Event);
+    /// records them as reported.
+    fn failures_are_news(&mut self, revision: u64, failed_pods: Vec<String>) -> bool {
+        let new = Some((revision, failed_pods));
+        let changed = self.reported_failures != new;
+        self.reported_failures = new;
+        changed
+    }
+}
+
+/// Step "revision": resumes from the durable revision once after a restart, then bumps it
+/// when anything the pods are told changed.
+async fn settle_revision(
+    oc: &OriginCluster,
+    ctx: &Context,
+    key: &str,
+    ns: &str,
+    cluster: &str,
+    addrs: &[String],
+    advertise: &BTreeMap<String, Advertise>,
+) -> Result<Revision, Error> {
+    if ctx.with_state(key, |s| s.list.is_none()) {
+        let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
         let from_cm = cms
-            .get_opt(&labels::configmap(&cluster))
+            .get_opt(&labels::configmap(cluster))
             .await?
             .as_ref()
             .and_then(build::configmap::document);
-        let from_status = oc.status.as_ref().and_then(|s| s.coworkers.as_ref());
-        let rev = from_cm
+        let from_status = oc
+            .status
             .as_ref()
-            .map(|d| d.revision)
-            .max(from_status.map(|c| u64::try_from(c.revision).unwrap_or(0)));
+            .and_then(|s| s.coworkers.as_ref())
+            .map(|c| u64::try_from(c.revision).unwrap_or(0));
         ctx.with_state(key, |s| {
-            s.revision = s.revision.max(rev.unwrap_or(0));
-            if let Some(d) = &from_cm
-                && d.revision == s.revision
-                && d.coworkers == addrs
-                && d.pod_advertise == advertise
-            {
-                s.list = Some(addrs.clone());
-                s.advertise = advertise.clone();
-            }
+            s.resume(from_cm.as_ref(), from_status, addrs, advertise)
         });
     }
     let seen_newer = ctx
-        .delivery_progress(&ns, &cluster)
+        .delivery_progress(ns, cluster)
         .map_or(0, |p| p.seen_newer);
-    let (revision, bumped) = ctx.with_state(key, |s| {
-        let changed =
-            s.list.as_ref() != Some(&addrs) || s.advertise != advertise || seen_newer >= s.revision;
-        if changed {
-            s.revision = s.revision.max(seen_newer) + 1;
-            s.list = Some(addrs.clone());
-            s.advertise = advertise.clone();
-        }
-        (s.revision, changed)
-    });
-    // The shared document (file): every pod's address keyed by pod name, so file and PUT
-    // agree; `advertise` is pod-specific and only set in each pod's PUT.
-    let mut file_doc = CoworkerDocument::new(revision, addrs.clone(), None);
-    file_doc.pod_advertise = advertise.clone();
+    Ok(ctx.with_state(key, |s| s.advance(addrs, advertise, seen_newer)))
+}
 
-    // 5. ConfigMap first: durable, and what new pods start with (applied every pass).
+/// The shared document (ConfigMap file): every pod's address keyed by pod name, so file and
+/// PUT agree; `advertise` is pod-specific and only set in each pod's PUT.
+fn file_document(
+    revision: u64,
+    addrs: &[String],
+    advertise: &BTreeMap<String, Advertise>,
+) -> CoworkerDocument {
+    let mut doc = CoworkerDocument::new(revision, addrs.to_vec(), None);
+    doc.pod_advertise = advertise.clone();
+    doc
+}
+
+/// Step "ConfigMap": durable, and what new pods start with (applied every pass).
+async fn apply_configmap(
+    oc: &OriginCluster,
+    ctx: &Context,
+    ns: &str,
+    cluster: &str,
+    doc: &CoworkerDocument,
+) -> Result<(), Error> {
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
     cms.patch(
-        &labels::configmap(&cluster),
-        &pp,
-        &Patch::Apply(&build::configmap::build(oc, &file_doc)),
+        &labels::configmap(cluster),
+        &apply_params(),
+        &Patch::Apply(&build::configmap::build(oc, doc)),
     )
     .await?;
+    Ok(())
+}
 
-    // 6. Hand the plan to the delivery task (it never blocks this pass).
-    let targets: Vec<PushTarget> = peers
+/// One PUT per live peer: the file document plus that pod's own advertised address.
+fn push_targets(peers: &[coworkers::Peer], file_doc: &CoworkerDocument) -> Vec<PushTarget> {
+    peers
         .iter()
         .map(|p| {
             let pod = p.pod.clone().unwrap_or_else(|| p.addr.clone());
             let mut doc = file_doc.clone();
-            doc.advertise = advertise.get(&pod).cloned();
+            doc.advertise = file_doc.pod_advertise.get(&pod).cloned();
             PushTarget {
                 pod,
                 addr: p.addr.clone(),
                 doc,
             }
         })
-        .collect();
-    let Some(progress) = ctx.delivery_submit(
-        oc,
-        key,
-        Plan {
-            revision,
-            targets: targets.clone(),
-            token,
-        },
-    ) else {
-        // Deleted while this pass ran: nothing more to do for it.
-        ctx.forget(key);
-        return Ok(Action::await_change());
-    };
-    let mut acknowledged = Vec::new();
-    let mut pending = Vec::new();
-    let mut failures = Vec::new();
-    for t in &targets {
-        if progress.acked.get(&t.pod) == Some(&(t.addr.clone(), revision)) {
-            acknowledged.push(t.pod.clone());
-        } else {
-            pending.push(t.pod.clone());
-            if let Some(o) = progress.failed.get(&t.pod) {
-                failures.push((t.pod.clone(), o.clone()));
+        .collect()
+}
+
+/// What the delivery task has achieved for this pass's targets, each list sorted by pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Delivered {
+    /// Pods that acknowledged this revision at their current address.
+    acknowledged: Vec<String>,
+    /// Every other target.
+    pending: Vec<String>,
+    /// Pending pods whose last attempt at this revision failed, with its outcome.
+    failures: Vec<(String, PushOutcome)>,
+}
+
+impl Delivered {
+    fn of(targets: &[PushTarget], progress: &crate::delivery::Progress, revision: u64) -> Self {
+        let mut d = Delivered::default();
+        for t in targets {
+            if progress.acked.get(&t.pod) == Some(&(t.addr.clone(), revision)) {
+                d.acknowledged.push(t.pod.clone());
+            } else {
+                d.pending.push(t.pod.clone());
+                if let Some(o) = progress.failed.get(&t.pod) {
+                    d.failures.push((t.pod.clone(), o.clone()));
+                }
             }
         }
+        d.acknowledged.sort();
+        d.pending.sort();
+        d.failures.sort_by(|a, b| a.0.cmp(&b.0));
+        d
     }
-    acknowledged.sort();
-    pending.sort();
-    failures.sort_by(|a, b| a.0.cmp(&b.0));
+}
+
+fn record_coworker_metrics(ctx: &Context, ns: &str, cluster: &str, revision: u64, n: usize) {
     let cl = ClusterLabels {
-        namespace: ns.clone(),
-        cluster: cluster.clone(),
+        namespace: ns.to_string(),
+        cluster: cluster.to_string(),
     };
     ctx.metrics
         .coworker_revision
@@ -716,128 +820,149 @@ async fn reconcile_inner(oc: &OriginCluster, ctx: &Context, key: &str) -> Result
     ctx.metrics
         .coworkers
         .get_or_create(&cl)
-        .set(addrs.len() as i64);
+        .set(i64::try_from(n).unwrap_or(i64::MAX));
+}
 
-    // 7. The other children (server-side apply every pass; unchanged objects are no-ops).
-    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+/// Step "children": the StatefulSet, both Services and the PodDisruptionBudget (server-side
+/// apply every pass; unchanged objects are no-ops). Returns the StatefulSet as applied.
+async fn apply_children(
+    oc: &OriginCluster,
+    ctx: &Context,
+    ns: &str,
+    cluster: &str,
+) -> Result<StatefulSet, Error> {
+    let client = &ctx.client;
+    let pp = apply_params();
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     let sts = sts_api
         .patch(
-            &labels::statefulset(&cluster),
+            &labels::statefulset(cluster),
             &pp,
             &Patch::Apply(&build::statefulset::build(oc)),
         )
         .await?;
-    let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let svc_api: Api<Service> = Api::namespaced(client.clone(), ns);
     svc_api
         .patch(
-            &labels::peers_service(&cluster),
+            &labels::peers_service(cluster),
             &pp,
             &Patch::Apply(&build::service::peers(oc)),
         )
         .await?;
     svc_api
         .patch(
-            &labels::rtmp_service(&cluster),
+            &labels::rtmp_service(cluster),
             &pp,
             &Patch::Apply(&build::service::rtmp(oc)),
         )
         .await?;
-    let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
     pdb_api
         .patch(
-            &labels::pdb(&cluster),
+            &labels::pdb(cluster),
             &pp,
             &Patch::Apply(&build::pdb::build(oc)),
         )
         .await?;
+    Ok(sts)
+}
 
-    // 8. Status, from what the delivery task has achieved so far.
-    let cw = CoworkersStatus {
+fn coworkers_status(revision: u64, addrs: &[String], delivered: &Delivered) -> CoworkersStatus {
+    CoworkersStatus {
         revision: i64::try_from(revision).unwrap_or(i64::MAX),
-        list: addrs.clone(),
-        acknowledged,
-        pending: pending.clone(),
-    };
+        list: addrs.to_vec(),
+        acknowledged: delivered.acknowledged.clone(),
+        pending: delivered.pending.clone(),
+    }
+}
+
+/// Step "status": from what the delivery task has achieved so far; patched only when it
+/// changed.
+async fn record_status(
+    oc: &OriginCluster,
+    ctx: &Context,
+    cluster: &str,
+    sts: StatefulSet,
+    coworkers: CoworkersStatus,
+) -> Result<(), Error> {
     let obs = Observed {
         generation: oc.meta().generation,
         desired: oc.spec.replicas,
         statefulset: Some(sts),
-        selector: labels::selector_string(&cluster),
-        coworkers: Some(cw),
+        selector: labels::selector_string(cluster),
+        coworkers: Some(coworkers),
         error: None,
     };
     let st = status::compute(oc.status.as_ref(), &obs, &now());
     if oc.status.as_ref() != Some(&st) {
-        patch_status(client, oc, &st).await?;
+        patch_status(&ctx.client, oc, &st).await?;
     }
+    Ok(())
+}
 
-    // 9. Events for meaningful transitions.
-    let last_desired = ctx.with_state(key, |s| s.last_desired.replace(oc.spec.replicas));
-    match last_desired {
-        Some(prev) if prev < oc.spec.replicas => {
-            ctx.event(
-                oc,
-                EventType::Normal,
-                "ScaledUp",
-                format!("scaled from {prev} to {} origins", oc.spec.replicas),
-            )
-            .await
-        }
-        Some(prev) if prev > oc.spec.replicas => {
-            ctx.event(
-                oc,
-                EventType::Normal,
-                "ScaledDown",
-                format!("scaled from {prev} to {} origins", oc.spec.replicas),
-            )
-            .await
-        }
-        _ => {}
+/// The Event of a change of `spec.replicas`, if it changed since the last pass.
+fn scale_event(previous: Option<i32>, desired: i32) -> Option<(&'static str, String)> {
+    let prev = previous?;
+    let reason = match prev.cmp(&desired) {
+        std::cmp::Ordering::Less => "ScaledUp",
+        std::cmp::Ordering::Greater => "ScaledDown",
+        std::cmp::Ordering::Equal => return None,
+    };
+    Some((reason, format!("scaled from {prev} to {desired} origins")))
+}
+
+/// The note of a `CoworkerPushFailed` Event (at most ten pods named).
+fn push_failed_note(revision: u64, failures: &[(String, PushOutcome)]) -> String {
+    let detail: Vec<String> = failures
+        .iter()
+        .take(10)
+        .map(|(pod, o)| format!("{pod}: {}", o.label()))
+        .collect();
+    format!(
+        "revision {revision} not acknowledged by {} origins ({}); retrying in the background",
+        failures.len(),
+        detail.join(", ")
+    )
+}
+
+/// Step "events": one Event per meaningful transition (scaled, new revision, a new set of
+/// pods that did not acknowledge).
+async fn publish_transitions(
+    oc: &OriginCluster,
+    ctx: &Context,
+    key: &str,
+    revision: u64,
+    bumped: bool,
+    origins: usize,
+    delivered: &Delivered,
+) {
+    let desired = oc.spec.replicas;
+    let previous = ctx.with_state(key, |s| s.last_desired.replace(desired));
+    if let Some((reason, note)) = scale_event(previous, desired) {
+        ctx.event(oc, EventType::Normal, reason, note).await;
     }
     if bumped {
-        ctx.event(
-            oc,
-            EventType::Normal,
-            "CoworkersUpdated",
-            format!("coworker revision {revision}: {} origins", addrs.len()),
-        )
-        .await;
+        let note = format!("coworker revision {revision}: {origins} origins");
+        ctx.event(oc, EventType::Normal, "CoworkersUpdated", note)
+            .await;
     }
+    let failures = &delivered.failures;
     let failed_pods: Vec<String> = failures.iter().map(|(p, _)| p.clone()).collect();
-    let report = !failures.is_empty()
-        && ctx.with_state(key, |s| {
-            let new = Some((revision, failed_pods.clone()));
-            let changed = s.reported_failures != new;
-            s.reported_failures = new;
-            changed
-        });
-    if report {
-        let detail: Vec<String> = failures
-            .iter()
-            .take(10)
-            .map(|(pod, o)| format!("{pod}: {}", o.label()))
-            .collect();
-        ctx.event(
-            oc,
-            EventType::Warning,
-            "CoworkerPushFailed",
-            format!(
-                "revision {revision} not acknowledged by {} origins ({}); retrying in the background",
-                failures.len(),
-                detail.join(", ")
-            ),
-        )
-        .await;
+    if !failures.is_empty() && ctx.with_state(key, |s| s.failures_are_news(revision, failed_pods)) {
+        let note = push_failed_note(revision, failures);
+        ctx.event(oc, EventType::Warning, "CoworkerPushFailed", note)
+            .await;
     }
+}
 
-    // 10. Next pass: the delivery task asks for one when pushes complete; the resync repairs
-    // drift. While pods are pending, look again sooner as a safety net.
-    let action = if pending.is_empty() {
-        Action::requeue(ctx.settings.resync)
+/// Step "next pass": the delivery task asks for one when pushes complete and the resync
+/// repairs drift; while pods are pending, look again sooner as a safety net.
+fn next_action(settings: &Settings, delivered: &Delivered) -> Action {
+    if delivered.pending.is_empty() {
+        Action::requeue(settings.resync)
     } else {
-        Action::requeue(ctx.settings.resync.min(PUSH_RETRY_MAX))
-    };
-    Ok(action)
+        Action::requeue(settings.resync.min(PUSH_RETRY_MAX))
+    }
 }
 
 /// Maps an EndpointSlice of a peer Service back to its cluster.
@@ -920,17 +1045,14 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     })
     .touched_objects();
 
-    let triggers = lock(&ctx.trigger_rx).take();
-    let mut controller = Controller::for_stream(cluster_events, clusters)
+    let controller = Controller::for_stream(cluster_events, clusters)
         .owns(api_all::<StatefulSet>(&client, &ns), managed.clone())
         .owns(api_all::<Service>(&client, &ns), managed.clone())
         .owns(api_all::<ConfigMap>(&client, &ns), managed.clone())
         .owns(api_all::<PodDisruptionBudget>(&client, &ns), managed)
         .watches_stream(slice_events, slice_to_cluster)
-        .with_config(ControllerConfig::default().debounce(ctx.settings.debounce));
-    if let Some(rx) = triggers {
-        controller = controller.reconcile_on(tokio_stream_from(rx));
-    }
+        .with_config(ControllerConfig::default().debounce(ctx.settings.debounce))
+        .reconcile_on(ctx.triggers.clone().stream());
     controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx.clone())
@@ -946,13 +1068,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     *lock(&ctx.cluster_store) = None;
 }
 
-/// An mpsc receiver as a stream.
-fn tokio_stream_from<T: Send + 'static>(
-    rx: mpsc::UnboundedReceiver<T>,
-) -> impl futures::Stream<Item = T> + Send + 'static {
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
-}
-
 #[cfg(test)]
 #[path = "controller_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "controller_step_tests.rs"]
+mod step_tests;

@@ -1,4 +1,5 @@
-//! The coworker list as a pure function of the peer Service's EndpointSlices (DESIGN §5).
+//! The coworker list as a pure function of the peer Service's EndpointSlices (docs/architecture.md,
+//! "Coworker delivery").
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -15,14 +16,13 @@ pub struct Peer {
     pub pod: Option<String>,
 }
 
-/// Whether an endpoint belongs in the list: ready, or terminating. Streams on a draining
-/// origin must stay findable until the process exits, and a draining origin deliberately
-/// fails its readiness probe (so the RTMP Service stops sending it new publishers), which
-/// turns `serving` false too: so every terminating endpoint is kept, serving or not (a
-/// deviation from DESIGN §5's "serving-while-terminating", which our own drain would
-/// otherwise defeat). A dead process answers "connection refused", which discovery skips at
-/// once. A missing `ready` means "ready" (EndpointSlice API semantics); a missing
-/// `terminating` means "not terminating".
+/// Whether an endpoint belongs in the list: ready, or terminating. Streams on a draining origin
+/// must stay findable until the process exits, and a draining origin deliberately fails its
+/// readiness probe (so the RTMP Service stops sending it new publishers), which turns `serving`
+/// false too: so every terminating endpoint is kept, serving or not (only "serving and terminating"
+/// ones would let our own drain hide its streams; see docs/architecture.md, "Operator"). A dead
+/// process answers "connection refused", which discovery skips at once. A missing `ready` means
+/// "ready" (EndpointSlice API semantics); a missing `terminating` means "not terminating".
 pub fn is_live(ep: &Endpoint) -> bool {
     let c = ep.conditions.as_ref();
     let ready = c.and_then(|c| c.ready).unwrap_or(true);

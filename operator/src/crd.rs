@@ -1,4 +1,5 @@
-//! The `OriginCluster` custom resource (`origincluster.dev/v1alpha1`), DESIGN §2.
+//! The `OriginCluster` custom resource (`origincluster.dev/v1alpha1`), docs/architecture.md,
+//! "Operator".
 
 // kube's `printcolumn(...)` repeats `type_ = ...` per column, which this lint misreads.
 #![allow(clippy::duplicated_attributes)]
@@ -115,7 +116,7 @@ pub const AUTH_DIR: &str = "/etc/origin/auth";
 /// Key of the auth file in the Secret (and its file name under [`AUTH_DIR`]).
 pub const AUTH_KEY: &str = "auth.toml";
 
-/// Authorization of connect/publish/play (DESIGN §9).
+/// Authorization of connect/publish/play (docs/architecture.md, "Auth and hooks").
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthSpec {

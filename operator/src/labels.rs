@@ -1,4 +1,4 @@
-//! Names and labels of the child objects (DESIGN §2).
+//! Names and labels of the child objects (docs/architecture.md, "Operator").
 
 use std::collections::BTreeMap;
 

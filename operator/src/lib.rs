@@ -5,6 +5,8 @@
 //! [`build`]) → `apply` (server-side apply in [`controller`]) → `status` (pure in [`status`]).
 //! Coworker delivery runs beside the reconcile, one task per cluster ([`delivery`]).
 
+#![forbid(unsafe_code)]
+
 pub mod apiclient;
 pub mod build;
 pub mod controller;
@@ -20,5 +22,6 @@ pub mod push;
 pub mod rbac;
 pub mod render;
 pub mod status;
+pub mod trigger;
 
 pub use error::Error;

@@ -2,6 +2,8 @@
 //!
 //! Outside a cluster it uses `KUBECONFIG` (or `~/.kube/config`); inside, the service account.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,9 +61,16 @@ struct Args {
     /// Timeout of one coworker PUT attempt, in milliseconds.
     #[arg(long, default_value_t = 500)]
     push_timeout_ms: u64,
-    /// Log format.
-    #[arg(long, env = "OPERATOR_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    /// Log format: `text` (coloured only when stdout is a terminal) or `json` (one object
+    /// per line).
+    #[arg(long, env = "OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -74,14 +83,17 @@ enum Command {
     },
 }
 
-fn init_tracing(format: &str) {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+    // Colour only on a terminal: `kubectl logs`, files and pipes get plain text.
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
     }
 }
 
@@ -320,7 +332,7 @@ async fn main() -> std::process::ExitCode {
             }
         };
     }
-    init_tracing(&args.log_format);
+    init_tracing(args.log_format);
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -1,5 +1,6 @@
 //! Delivery of the coworker document to every origin: a concurrent `PUT /api/v1/coworkers`
-//! with the admin token, short timeouts, and retries with backoff (DESIGN §5).
+//! with the admin token, short timeouts, and retries with backoff (docs/architecture.md,
+//! "Coworker delivery").
 
 use std::time::Duration;
 

@@ -1,5 +1,8 @@
-//! The operator binary against an API server that does not know the CRD: one clear error
-//! line and a non-zero exit, not a panic or a retry loop.
+//! The operator binary: against an API server that does not know the CRD (one clear error
+//! line and a non-zero exit, not a panic or a retry loop; logs fit for a pipe), its help, and
+//! crdgen.
+
+#![forbid(unsafe_code)]
 
 use std::process::Command;
 use std::time::Duration;
@@ -15,8 +18,9 @@ async fn not_found() -> (StatusCode, [(&'static str, &'static str); 1], &'static
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_crd_is_one_clear_line() {
+/// Runs the operator against an API server that answers 404 to everything, with `args`;
+/// stdout and stderr are pipes.
+async fn run_against_missing_crd(args: &[&str]) -> std::process::Output {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -24,7 +28,11 @@ async fn missing_crd_is_one_clear_line() {
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, Router::new().fallback(not_found)).await;
     });
-    let dir = std::env::temp_dir().join(format!("operator-cli-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "operator-cli-{}-{}",
+        std::process::id(),
+        addr.port()
+    ));
     std::fs::create_dir_all(&dir).expect("dir");
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(
@@ -36,11 +44,15 @@ async fn missing_crd_is_one_clear_line() {
         ),
     )
     .expect("kubeconfig");
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_origin-operator"))
             .env("KUBECONFIG", &kubeconfig)
             .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("RUST_LOG")
+            .env_remove("OPERATOR_LOG_FORMAT")
             .args(["--http-listen", "127.0.0.1:0"])
+            .args(&args)
             .output()
     });
     let out = tokio::time::timeout(Duration::from_secs(30), out)
@@ -50,6 +62,12 @@ async fn missing_crd_is_one_clear_line() {
         .expect("run operator");
     server.abort();
     let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_crd_is_one_clear_line() {
+    let out = run_against_missing_crd(&[]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -60,6 +78,83 @@ async fn missing_crd_is_one_clear_line() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"));
+}
+
+/// `kubectl logs` shows what the operator writes to a pipe: never ANSI colour codes; with
+/// `--log-format json`, one JSON object per line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_on_a_pipe_are_plain_text_or_json_lines() {
+    let text = run_against_missing_crd(&["--log-format", "text"]).await;
+    let log = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        log.contains("serving /healthz, /readyz and /metrics"),
+        "the start-up line is logged: {log:?}"
+    );
+    assert!(
+        !text.stdout.contains(&0x1b),
+        "ESC in a piped text log: {log:?}"
+    );
+
+    let json = run_against_missing_crd(&["--log-format", "json"]).await;
+    assert!(!json.stdout.contains(&0x1b), "ESC in a piped JSON log");
+    let log = String::from_utf8_lossy(&json.stdout);
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
+        })
+        .collect();
+    let start = lines
+        .iter()
+        .find(|v| v["message"] == "serving /healthz, /readyz and /metrics")
+        .unwrap_or_else(|| panic!("no start-up line in {log}"));
+    assert_eq!(start["level"], "INFO");
+    assert!(
+        start["addr"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:")),
+        "fields are top-level keys: {start}"
+    );
+}
+
+/// Every flag of the operator that has a default shows it in `--help`.
+#[test]
+fn help_shows_every_default() {
+    let out = Command::new(env!("CARGO_BIN_EXE_origin-operator"))
+        .arg("--help")
+        .env_remove("POD_NAMESPACE")
+        .env_remove("WATCH_NAMESPACE")
+        .output()
+        .expect("origin-operator --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for (flag, default) in [
+        ("--lease-name", "origin-operator"),
+        ("--lease-duration", "15s"),
+        ("--http-listen", "0.0.0.0:8080"),
+        ("--api-timeout", "10s"),
+        ("--resync-seconds", "60"),
+        ("--debounce-ms", "100"),
+        ("--push-timeout-ms", "500"),
+        ("--log-format", "text"),
+    ] {
+        let section = flag_help(&help, flag);
+        assert!(
+            section.contains(&format!("[default: {default}]")),
+            "{flag} does not show its default {default}: {section}"
+        );
+    }
+}
+
+/// The help of one flag: from its line to the next flag's.
+fn flag_help<'a>(help: &'a str, flag: &str) -> &'a str {
+    let start = help
+        .find(&format!("      {flag} "))
+        .unwrap_or_else(|| panic!("{flag} not in the help:\n{help}"));
+    let rest = &help[start + flag.len() + 6..];
+    let end = rest.find("\n  -").map_or(rest.len(), |e| e + 1);
+    &help[start..start + flag.len() + 6 + end]
 }
 
 #[test]

@@ -8,6 +8,8 @@
 //! create an OriginCluster in `$E2E_NAMESPACE` (default `default`), scale it through the scale
 //! subresource (what `kubectl scale` and an HPA use) and delete it.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

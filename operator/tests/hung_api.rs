@@ -6,6 +6,8 @@
 //! - two replicas with `--leader-elect`: one leads; on SIGTERM it releases the Lease and the
 //!   standby takes over well before the lease would have expired.
 
+#![forbid(unsafe_code)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

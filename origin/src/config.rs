@@ -82,20 +82,20 @@ fn parse_host_port(s: &str) -> Result<HostPort, String> {
 #[derive(Debug, Clone, Default, Args, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// RTMP listen address.
+    /// RTMP listen address. [default: 0.0.0.0:1935]
     #[arg(long, env = "ORIGIN_RTMP_LISTEN")]
     pub rtmp_listen: Option<SocketAddr>,
-    /// HTTP API listen address (clusters, coworkers, streams, health, metrics).
+    /// HTTP API listen address (clusters, coworkers, streams, health, metrics). [default: 0.0.0.0:1985]
     #[arg(long, env = "ORIGIN_API_LISTEN")]
     pub api_listen: Option<SocketAddr>,
-    /// HTTP-FLV listen address.
+    /// HTTP-FLV listen address. [default: 0.0.0.0:8080]
     #[arg(long, env = "ORIGIN_FLV_LISTEN")]
     pub flv_listen: Option<SocketAddr>,
     /// A coworker's API address, host:port (repeatable; env: comma-separated).
     #[arg(long = "coworker", env = "ORIGIN_COWORKERS", value_delimiter = ',', value_parser = parse_host_port)]
     #[serde(skip)]
     pub coworkers: Vec<HostPort>,
-    /// JSON coworker document re-read when it changes (DESIGN §5).
+    /// JSON coworker document re-read when it changes (docs/architecture.md, "Coworker delivery").
     #[arg(long, env = "ORIGIN_COWORKER_FILE")]
     pub coworker_file: Option<PathBuf>,
     /// This origin's API address as its peers list it (dropped from the coworker list).
@@ -113,18 +113,18 @@ pub struct Settings {
     #[arg(long, env = "ORIGIN_ADVERTISE_HTTP", value_parser = parse_host_port)]
     #[serde(skip)]
     pub advertise_http: Option<HostPort>,
-    /// How long a player waits for a publisher that is nowhere yet (0 = fail at once, as SRS).
+    /// How long a player waits for a publisher that is nowhere yet (0 = fail at once, as SRS). [default: 5s]
     #[arg(long, env = "ORIGIN_WAIT_FOR_PUBLISHER")]
     pub wait_for_publisher: Option<Dur>,
-    /// What to do with a publish another origin already has.
+    /// What to do with a publish another origin already has. [default: reject]
     #[arg(long, env = "ORIGIN_PUBLISH_CONFLICT", value_enum)]
     pub publish_conflict: Option<PublishConflict>,
-    /// How a player asking for a stream a coworker owns is served (DESIGN §8): `auto`
+    /// How a player asking for a stream a coworker owns is served: `auto`
     /// relays it, except SRS edges and `redirect=302` opt-ins, which get the RTMP 302;
-    /// `relay` always relays; `redirect` always redirects (RTMP 302 / HTTP 302).
+    /// `relay` always relays; `redirect` always redirects (RTMP 302 / HTTP 302). [default: auto]
     #[arg(long, env = "ORIGIN_ROUTE", value_enum)]
     pub route: Option<Route>,
-    /// How long a relay keeps its upstream after its last player left.
+    /// How long a relay keeps its upstream after its last player left. [default: 5s]
     #[arg(long, env = "ORIGIN_RELAY_LINGER")]
     pub relay_linger: Option<Dur>,
     /// A relay gives up on an upstream that sent no byte (no media, no control message)
@@ -136,55 +136,55 @@ pub struct Settings {
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
     /// How long an HTTP client may take to send a request header; also closes idle
-    /// keep-alive connections.
+    /// keep-alive connections. [default: 10s]
     #[arg(long, env = "ORIGIN_HTTP_HEADER_TIMEOUT")]
     pub http_header_timeout: Option<Dur>,
     /// Most concurrent connections to the HTTP API port (counted apart from
-    /// `--max-connections`, so players never lock out the control plane).
+    /// `--max-connections`, so players never lock out the control plane). [default: 1024]
     #[arg(long, env = "ORIGIN_MAX_API_CONNECTIONS")]
     pub max_api_connections: Option<usize>,
     /// Send deadline: a client that takes longer than this to accept a write is cut off
-    /// (RTMP and HTTP bodies).
+    /// (RTMP and HTTP bodies). [default: 15s]
     #[arg(long, env = "ORIGIN_WRITE_TIMEOUT")]
     pub write_timeout: Option<Dur>,
-    /// Per-coworker timeout of an ownership query.
+    /// Per-coworker timeout of an ownership query. [default: 500ms]
     #[arg(long, env = "ORIGIN_DISCOVERY_TIMEOUT")]
     pub discovery_timeout: Option<Dur>,
-    /// How long a found owner is remembered.
+    /// How long a found owner is remembered. [default: 2s]
     #[arg(long, env = "ORIGIN_DISCOVERY_CACHE")]
     pub discovery_cache: Option<Dur>,
-    /// How long players stay connected waiting for a publisher to come back.
+    /// How long players stay connected waiting for a publisher to come back. [default: 30s]
     #[arg(long, env = "ORIGIN_REPUBLISH_TIMEOUT")]
     pub republish_timeout: Option<Dur>,
-    /// After POST /api/v1/drain, how long publishers may stay before they are ended.
+    /// After POST /api/v1/drain, how long publishers may stay before they are ended. [default: 60s]
     #[arg(long, env = "ORIGIN_DRAIN_GRACE")]
     pub drain_grace: Option<Dur>,
-    /// On SIGTERM, how long players may drain before the process exits.
+    /// On SIGTERM, how long players may drain before the process exits. [default: 10s]
     #[arg(long, env = "ORIGIN_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<Dur>,
-    /// Most concurrent connections (RTMP + HTTP-FLV).
+    /// Most concurrent connections (RTMP + HTTP-FLV). [default: 10000]
     #[arg(long, env = "ORIGIN_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
-    /// Largest RTMP message accepted, bytes.
+    /// Largest RTMP message accepted, bytes. [default: 16777216]
     #[arg(long, env = "ORIGIN_MAX_MESSAGE_SIZE")]
     pub max_message_size: Option<usize>,
-    /// Frames buffered per stream for players; a player further behind skips to a keyframe.
+    /// Frames buffered per stream for players; a player further behind skips to a keyframe. [default: 1024]
     #[arg(long, env = "ORIGIN_PLAYER_QUEUE")]
     pub player_queue: Option<usize>,
-    /// Coalesce live writes to a player for up to this long (default 200ms; 0 = write as soon
-    /// as data arrives). A player's join burst (GOP) is always written at once.
+    /// Coalesce live writes to a player for up to this long (0 = write as soon
+    /// as data arrives). A player's join burst (GOP) is always written at once. [default: 200ms]
     #[arg(long, env = "ORIGIN_MERGE_WRITES")]
     pub merge_writes: Option<Dur>,
-    /// A publisher whose stream nobody plays is read at most this often (default 100ms;
-    /// 0 = as data arrives), so an unwatched stream costs a read per interval instead of
-    /// one per frame. A player's arrival ends the wait at once.
+    /// A publisher whose stream nobody plays is read at most this often (0 = as data
+    /// arrives), so an unwatched stream costs a read per interval instead of
+    /// one per frame. A player's arrival ends the wait at once. [default: 100ms]
     #[arg(long, env = "ORIGIN_UNWATCHED_READ_INTERVAL")]
     pub unwatched_read_interval: Option<Dur>,
-    /// Log format.
+    /// Log format. [default: text]
     #[arg(long, env = "ORIGIN_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
 
-    // ---- Authorization (DESIGN §9; see docs/auth.md) ----
+    // ---- Authorization (docs/architecture.md, "Auth and hooks"; docs/auth.md) ----
     /// on_connect hook URL (repeatable, called in order; env: comma-separated).
     #[arg(long = "on-connect", env = "ORIGIN_ON_CONNECT", value_delimiter = ',')]
     pub on_connect: Vec<String>,
@@ -207,20 +207,20 @@ pub struct Settings {
     /// on_close notification URL (repeatable; env: comma-separated).
     #[arg(long = "on-close", env = "ORIGIN_ON_CLOSE", value_delimiter = ',')]
     pub on_close: Vec<String>,
-    /// Bound of one event's hook calls, all its URLs together (default 3s).
+    /// Bound of one event's hook calls, all its URLs together. [default: 3s]
     #[arg(long, env = "ORIGIN_HOOK_TIMEOUT")]
     pub hook_timeout: Option<Dur>,
     /// What a failed hook (timeout, connection error, 5xx, garbage) does; a hook's explicit
-    /// refusal always refuses.
+    /// refusal always refuses. [default: deny]
     #[arg(long, env = "ORIGIN_HOOK_FAILURE", value_enum)]
     pub hook_failure: Option<HookFailure>,
     /// TOML file of publish/play rules (keys, networks), re-read when it changes.
     #[arg(long, env = "ORIGIN_AUTH_FILE")]
     pub auth_file: Option<PathBuf>,
-    /// Most open connections from one address (IPv6: one /64); 0 = no limit.
+    /// Most open connections from one address (IPv6: one /64); 0 = no limit. [default: 0]
     #[arg(long, env = "ORIGIN_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<usize>,
-    /// Most new connections per second from one address; 0 = no limit.
+    /// Most new connections per second from one address; 0 = no limit. [default: 0]
     #[arg(long, env = "ORIGIN_MAX_CONNECTION_RATE_PER_IP")]
     pub max_connection_rate_per_ip: Option<f64>,
     // ---- end of authorization ----
@@ -235,22 +235,22 @@ pub struct Settings {
 #[derive(Debug, Clone, Default, Args, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HlsSettings {
-    /// Serve Low-Latency HLS (fMP4 parts, blocking reload) instead of MPEG-TS segments.
+    /// Serve Low-Latency HLS (fMP4 parts, blocking reload) instead of MPEG-TS segments. [default: false]
     #[arg(long = "hls-low-latency", env = "ORIGIN_HLS_LOW_LATENCY", num_args = 0..=1, default_missing_value = "true")]
     pub low_latency: Option<bool>,
-    /// HLS target segment duration (segments are cut at the first keyframe past it).
+    /// HLS target segment duration (segments are cut at the first keyframe past it). [default: 2s]
     #[arg(long = "hls-segment", env = "ORIGIN_HLS_SEGMENT")]
     pub segment: Option<Dur>,
-    /// Segments listed in an HLS playlist.
+    /// Segments listed in an HLS playlist. [default: 6]
     #[arg(long = "hls-window", env = "ORIGIN_HLS_WINDOW")]
     pub window: Option<usize>,
-    /// LL-HLS part target duration.
+    /// LL-HLS part target duration. [default: 1s]
     #[arg(long = "hls-part", env = "ORIGIN_HLS_PART")]
     pub part: Option<Dur>,
-    /// An HLS packager stops after this long without a request.
+    /// An HLS packager stops after this long without a request. [default: 30s]
     #[arg(long = "hls-idle-timeout", env = "ORIGIN_HLS_IDLE_TIMEOUT")]
     pub idle_timeout: Option<Dur>,
-    /// Most media bytes one HLS packager holds.
+    /// Most media bytes one HLS packager holds. [default: 67108864]
     #[arg(long = "hls-max-bytes", env = "ORIGIN_HLS_MAX_BYTES")]
     pub max_bytes: Option<usize>,
 }

@@ -14,6 +14,8 @@
 //! - `run`: binds the listeners and runs the edges; `client`: the RTMP client used by
 //!   relays, tests and benchmarks.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod auth;
 pub mod client;
 pub mod cluster;

@@ -1,6 +1,8 @@
 //! The `origin` binary: `serve` one origin, run a local `cluster` on loopback, or `drain`
 //! the local origin (the pod's preStop hook).
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,9 +25,14 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// A stream frees its GOP at every keyframe (every 2 s) and fills it again at once: with
 /// 1 s, those pages were given back and faulted in again, zeroed, which cost about a
 /// third of the server's CPU when ingesting 300 streams (`bench/README.md`).
-fn tune_allocator() {
-    // SAFETY: called first thing in `main`, before any other thread exists (mimalloc's
-    // option setters are not thread-safe); the option id and value are plain integers.
+///
+/// # Safety
+///
+/// Call it before any other thread of the process exists (first thing in `main`):
+/// mimalloc's option setters are not synchronised with allocating threads.
+unsafe fn tune_allocator() {
+    // SAFETY: the caller guarantees no other thread runs; the option id and the value are
+    // plain integers mimalloc accepts.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10_000) };
 }
 
@@ -52,18 +59,21 @@ enum Command {
     },
     /// Start N origins on loopback, each with the others as coworkers (no Kubernetes).
     Cluster {
+        /// Number of origins (1 to 100).
         #[arg(long, default_value_t = 3)]
         replicas: u16,
-        /// Origin i listens on RTMP base+i (default 1935+i), API api-base+i (default
-        /// 1985+i) and HTTP-FLV flv-base+i (default 8080+i). Unset bases whose ranges
-        /// would overlap another range are moved past it; explicit overlapping bases are
-        /// an error.
+        /// Origin i listens on RTMP rtmp-base+i, API api-base+i and HTTP-FLV flv-base+i.
+        /// Unset bases whose ranges would overlap another range are moved past it;
+        /// explicit overlapping bases are an error. [default: 1935]
         #[arg(long)]
         rtmp_base: Option<u16>,
+        /// First API port (origin i: api-base+i). [default: 1985]
         #[arg(long)]
         api_base: Option<u16>,
+        /// First HTTP-FLV port (origin i: flv-base+i). [default: 8080]
         #[arg(long)]
         flv_base: Option<u16>,
+        /// Address every origin listens on and advertises.
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
         /// Log format of the origins.
@@ -76,11 +86,13 @@ enum Command {
         /// API address of the origin.
         #[arg(long, env = "ORIGIN_API_LISTEN", default_value = "127.0.0.1:1985")]
         api: String,
+        /// File holding the origin's admin bearer token.
         #[arg(long, env = "ORIGIN_ADMIN_TOKEN_FILE")]
         admin_token_file: Option<PathBuf>,
         /// Wait until no publisher is left (at most the drain grace + 5 s).
         #[arg(long)]
         wait: bool,
+        /// How long the origin lets publishers stay (as its own --drain-grace).
         #[arg(long, env = "ORIGIN_DRAIN_GRACE", default_value = "60s")]
         drain_grace: origin::config::Dur,
     },
@@ -138,7 +150,8 @@ async fn stop_signal() {
 }
 
 fn main() -> Result<()> {
-    tune_allocator();
+    // SAFETY: first thing in `main`; the runtime and every other thread start below.
+    unsafe { tune_allocator() };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -410,8 +423,9 @@ mod tests {
 
     #[test]
     fn the_purge_delay_option_is_the_one_set() {
-        // SAFETY: reads and sets a plain integer option; no other test touches mimalloc's
-        // options.
+        // SAFETY: reads and sets a plain integer option. Other test threads may run, but no
+        // other test in this binary touches mimalloc's options, and an option write racing
+        // allocations only changes when freed pages are purged.
         unsafe {
             if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
                 assert_eq!(

@@ -652,8 +652,8 @@ pub fn endpoint_slice(
     port: u16,
     endpoints: &[(&str, &str, bool)],
 ) -> Value {
-    // The labels a peer Service's slices mirror from it (DESIGN §2) plus the slice
-    // controller's own `kubernetes.io/service-name`.
+    // The labels a peer Service's slices mirror from it (docs/architecture.md, "Operator") plus the
+    // slice controller's own `kubernetes.io/service-name`.
     let labels = json!({
         "app.kubernetes.io/name": "origin",
         "app.kubernetes.io/instance": cluster,

@@ -6,6 +6,8 @@
 //! - [`origin_proc::OriginProc`]: a real `origin serve` process; ports are kernel-assigned
 //!   and read back from the origin's startup line, so they cannot race.
 
+#![forbid(unsafe_code)]
+
 pub mod fake_api;
 pub mod fake_origin;
 pub mod origin_proc;

@@ -205,7 +205,7 @@ def test_default_deployment(default_render: Rendered) -> None:
     assert "WATCH_NAMESPACE" not in _env(c)
     env = _env(c)
     assert env["RUST_LOG"] == "info,kube=warn"
-    assert env["OPERATOR_LOG_FORMAT"] == "json"
+    assert "--log-format=json" in c["args"]
     assert env["OPERATOR_HTTP_LISTEN"] == "0.0.0.0:8080"
     # probes and metrics on :8080
     assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
@@ -291,7 +291,8 @@ def test_leader_election_two_replicas() -> None:
     assert dep["spec"]["replicas"] == 2
     assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
     c = _container(r)
-    assert c["args"] == ["--api-timeout=10s", "--leader-elect", f"--lease-name={FULLNAME}"]
+    assert c["args"] == ["--api-timeout=10s", "--log-format=json", "--leader-elect",
+                         f"--lease-name={FULLNAME}"]
     assert {"POD_NAME", "POD_NAMESPACE"} <= _env(c).keys()
     role = r.one("Role")
     assert role["metadata"]["namespace"] == NAMESPACE
@@ -312,11 +313,11 @@ def test_everything_override() -> None:
     r = render(OVERRIDES["everything"])
     c = _container(r)
     assert c["image"] == "registry.example:5000/media/origin-operator@sha256:" + "ab" * 32
-    assert c["args"] == ["--api-timeout=10s", "--leader-elect", f"--lease-name={FULLNAME}",
-                         "--namespace=streams", "--some-flag"]
+    assert c["args"] == ["--api-timeout=10s", "--log-format=text", "--leader-elect",
+                         f"--lease-name={FULLNAME}", "--namespace=streams", "--some-flag"]
     assert c["ports"][0]["containerPort"] == 9090
     assert _env(c)["OPERATOR_HTTP_LISTEN"] == "0.0.0.0:9090"
-    assert _env(c)["OPERATOR_LOG_FORMAT"] == "text"
+    assert "OPERATOR_LOG_FORMAT" not in _env(c), "the format goes in one place, the flag"
     assert r.one("Service")["spec"]["ports"][0]["port"] == 9191
     pod = r.one("Deployment")["spec"]["template"]
     assert pod["metadata"]["labels"]["team"] == "media"
@@ -446,9 +447,18 @@ def test_api_timeout_is_passed_and_validated() -> None:
         render({"apiTimeout": "forever"})
 
 
+def test_log_format_is_passed_as_a_flag() -> None:
+    for fmt in ("json", "text"):
+        c = _container(render({"logFormat": fmt}))
+        assert [a for a in c["args"] if a.startswith("--log-format")] == [f"--log-format={fmt}"]
+        assert "OPERATOR_LOG_FORMAT" not in _env(c)
+    with pytest.raises(Exception):
+        render({"logFormat": "xml"})
+
+
 def test_operator_accepts_the_flags_the_chart_passes() -> None:
-    """Every flag the chart can pass (--api-timeout, --leader-elect, --namespace) exists in the
-    operator's CLI."""
+    """Every flag the chart can pass (--api-timeout, --log-format, --leader-elect, --namespace)
+    exists in the operator's CLI."""
     main = ROOT / "operator" / "src" / "main.rs"
     text = main.read_text() if main.is_file() else ""
     if "clap" not in text and "Parser" not in text:

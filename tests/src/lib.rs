@@ -1,6 +1,8 @@
 //! Support for the cross-component tests: locating and starting the workspace binaries,
 //! free ports, real ffmpeg/ffprobe, and a small HTTP client.
 
+#![forbid(unsafe_code)]
+
 pub mod hostile;
 pub mod players;
 

@@ -1,6 +1,8 @@
 //! Publish and play authorization with real origin processes, a real HTTP hook server
 //! (axum on loopback), ffmpeg and ffprobe (issue 12 acceptance).
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

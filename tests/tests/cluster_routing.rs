@@ -1,6 +1,8 @@
 //! Origin-cluster routing with real processes (issue 3 acceptance): three origins on
 //! loopback, ffmpeg publishing to one, players arriving at another.
 
+#![forbid(unsafe_code)]
+
 use std::time::{Duration, Instant};
 
 use origin::client::{self, Client, ClientError, Event};
@@ -48,7 +50,8 @@ async fn rtmp_play_on_non_owner_gets_byte_exact_srs_302_and_follows_it() {
             _ => {}
         }
     };
-    // DESIGN §4: chunk stream 5, message stream id 0, AMF0 command, SRS's exact bytes.
+    // docs/architecture.md, "RTMP 302": chunk stream 5, message stream id 0, AMF0 command, SRS's
+    // exact bytes.
     assert_eq!(
         (msg.csid, msg.stream_id, msg.type_id),
         (5, 0, kind::COMMAND_AMF0)

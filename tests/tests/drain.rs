@@ -1,5 +1,7 @@
 //! Drain (issue 5): what a pod's preStop (`origin drain --wait`) does to an origin.
 
+#![forbid(unsafe_code)]
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,8 @@
 //! cache. Debian's ffmpeg 5.1 cannot publish Enhanced RTMP, so our client publishes
 //! synthetic HEVC and AV1 frames with the Enhanced RTMP header layout.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use origin::client::Client;

@@ -2,6 +2,8 @@
 //! players: ffprobe/ffmpeg, and hls.js in headless Chromium on a page from another port
 //! (issue 13 acceptance).
 
+#![forbid(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};

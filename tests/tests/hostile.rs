@@ -3,6 +3,8 @@
 //! things collects every failure and reports them together, so one run says precisely
 //! what is wrong.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,8 @@
 //! Limits and process hygiene: the connection limit, graceful SIGTERM, a TOML config file
 //! and JSON logs.
 
+#![forbid(unsafe_code)]
+
 use std::time::{Duration, Instant};
 
 use origin::client::Client;

@@ -2,6 +2,8 @@
 //! controller loop runs against the in-memory API server (tower-test mock service) and the
 //! EndpointSlice changes are scripted watch events.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

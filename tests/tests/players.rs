@@ -3,6 +3,8 @@
 //! served from another port (the CORS case). The same helpers (`players`) serve the relay
 //! acceptance tests against non-owner origins.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use origin_cluster_tests::players::*;

@@ -1,6 +1,8 @@
-//! Relay (issue 9, DESIGN §8): every origin plays every stream to every player, with
-//! real origin processes and real clients. Players that ignore RTMP 302 (ffmpeg,
-//! rtmpdump, GStreamer, browsers) play from a non-owner because it relays.
+//! Relay (issue 9, docs/architecture.md, "Relay"): every origin plays every stream to every player,
+//! with real origin processes and real clients. Players that ignore RTMP 302 (ffmpeg, rtmpdump,
+//! GStreamer, browsers) play from a non-owner because it relays.
+
+#![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant};
 
@@ -300,7 +302,7 @@ async fn the_upstream_closes_a_linger_after_the_last_player() {
     );
 }
 
-/// The connect command an SRS edge's RTMP client sends (DESIGN §8).
+/// The connect command an SRS edge's RTMP client sends (docs/architecture.md, "Relay").
 fn srs_edge_options() -> ConnectOptions {
     ConnectOptions {
         flash_ver: "WIN 15,0,0,239".into(),

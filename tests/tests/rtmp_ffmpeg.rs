@@ -1,6 +1,8 @@
 //! The origin with real encoders and players: ffmpeg publishes, ffprobe and our RTMP
 //! client play (issue 2 acceptance).
 
+#![forbid(unsafe_code)]
+
 use std::time::{Duration, Instant};
 
 use origin::client::{Client, ClientError};

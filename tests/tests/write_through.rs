@@ -2,6 +2,8 @@
 //! every caught-up player itself. A player whose socket is full must be handed back to
 //! its own task and never block the publisher or the other players.
 
+#![forbid(unsafe_code)]
+
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

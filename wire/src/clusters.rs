@@ -1,4 +1,4 @@
-//! The SRS-compatible ownership query `/api/v1/clusters` (DESIGN §3).
+//! The SRS-compatible ownership query `/api/v1/clusters` (docs/architecture.md, "Ownership query").
 //!
 //! The answer's key order is SRS's (insertion order), so the structs below list their
 //! fields in exactly that order and serde keeps it.
@@ -46,10 +46,10 @@ impl ClustersQuery {
     }
 }
 
-/// Percent-encodes a query component the way SRS sends it: only what a query cannot
-/// carry is encoded (DESIGN §3). `:` and `@` pass (`coworker=10.0.0.3:1985`, which an
-/// SRS owner echoes raw into `origin.ip`); `&`, `=`, `+`, `#`, `%`, spaces, brackets
-/// and non-ASCII bytes are encoded.
+/// Percent-encodes a query component the way SRS sends it: only what a query cannot carry is
+/// encoded (docs/architecture.md, "Ownership query"). `:` and `@` pass (`coworker=10.0.0.3:1985`,
+/// which an SRS owner echoes raw into `origin.ip`); `&`, `=`, `+`, `#`, `%`, spaces, brackets and
+/// non-ASCII bytes are encoded.
 pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {

@@ -1,5 +1,5 @@
-//! The coworker document (DESIGN §5): what the operator writes to the ConfigMap and PUTs
-//! to every origin, and what an origin shows on `GET /api/v1/coworkers`.
+//! The coworker document (docs/architecture.md, "Coworker delivery"): what the operator writes to
+//! the ConfigMap and PUTs to every origin, and what an origin shows on `GET /api/v1/coworkers`.
 
 use std::collections::BTreeMap;
 
@@ -208,7 +208,8 @@ mod tests {
             http: Some("203.0.113.1:8080".into()),
         };
         let mut doc = CoworkerDocument::new(3, ["10.0.0.1:1985".to_string()], None);
-        // Without entries the JSON is exactly the DESIGN §5 shape.
+        // Without entries the JSON is exactly the shape in
+        // docs/architecture.md, "Coworker delivery".
         assert!(!doc.to_json().contains("pod_advertise"));
         doc.pod_advertise.insert("o-0".into(), mine.clone());
         let json = doc.to_json();

@@ -1,8 +1,11 @@
 //! Wire contracts shared by the origin server and the operator.
 //!
-//! Everything that crosses a process boundary between the two lives here, once:
-//! the coworker document the operator pushes to origins (DESIGN §5) and the
-//! SRS-compatible ownership query/answer origins exchange (DESIGN §3).
+//! Everything that crosses a process boundary between the two lives here, once: the coworker
+//! document the operator pushes to origins (docs/architecture.md, "Coworker delivery") and
+//! the SRS-compatible ownership query/answer origins exchange (docs/architecture.md,
+//! "Ownership query").
+
+#![forbid(unsafe_code)]
 
 pub mod addr;
 pub mod clusters;

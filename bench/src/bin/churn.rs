@@ -6,6 +6,8 @@
 //! the slope of RSS and fds after the warm-up, in percent per 10 minutes. Target: flat
 //! (< 1 % per 10 minutes). Prints numbers; asserts nothing.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;

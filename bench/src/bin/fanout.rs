@@ -3,6 +3,8 @@
 //! tasks in this process) on the other. Prints tables; asserts nothing about speed.
 //! `--proto flv` plays over HTTP-FLV instead (our origin only; nginx-rtmp has no HTTP-FLV).
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! on the same origin build. Prints server CPU-seconds per delivered Gbit for both and
 //! the playlist request latency under load. Numbers only; nothing passes or fails.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -5,6 +5,8 @@
 //! from sending `publish`/`play` to receiving `Publish.Start`/`Play.Start`. Prints a table;
 //! asserts nothing about speed.
 
+#![forbid(unsafe_code)]
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

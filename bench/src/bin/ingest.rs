@@ -4,6 +4,8 @@
 //! ingested Gbit, RSS per stream and how far behind real time the publishers fell.
 //! Asserts nothing about speed.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;

@@ -4,6 +4,8 @@
 //! first media through the redirect (RTMP client following the 302; HTTP-FLV GET following
 //! Location until the first audio/video tag). Prints tables; asserts nothing about speed.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! Relay benchmark (issue 9, DESIGN §8): what a relayed stream costs a non-owner compared
-//! with the same stream published to it, and how fast players start on a relay.
+//! Relay benchmark (issue 9, docs/architecture.md, "Relay"): what a relayed stream costs a
+//! non-owner compared with the same stream published to it, and how fast players start on a relay.
 //!
 //! - Fan-out: N players on the owner itself ("local") against N players on a relaying
 //!   origin that pulls the stream from the owner ("relay"). The server under test (the
@@ -10,6 +10,8 @@
 //!   origin), warm relay (one player holds the relay; a new player joins), and the owner.
 //!
 //! Prints tables; asserts nothing about speed.
+
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

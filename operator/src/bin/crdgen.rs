@@ -1,6 +1,8 @@
 //! `crdgen` prints the OriginCluster CRD as YAML; `crdgen rbac` prints the operator's RBAC
 //! rules as JSON (the single source the Helm chart's ClusterRole is compared against).
 
+#![forbid(unsafe_code)]
+
 fn main() -> std::process::ExitCode {
     let arg = std::env::args().nth(1);
     let out = match arg.as_deref() {

@@ -1,5 +1,6 @@
-//! Publish and play authorization (DESIGN §9): static rules from `--auth-file`, SRS-compatible
-//! HTTP hooks, and per-client connection limits, behind one facade the servers call.
+//! Publish and play authorization (docs/architecture.md, "Auth and hooks"): static rules from
+//! `--auth-file`, SRS-compatible HTTP hooks, and per-client connection limits, behind one facade
+//! the servers call.
 //!
 //! Order of a publish or play check: a cluster member (an origin of this cluster that
 //! presented the admin token) is admitted without either; otherwise the rules (if any) and

@@ -1,8 +1,8 @@
 //! The coworker set: the peers' API addresses, held in memory and swapped atomically.
 //!
-//! Sources (DESIGN §5): `--coworker` flags (revision 0), a coworker file re-read when it
-//! changes, and `PUT /api/v1/coworkers`. A document only replaces the current one when its
-//! revision is newer; the origin drops itself from the list.
+//! Sources (docs/architecture.md, "Coworker delivery"): `--coworker` flags (revision 0), a coworker
+//! file re-read when it changes, and `PUT /api/v1/coworkers`. A document only replaces the current
+//! one when its revision is newer; the origin drops itself from the list.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};

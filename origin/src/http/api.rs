@@ -1,5 +1,5 @@
-//! The origin HTTP API (DESIGN §6): ownership query, coworkers, streams, drain, health,
-//! metrics.
+//! The origin HTTP API (docs/architecture.md, "HTTP API"): ownership query, coworkers, streams,
+//! drain, health, metrics.
 
 use std::sync::Arc;
 

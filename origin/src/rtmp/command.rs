@@ -1,5 +1,5 @@
 //! RTMP commands (AMF0 command messages): parsing what clients send and building the
-//! replies servers send, including SRS's RTMP 302 redirect (DESIGN §4).
+//! replies servers send, including SRS's RTMP 302 redirect (docs/architecture.md, "RTMP 302").
 
 use bytes::Bytes;
 
