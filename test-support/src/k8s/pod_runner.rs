@@ -141,6 +141,9 @@ async fn watch_pods(shared: Arc<Shared>) {
                 workers.retain(|_, (_, h)| !h.0.is_finished());
                 if let Some((tx, _)) = workers.get(&key(&pod)) {
                     let _ = tx.send(Some(pod));
+                } else if pod.metadata.deletion_timestamp.is_some() {
+                    // Deleted before (or after) it ran here: nothing to stop.
+                    tokio::spawn(remove(shared.client.clone(), pod));
                 } else if !is_finished(&pod) {
                     let (tx, rx) = watch::channel(Some(pod.clone()));
                     let h = tokio::spawn(Worker::run(shared.clone(), pod.clone(), rx));
@@ -166,6 +169,24 @@ fn is_finished(pod: &Pod) -> bool {
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded") | Some("Failed")
     )
+}
+
+/// Deletes a pod with grace 0 (the kubelet's last step), if it is still the same pod.
+async fn remove(client: kube::Client, pod: Pod) {
+    let (ns, name) = ns_name(&pod);
+    let api: Api<Pod> = Api::namespaced(client, &ns);
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: pod.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&name, &dp).await {
+        Ok(_) | Err(kube::Error::Api(_)) => {}
+        Err(e) => eprintln!("k8s pod runner: {ns}/{name}: final delete: {e}"),
+    }
 }
 
 /// Binds a pod to the node (the scheduler's job) through the `binding` subresource.
@@ -207,6 +228,8 @@ struct Worker {
     readiness: Option<ProbeState>,
     liveness: Option<ProbeState>,
     ready_since: String,
+    /// The container's environment (also given to exec hooks).
+    vars: BTreeMap<String, String>,
 }
 
 impl Worker {
@@ -242,6 +265,7 @@ impl Worker {
             started_at: now(),
             restarts: 0,
             ready_since: now(),
+            vars: BTreeMap::new(),
         };
         w.publish(false);
         w.lifecycle(&mut rx).await;
@@ -350,6 +374,7 @@ impl Worker {
             cmd.arg(src).arg(&m.mount_path).arg(ro);
         }
         cmd.arg("--").args(&argv);
+        self.vars = vars.clone();
         let (_, name) = ns_name(&self.pod);
         cmd.env_clear()
             .env(
@@ -490,6 +515,12 @@ impl Worker {
         tokio::process::Command::new("nsenter")
             .args(["-t", &pid.to_string(), "-n", "-m", "--"])
             .args(&argv)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .envs(&self.vars)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -553,18 +584,6 @@ impl Worker {
         self.child = None;
         self.publish(false);
         self.write_status(false, "Running").await;
-        let (ns, name) = ns_name(&self.pod);
-        let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), &ns);
-        let dp = DeleteParams {
-            grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions {
-                uid: self.pod.metadata.uid.clone(),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        if let Err(e) = api.delete(&name, &dp).await {
-            eprintln!("k8s pod runner: {ns}/{name}: final delete: {e}");
-        }
+        remove(self.shared.client.clone(), self.pod.clone()).await;
     }
 }
