@@ -83,6 +83,9 @@ fn apiserver_args(certs: &Certs, etcd: &str, port: u16, dir: &Path) -> Vec<Strin
         format!("--etcd-servers={etcd}"),
         s("--bind-address=127.0.0.1"),
         s("--advertise-address=127.0.0.1"),
+        // A loopback advertise address is refused by the endpoint reconciler of the
+        // `kubernetes` Service, which nothing here needs.
+        s("--endpoint-reconciler-type=none"),
         format!("--secure-port={port}"),
         format!("--cert-dir={}", p(&dir.join("apiserver-certs"))),
         format!("--tls-cert-file={}", p(&certs.apiserver_crt)),

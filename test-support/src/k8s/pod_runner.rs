@@ -275,10 +275,11 @@ impl Worker {
     async fn lifecycle(&mut self, rx: &mut watch::Receiver<Option<Pod>>) {
         let mut last_sync = Instant::now();
         loop {
-            if self.child.is_none() {
-                if let Err(e) = self.start().await {
-                    eprintln!("k8s pod runner: {}: cannot start yet: {e}", self.label());
-                }
+            if self.child.is_none()
+                && let Err(e) = self.start().await
+            {
+                eprintln!("k8s pod runner: {}: cannot start yet: {e}", self.label());
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
             if self.child.is_some() {
                 self.check_exit().await;
