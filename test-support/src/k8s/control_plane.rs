@@ -196,7 +196,7 @@ impl ControlPlane {
                 &mut self.controller_manager,
             ] {
                 if let Some(st) = d.exited() {
-                    panic!("{} exited ({st}):\n{}", d.name, d.log_tail(40));
+                    panic!("{} exited ({st}):\n{}", d.name, d.log_errors(15));
                 }
             }
             assert!(

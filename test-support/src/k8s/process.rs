@@ -51,6 +51,17 @@ impl Daemon {
         tail(&self.log, n)
     }
 
+    /// The last `n` lines that look like errors (klog `E`/`F` lines, or "error"), for
+    /// failure messages of chatty daemons.
+    pub fn log_errors(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with('E') || l.starts_with('F') || l.contains("rror"))
+            .collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     /// Resident memory in KiB (from /proc).
     pub fn rss_kib(&self) -> Option<u64> {
         rss_kib(self.pid())
