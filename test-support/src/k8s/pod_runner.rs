@@ -203,6 +203,13 @@ async fn bind(client: kube::Client, pod: Pod) {
     }
 }
 
+impl Drop for Worker {
+    /// Also when the task is aborted (the Pod's Delete event may come first).
+    fn drop(&mut self) {
+        crate::lock(&self.shared.pods).remove(&key(&self.pod));
+    }
+}
+
 /// Shell run in the pod's mount namespace: bind-mounts `SRC DST ro|rw` triples, then
 /// execs the program after `--`.
 const MOUNT_SCRIPT: &str = r#"set -e
@@ -269,7 +276,6 @@ impl Worker {
         };
         w.publish(false);
         w.lifecycle(&mut rx).await;
-        crate::lock(&w.shared.pods).remove(&key(&w.pod));
     }
 
     async fn lifecycle(&mut self, rx: &mut watch::Receiver<Option<Pod>>) {

@@ -38,6 +38,7 @@ impl Daemon {
     pub fn signal(&self, sig: &str) {
         let _ = Command::new("kill")
             .args([format!("-{sig}"), self.pid().to_string()])
+            .stderr(Stdio::null())
             .status();
     }
 
