@@ -430,6 +430,129 @@ async fn scale_steps(c: &Cluster) {
     );
 }
 
+/// One metric of a running operator (0 when it does not answer).
+async fn metric(op: &OperatorProc, name: &str) -> u64 {
+    let addr = op.http.clone();
+    let metrics = tokio::task::spawn_blocking(move || get_blocking(&addr, "/metrics"))
+        .await
+        .expect("join")
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    let prefix = format!("{name} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// (9) The API server freezes (SIGSTOP) for 20 s just as a pod is added: the operator
+/// does not crash, and after SIGCONT the new pod reaches every coworker list.
+async fn api_server_freeze(c: &Cluster, op: &mut OperatorProc) {
+    c.kubectl
+        .ok(&["scale", &format!("ocl/{CLUSTER}"), "-n", NS, "--replicas=4"])
+        .await;
+    eventually("the 4th origin process started", LONG, || async {
+        (origin_pods(c).iter().filter(|p| p.pid != 0).count() == 4).then_some(())
+    })
+    .await;
+    let log_before = op.log().lines().count();
+    c.plane.apiserver.signal("STOP");
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    c.plane.apiserver.signal("CONT");
+    let t0 = Instant::now();
+    let ips = wait_ready_ips(c, 4).await;
+    eventually("coworker lists of 4 after SIGCONT", LONG, || {
+        let ips = ips.clone();
+        async move { converged(&ips).await.then_some(()) }
+    })
+    .await;
+    let log = op.log();
+    let errors = log
+        .lines()
+        .skip(log_before)
+        .filter(|l| l.contains("ERROR") || l.contains("WARN") || l.contains("\"level\":\"ERROR\""))
+        .count();
+    eprintln!(
+        "k8s e2e: API server frozen 20 s: new pod in every coworker list {:.2} s after SIGCONT; {errors} error/warning lines from the operator meanwhile",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        op.daemon.exited().is_none(),
+        "the operator exited:\n{}",
+        op.daemon.log_tail(20)
+    );
+}
+
+/// (7) Leader election: `helm upgrade` enables it, two operator processes run, the
+/// Lease names one; SIGKILL of the holder hands over to the other within the lease
+/// duration, never two leaders at a sample, and delivery goes on (a scale converges).
+async fn leader_election(c: &Cluster, op: OperatorProc) -> OperatorProc {
+    drop(op);
+    c.helm
+        .ok(&[
+            "upgrade",
+            RELEASE,
+            "charts/origin-cluster-operator",
+            "-n",
+            OPERATOR_NS,
+            "--set",
+            "leaderElection.enabled=true",
+            "--set",
+            "replicaCount=2",
+        ])
+        .await;
+    let a = start_operator(c, "operator-le-a").await;
+    let b = start_operator(c, "operator-le-b").await;
+    let holder = || async {
+        let h = c
+            .kubectl
+            .ok(&[
+                "get",
+                "leases",
+                "-n",
+                OPERATOR_NS,
+                "-o",
+                "jsonpath={.items[*].spec.holderIdentity}",
+            ])
+            .await;
+        (!h.trim().is_empty()).then(|| h.trim().to_string())
+    };
+    let first = eventually("a Lease holder", LONG, holder).await;
+    assert!(first == a.identity || first == b.identity, "holder {first}");
+    let (leader, follower) = if first == a.identity { (a, b) } else { (b, a) };
+    eventually("the holder reports leading", LONG, || async {
+        (metric(&leader, "origin_operator_leader").await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        metric(&follower, "origin_operator_leader").await,
+        0,
+        "two leaders"
+    );
+    assert_no_forbidden(&leader);
+    leader.daemon.signal("KILL");
+    let t0 = Instant::now();
+    eventually("the follower takes over", LONG, || async {
+        (metric(&follower, "origin_operator_leader").await == 1).then_some(())
+    })
+    .await;
+    let takeover = t0.elapsed();
+    let h = eventually("the new holder in the Lease", LONG, holder).await;
+    assert_eq!(h, follower.identity);
+    eprintln!(
+        "k8s e2e: leader SIGKILLed; the other operator leads after {:.1} s (lease 15 s)",
+        takeover.as_secs_f64()
+    );
+    let took = scale_to(c, 3).await;
+    eprintln!(
+        "k8s e2e: scale to 3 under the new leader: {:.2} s",
+        took.as_secs_f64()
+    );
+    assert_no_forbidden(&follower);
+    follower
+}
+
 /// `origin_operator_reconciles_total` of a running operator.
 async fn reconciles(op: &OperatorProc) -> u64 {
     let addr = op.http.clone();
@@ -514,8 +637,13 @@ async fn user_path_on_a_real_control_plane() {
     scale_steps(&c).await;
     assert_no_forbidden(&op);
 
+    api_server_freeze(&c, &mut op).await;
+    assert_no_forbidden(&op);
+
     restart_changes_nothing(&c, &mut op).await;
     assert_no_forbidden(&op);
+
+    let op = leader_election(&c, op).await;
 
     delete_collects_everything(&c).await;
     assert_no_forbidden(&op);
