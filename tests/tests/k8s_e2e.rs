@@ -553,6 +553,51 @@ async fn leader_election(c: &Cluster, op: OperatorProc) -> OperatorProc {
     follower
 }
 
+/// (11) A change of `spec.origin` rolls the StatefulSet one pod at a time: every pod is
+/// replaced, at no sample are two of the three down, and the lists converge again.
+async fn rolling_update(c: &Cluster) {
+    let before: Vec<String> = origin_pods(c).into_iter().map(|p| p.uid).collect();
+    assert_eq!(before.len(), 3);
+    let t0 = Instant::now();
+    c.kubectl
+        .ok(&[
+            "patch",
+            "ocl",
+            CLUSTER,
+            "-n",
+            NS,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"origin":{"waitForPublisher":"6s"}}}"#,
+        ])
+        .await;
+    let mut fewest = 3;
+    let ips = loop {
+        let pods = origin_pods(c);
+        let ready = pods.iter().filter(|p| p.ready).count();
+        fewest = fewest.min(ready);
+        let replaced = pods.len() == 3 && pods.iter().all(|p| !before.contains(&p.uid));
+        if replaced && let Some(ips) = ready_ips(c, 3) {
+            break ips;
+        }
+        assert!(t0.elapsed() < LONG * 2, "rollout incomplete: {pods:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eventually("coworker lists after the rollout", LONG, || {
+        let ips = ips.clone();
+        async move { converged(&ips).await.then_some(()) }
+    })
+    .await;
+    eprintln!(
+        "k8s e2e: rolling update of 3 pods in {:.1} s, at least {fewest} Ready at every sample",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        fewest >= 2,
+        "more than one pod down at once during the rollout"
+    );
+}
+
 /// `origin_operator_reconciles_total` of a running operator.
 async fn reconciles(op: &OperatorProc) -> u64 {
     let addr = op.http.clone();
@@ -644,6 +689,7 @@ async fn user_path_on_a_real_control_plane() {
     assert_no_forbidden(&op);
 
     let op = leader_election(&c, op).await;
+    rolling_update(&c).await;
 
     delete_collects_everything(&c).await;
     assert_no_forbidden(&op);
