@@ -8,8 +8,10 @@
 //! the steps run in order in one test, each a function named for what it shows:
 //! `kubectl apply -f crds/` and the schema/CEL refusals, `helm install` of the chart,
 //! `kubectl apply -f examples/minimal.yaml`, relay across pods with ffmpeg/ffprobe,
-//! `kubectl scale` up and down (convergence measured), an operator restart that changes no
-//! child, and `kubectl delete` with garbage collection. No `forbidden` may appear in the
+//! `kubectl scale` up and down (convergence measured), a 20 s SIGSTOP of the API server
+//! while a pod is added, an operator restart that changes no child, leader election after
+//! `helm upgrade`, a rolling update, and `kubectl delete` with garbage collection. No
+//! `forbidden` may appear in the
 //! operator's log at any point.
 
 use std::time::{Duration, Instant};
