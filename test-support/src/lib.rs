@@ -3,6 +3,8 @@
 //!
 //! - [`fake_api::FakeApiServer`]: an in-memory Kubernetes API server (in-process or TCP).
 //! - [`fake_origin::FakeOrigin`]: a cheap HTTP server with the origin's coworker API.
+//! - [`k8s::Cluster`]: a real control plane (etcd, kube-apiserver, kube-controller-manager)
+//!   with a pod runner in place of the kubelet.
 //! - [`origin_proc::OriginProc`]: a real `origin serve` process; ports are kernel-assigned
 //!   and read back from the origin's startup line, so they cannot race.
 
@@ -10,6 +12,7 @@
 
 pub mod fake_api;
 pub mod fake_origin;
+pub mod k8s;
 pub mod origin_proc;
 
 use std::path::PathBuf;
