@@ -13,6 +13,7 @@
 //! `helm upgrade`, a rolling update, and `kubectl delete` with garbage collection. No
 //! `forbidden` may appear in the
 //! operator's log at any point.
+#![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant};
 
