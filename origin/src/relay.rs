@@ -327,11 +327,11 @@ async fn pull(
     let m = metrics::global();
     for (t, ts, payload) in early {
         m.relay_upstream_bytes.inc_by(payload.len() as u64);
-        publisher.push(t, ts, payload);
+        publisher.push_batched(t, ts, payload);
     }
     let mut tick = tokio::time::interval(TICK);
     // Frames held for the players' merge interval (or audio waiting for video) go out by then.
-    let mut hold: Option<std::time::Instant> = None;
+    let mut hold = crate::media::flush_stepped(&publisher).await;
     loop {
         tokio::select! {
             ev = tokio::time::timeout(UPSTREAM_IDLE, client.next_event()) => {

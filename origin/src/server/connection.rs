@@ -407,7 +407,10 @@ impl Connection {
             return self.on_control(c);
         }
         match msg.type_id {
-            kind::AUDIO | kind::VIDEO | kind::DATA_AMF0 | kind::DATA_AMF3 => self.on_media(msg),
+            kind::AUDIO | kind::VIDEO | kind::DATA_AMF0 | kind::DATA_AMF3 => {
+                self.on_media(msg).await;
+                Ok(())
+            }
             kind::AGGREGATE => {
                 for (t, ts, payload) in split_aggregate(msg.timestamp, &msg.payload) {
                     self.on_media(RawMessage {
@@ -416,7 +419,8 @@ impl Connection {
                         type_id: t,
                         stream_id: msg.stream_id,
                         payload,
-                    })?;
+                    })
+                    .await;
                 }
                 Ok(())
             }
@@ -447,9 +451,9 @@ impl Connection {
     }
 
     /// A publisher's media or data message: cached and fanned out once.
-    fn on_media(&mut self, msg: RawMessage) -> Result<(), ConnError> {
+    async fn on_media(&mut self, msg: RawMessage) {
         let Role::Publishing { publisher: p, .. } = &self.role else {
-            return Ok(());
+            return;
         };
         let mut payload = msg.payload;
         if msg.type_id == kind::DATA_AMF0 {
@@ -459,9 +463,11 @@ impl Connection {
                 payload = payload.slice(SET_DATA_FRAME.len()..);
             }
         }
-        // Written through to players once per read of the socket (`serve`).
-        p.push_batched(msg.type_id, msg.timestamp, payload);
-        Ok(())
+        // Written through to players once per read of the socket (`serve`), or now, in
+        // steps, if one read brought many messages.
+        if p.push_batched(msg.type_id, msg.timestamp, payload) {
+            crate::media::flush_stepped(p).await;
+        }
     }
 }
 
