@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::write::write_all_vectored;
+use super::write::{SharedWriter, write_all_vectored};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::timeout;
 
 use crate::auth::Notice as AuthNotice;
@@ -87,7 +87,7 @@ pub struct Connection {
     pub(super) id: u64,
     pub(super) peer: SocketAddr,
     pub(super) reader: OwnedReadHalf,
-    pub(super) writer: OwnedWriteHalf,
+    pub(super) writer: SharedWriter,
     pub(super) rbuf: BytesMut,
     pub(super) wbuf: BytesMut,
     pub(super) decoder: ChunkDecoder,
@@ -157,7 +157,7 @@ impl Connection {
             origin,
             peer,
             reader,
-            writer,
+            writer: SharedWriter::new(writer),
             // Small to start: players read next to nothing; a publisher grows it.
             rbuf: BytesMut::with_capacity(4 * 1024),
             wbuf: BytesMut::with_capacity(4 * 1024),

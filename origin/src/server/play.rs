@@ -19,7 +19,7 @@ use crate::rtmp::url;
 use crate::state::Located;
 
 use super::connection::{ConnError, Connection, Playing, Role};
-use super::write::{SocketWriter, write_all_vectored};
+use super::write::write_all_vectored;
 
 /// How long we wait for a redirected client to leave (SRS: 3 s).
 const REDIRECT_LINGER: Duration = Duration::from_secs(3);
@@ -114,11 +114,9 @@ impl Connection {
         };
         tracing::info!(conn = self.id, peer = %self.peer, stream = %key, "playing");
         let mut player = player;
-        if stream_id == PLAY_STREAM_ID
-            && let Some(out) = SocketWriter::new(&self.writer)
-        {
+        if stream_id == PLAY_STREAM_ID {
             // The publisher writes to this player while it keeps up (merged or not).
-            player.write_through(Box::new(out));
+            player.write_through(Box::new(self.writer.direct()));
         }
         self.role = Role::Playing(Box::new(Playing {
             player,
