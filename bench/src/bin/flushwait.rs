@@ -94,7 +94,7 @@ fn probe(a: &Args, api: u16, rtmp_url: String) -> std::thread::JoinHandle<Probes
         for _ in 0..n {
             match http_get(
                 api,
-                "/api/v1/clusters?vhost=__defaultVhost__&app=live&stream=bench",
+                "/api/v1/clusters?app=live&stream=bench",
             ) {
                 Ok(ms) => p.query.push(ms),
                 Err(_) => p.failed += 1,
