@@ -20,6 +20,7 @@ pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod fd_budget;
 pub mod hls;
 pub mod http;
 pub mod media;

@@ -370,7 +370,7 @@ async fn pull(
     let m = metrics::global();
     for (t, ts, payload) in early {
         m.relay_upstream_bytes.inc_by(payload.len() as u64);
-        publisher.push(t, ts, payload);
+        publisher.push_batched(t, ts, payload);
     }
     Ok(relay_until_end(ctx, &mut client, &publisher, idle_since).await)
 }
@@ -391,7 +391,7 @@ async fn relay_until_end(
     let idle = tokio::time::sleep_until(client.last_received() + ctx.idle_timeout);
     tokio::pin!(idle);
     // Frames held for the players' merge interval (or audio waiting for video) go out by then.
-    let mut hold: Option<std::time::Instant> = None;
+    let mut hold = crate::media::flush_stepped(&publisher).await;
     loop {
         tokio::select! {
             // `next_event` is cancel-safe: losing the race to another arm loses nothing.

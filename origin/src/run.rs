@@ -66,6 +66,8 @@ pub async fn run(
     listeners: Listeners,
     stop: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let mut config = config;
+    crate::fd_budget::apply(&mut config);
     let identity = listeners.identity(&config)?;
     let (rtmp_addr, api_addr, flv_addr) = listeners.addrs()?;
     let auth = crate::auth::Auth::new(

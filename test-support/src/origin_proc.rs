@@ -18,6 +18,8 @@ pub struct OriginOpts {
     pub coworkers: Vec<String>,
     pub token_file: Option<PathBuf>,
     pub extra: Vec<String>,
+    /// Runs the origin under `prlimit --nofile=N:N` (soft and hard RLIMIT_NOFILE).
+    pub nofile: Option<u64>,
 }
 
 /// How long an origin may take to print its listening line.
@@ -175,7 +177,15 @@ fn launch(
     opts: &OriginOpts,
 ) -> std::io::Result<(Child, Addrs)> {
     let level = std::env::var("ORIGIN_TEST_LOG").unwrap_or_else(|_| "warn".into());
-    let mut cmd = Command::new(bin);
+    let mut cmd = match opts.nofile {
+        // prlimit execs the origin, so the child's pid is the origin's.
+        Some(n) => {
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
     cmd.arg("serve")
         .args(["--rtmp-listen", &format!("{ip}:{rtmp}")])
         .args(["--api-listen", &format!("{ip}:{api}")])

@@ -369,7 +369,7 @@ mod tests {
             })
         };
         for (t, ts, p) in frames() {
-            publisher.push(t, ts, p);
+            publisher.push(t, ts, p).await;
         }
         assert_eq!(waiter.await.unwrap(), Some(0));
 

@@ -13,7 +13,6 @@ pub mod hls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -56,15 +55,9 @@ async fn serve(origin: Arc<Origin>, listener: TcpListener, router: Router, pool:
         Pool::Api => "api",
     };
     let refusing = Arc::new(AtomicUsize::new(0));
+    let mut acceptor = crate::fd_budget::Acceptor::new(kind);
     loop {
-        let (socket, peer) = match listener.accept().await {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, kind, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (socket, peer) = acceptor.accept(&listener).await;
         // Per-address limits on the playback port (not the API: coworkers share addresses):
         // a flood from one address is closed at once and never takes global slots.
         let ip_guard = match kind {

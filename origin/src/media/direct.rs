@@ -43,7 +43,8 @@ use super::stream::Event;
 /// Most buffers in one write-through `writev` (two per frame at most; a flush with more
 /// is written in parts).
 const MAX_IOV: usize = 128;
-/// Frames queued for the write-through set before the publisher flushes by itself.
+/// Frames queued for the write-through set before the publisher should flush (in steps)
+/// without waiting for the end of its read.
 const MAX_PENDING: usize = 64;
 /// Longest audio waits for the next video frame before it is written through anyway
 /// (a 20 fps stream still merges every frame; below that audio goes out on its own).
@@ -268,21 +269,6 @@ impl DirectSet {
             .collect()
     }
 
-    /// Writes the queued frames to every member; a member whose socket takes less is
-    /// handed back with the rest and a ring position after the last queued frame (`rx`
-    /// makes one). Bytes written.
-    pub fn flush(&mut self, mut rx: impl FnMut() -> broadcast::Receiver<Event>) -> u64 {
-        let mut written = 0u64;
-        while !self.pending.is_empty() {
-            let (n, done) = self.write_members(usize::MAX, None, &mut rx);
-            written += n;
-            if done {
-                break;
-            }
-        }
-        written
-    }
-
     /// Writes what they are owed to up to `budget` members, from the cursor on (with
     /// `now`, only merged members that are due; None writes every member owed); true
     /// when no member is owed anything any more (the queue is then empty). A pass that
@@ -341,15 +327,19 @@ impl DirectSet {
         (written, false)
     }
 
-    /// Writes what is queued, then hands every member back (before a notice). The next
-    /// publisher may have no video: audio waits for nothing until video is seen again.
-    pub fn hand_back_all(&mut self, mut rx: impl FnMut() -> broadcast::Receiver<Event>) -> u64 {
-        let written = self.flush(&mut rx);
-        self.video = false;
-        for m in self.members.drain(..) {
-            m.player.hand_back(Vec::new(), rx());
+    /// Hands every member back before a notice, without writing anything: each gets
+    /// what is queued for it (to write first) and a ring position `rx` makes, before the
+    /// notice, so its own task writes the frames and then the notice, as it writes frames
+    /// (docs/architecture.md, "Fan-out and write-through"). The next publisher may have no
+    /// video: audio waits for nothing until video is seen again.
+    pub fn hand_back_all(&mut self, mut rx: impl FnMut() -> broadcast::Receiver<Event>) {
+        for m in std::mem::take(&mut self.members) {
+            m.player.hand_back(self.queued_for(m.from), rx());
         }
-        written
+        self.pending.clear();
+        self.audio_since = None;
+        self.cursor = 0;
+        self.video = false;
     }
 }
 
@@ -455,7 +445,8 @@ mod tests {
         let key = StreamKey::new("v", "live", "s");
         let publisher = r.publish(&key, info()).unwrap();
         let stream = publisher.stream().clone();
-        publisher.push(kind::VIDEO, 0, numbered(0, true, 100));
+        // Nobody plays yet: nothing to write through.
+        publisher.push_batched(kind::VIDEO, 0, numbered(0, true, 100));
         (r, key, publisher, stream)
     }
 
@@ -514,7 +505,9 @@ mod tests {
         let key = StreamKey::new("v", "live", "s");
         let publisher = r.publish(&key, info()).unwrap();
         let stream = publisher.stream().clone();
-        publisher.push(kind::VIDEO, 0, numbered(0, true, SIZE));
+        publisher
+            .push(kind::VIDEO, 0, numbered(0, true, SIZE))
+            .await;
 
         let mut clients = Vec::new();
         let mut tasks = Vec::new();
@@ -552,7 +545,9 @@ mod tests {
 
         // The slow player never reads: its socket fills, and the publisher goes on.
         for i in 1..=FRAMES {
-            publisher.push(kind::VIDEO, i * 33, numbered(i, i % 60 == 0, SIZE));
+            publisher
+                .push(kind::VIDEO, i * 33, numbered(i, i % 60 == 0, SIZE))
+                .await;
             if i % 8 == 0 {
                 // Keep the fast reader within a few frames (its socket never fills, however
                 // busy the machine is), so only the slow player is ever handed back.
@@ -620,7 +615,9 @@ mod tests {
             (player, batch, d)
         });
         wait_until("written through", || stream.written_through() == 1).await;
-        publisher.push(kind::VIDEO, 33, numbered(1, false, 100));
+        publisher
+            .push(kind::VIDEO, 33, numbered(1, false, 100))
+            .await;
         drop(publisher);
         let (mut player, mut batch, d) = waiting.await.unwrap();
         assert_eq!(stream.written_through(), 0);
@@ -634,13 +631,15 @@ mod tests {
         let publisher = r.publish(&key, info()).unwrap();
         let d = player.next_batch(&mut batch).await;
         assert_eq!(d.notice, Some(crate::media::Notice::Published));
-        publisher.push(kind::VIDEO, 0, numbered(2, true, 100));
+        publisher.push(kind::VIDEO, 0, numbered(2, true, 100)).await;
         let d = player.next_batch(&mut batch).await;
         assert_eq!(batch.len(), 1, "caught up via the ring: {d:?}");
         batch.clear();
         let waiting = tokio::spawn(async move { player.next_batch(&mut batch).await });
         wait_until("written through again", || stream.written_through() == 1).await;
-        publisher.push(kind::VIDEO, 33, numbered(3, false, 100));
+        publisher
+            .push(kind::VIDEO, 33, numbered(3, false, 100))
+            .await;
         wait_until("frame 3 written", || {
             client
                 .try_read(&mut sent)
@@ -694,13 +693,15 @@ mod tests {
         assert_eq!(rest.len(), 4, "two frames: a header and a payload each");
         let rest: Vec<u8> = rest.iter().flat_map(|b| b.iter().copied()).collect();
         assert_eq!(indexes(&rest), vec![1, 2]);
-        assert!(publisher.flush());
+        assert_eq!(publisher.flush_or_hold(), Flush::Written);
         let n = (&players[0].1).read(&mut buf).unwrap();
         assert_eq!(indexes(&buf[..n]), vec![1, 2]);
         assert!((&players[1].1).read(&mut buf).is_err(), "nothing twice");
         assert_eq!(stream.written_through(), 1);
         // The one taken back goes on from the ring after frame 2.
-        publisher.push(kind::VIDEO, 99, numbered(3, false, 100));
+        publisher
+            .push(kind::VIDEO, 99, numbered(3, false, 100))
+            .await;
         let mut batch = Vec::new();
         let d = players[1].0.next_batch(&mut batch).await;
         assert!(d.rest.is_empty());
@@ -773,7 +774,7 @@ mod tests {
         let d = player.next_batch(&mut batch).await;
         assert_eq!(d.notice, Some(crate::media::Notice::Published));
         batch.clear();
-        publisher.push(kind::AUDIO, 0, audio.clone());
+        publisher.push(kind::AUDIO, 0, audio.clone()).await;
         let d = player.next_batch(&mut batch).await;
         assert!(
             d.rest.is_empty() && !batch.is_empty(),
@@ -881,5 +882,157 @@ mod tests {
             assert_eq!(indexes(&got), vec![1, 2], "every frame once, in order");
         }
         assert_eq!(stream.written_through(), FLUSH_STEP + 2);
+    }
+
+    /// A player socket that counts the publisher's writes to it, and those made while
+    /// the stream's cache lock was held (what subscribe and the ownership query wait on).
+    struct Probe {
+        sock: StdUnix,
+        stream: std::sync::Weak<crate::media::Stream>,
+        writes: Arc<std::sync::atomic::AtomicUsize>,
+        locked: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl DirectWrite for Probe {
+        fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.writes.fetch_add(1, SeqCst);
+            if !self.stream.upgrade().is_some_and(|s| s.cache_is_free()) {
+                self.locked.fetch_add(1, SeqCst);
+            }
+            match (&self.sock).write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                r => r,
+            }
+        }
+    }
+
+    /// Frame indexes of what a hand-back left for the player's task to write.
+    fn rest_indexes(rest: &[Bytes]) -> Vec<u32> {
+        indexes(&rest.iter().flat_map(|b| b.to_vec()).collect::<Vec<u8>>())
+    }
+
+    #[tokio::test]
+    async fn no_socket_is_written_under_the_cache_lock_whatever_triggers_the_flush() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let r = Registry::new(MediaConfig::default());
+        let key = StreamKey::new("v", "live", "s");
+        let relay = r
+            .publish(
+                &key,
+                PublisherInfo {
+                    id: 7,
+                    upstream: Some("rtmp://owner".into()),
+                    ..info()
+                },
+            )
+            .unwrap();
+        let stream = relay.stream().clone();
+        relay.push_batched(kind::VIDEO, 0, numbered(0, true, 100));
+        let writes = Arc::new(AtomicUsize::new(0));
+        let locked = Arc::new(AtomicUsize::new(0));
+        let mut players = Vec::new();
+        for _ in 0..2 {
+            let (server, client) = StdUnix::pair().unwrap();
+            server.set_nonblocking(true).unwrap();
+            client.set_nonblocking(true).unwrap();
+            let mut player = r.play(&key, PlayConfig::default());
+            assert!(player.write_through(Box::new(Probe {
+                sock: server,
+                stream: Arc::downgrade(&stream),
+                writes: writes.clone(),
+                locked: locked.clone(),
+            })));
+            let mut batch = Vec::new();
+            player.next_batch(&mut batch).await;
+            assert_eq!(batch.len(), 1, "the join burst");
+            players.push((player, client));
+        }
+        // Both join the set (polling once joins; the futures wait for a hand-back).
+        let join = |players: &mut Vec<(Player, StdUnix)>| {
+            let players = std::mem::take(players);
+            async move {
+                let mut back = Vec::new();
+                for (mut p, c) in players {
+                    let mut batch = Vec::new();
+                    let fut = p.next_batch(&mut batch);
+                    assert!(
+                        tokio::time::timeout(Duration::from_millis(1), fut)
+                            .await
+                            .is_err()
+                    );
+                    back.push((p, c));
+                }
+                back
+            }
+        };
+        players = join(&mut players).await;
+        assert_eq!(stream.written_through(), 2);
+        let mut buf = vec![0u8; 64 * 1024];
+
+        // A relay's frame: written through by the stepped flush.
+        relay.push(kind::VIDEO, 33, numbered(1, false, 100)).await;
+        assert_eq!(writes.load(SeqCst), 2);
+        for (_, c) in &players {
+            let n = (&*c).read(&mut buf).unwrap();
+            assert_eq!(indexes(&buf[..n]), vec![1]);
+        }
+        // One read of many messages: the queue fills, and pushing never writes.
+        let mut full = false;
+        for i in 2..2 + MAX_PENDING as u32 {
+            full = relay.push_batched(kind::VIDEO, i * 33, numbered(i, false, 100));
+        }
+        assert!(full, "the publisher is told to flush");
+        assert_eq!(writes.load(SeqCst), 2, "nothing written from push");
+
+        // A real publisher replaces the relay with those frames still queued: the
+        // players are handed back with them, nothing is written under the lock.
+        let publisher = r.publish(&key, info()).unwrap();
+        assert_eq!(writes.load(SeqCst), 2, "nothing written from publish");
+        assert_eq!(stream.written_through(), 0);
+        let queued: Vec<u32> = (2..2 + MAX_PENDING as u32).collect();
+        for (p, _) in &mut players {
+            let mut batch = Vec::new();
+            let d = p.next_batch(&mut batch).await;
+            assert_eq!(
+                rest_indexes(&d.rest),
+                queued,
+                "the queued frames, once, in order"
+            );
+            assert_eq!(d.notice, Some(crate::media::Notice::Unpublished));
+            let d = p.next_batch(&mut batch).await;
+            assert_eq!(d.notice, Some(crate::media::Notice::Published));
+        }
+        drop(relay);
+
+        // The new publisher's keyframe reaches them from the ring; then they rejoin.
+        publisher
+            .push(kind::VIDEO, 0, numbered(100, true, 100))
+            .await;
+        for (p, _) in &mut players {
+            let mut batch = Vec::new();
+            p.next_batch(&mut batch).await;
+            assert_eq!(batch.len(), 1);
+        }
+        players = join(&mut players).await;
+        assert_eq!(stream.written_through(), 2);
+        // Unpublished with a frame queued: the drop writes nothing either.
+        publisher.push_batched(kind::VIDEO, 33, numbered(101, false, 100));
+        let before = writes.load(SeqCst);
+        drop(publisher);
+        assert_eq!(writes.load(SeqCst), before, "nothing written from the drop");
+        for (p, c) in &mut players {
+            let mut batch = Vec::new();
+            let d = p.next_batch(&mut batch).await;
+            assert_eq!(rest_indexes(&d.rest), vec![101]);
+            assert_eq!(d.notice, Some(crate::media::Notice::Unpublished));
+            assert!((&*c).read(&mut buf).is_err(), "nothing written meanwhile");
+        }
+        assert!(writes.load(SeqCst) > 0);
+        assert_eq!(
+            locked.load(SeqCst),
+            0,
+            "a socket was written under the cache lock"
+        );
     }
 }

@@ -303,7 +303,7 @@ mod tests {
         };
         let p1 = r.publish(&key, info(1)).unwrap();
         let mut player = r.play(&key, config);
-        p1.push(kind::VIDEO, 1000, key_video(1000));
+        p1.push(kind::VIDEO, 1000, key_video(1000)).await;
         let mut out = Vec::new();
         assert_eq!(player.next_batch(&mut out).await, Delivery::default());
         assert_eq!(out.pop().unwrap().timestamp, 1000);
@@ -311,7 +311,7 @@ mod tests {
         let d = player.next_batch(&mut out).await;
         assert_eq!(d.notice, Some(Notice::Unpublished));
         let p2 = r.publish(&key, info(2)).unwrap();
-        p2.push(kind::VIDEO, 0, key_video(0));
+        p2.push(kind::VIDEO, 0, key_video(0)).await;
         assert_eq!(
             player.next_batch(&mut out).await.notice,
             Some(Notice::Published)
@@ -344,12 +344,12 @@ mod tests {
             },
         );
         let mut out = Vec::new();
-        p.push(kind::VIDEO, 0, key_video(0));
+        p.push(kind::VIDEO, 0, key_video(0)).await;
         player.next_batch(&mut out).await;
         assert_eq!(out.len(), 1);
         let started = Instant::now();
-        p.push(kind::VIDEO, 40, key_video(40));
-        p.push(kind::VIDEO, 80, key_video(80));
+        p.push(kind::VIDEO, 40, key_video(40)).await;
+        p.push(kind::VIDEO, 80, key_video(80)).await;
         out.clear();
         player.next_batch(&mut out).await;
         assert_eq!(out.len(), 2, "both frames in one write");

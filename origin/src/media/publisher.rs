@@ -3,6 +3,7 @@
 //! way the task that owned it ended.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -33,28 +34,26 @@ impl Publisher {
     }
 
     /// Caches and fans out one media or data message (timestamps continue across
-    /// republishes, see [`Stream::push_message`]).
-    pub fn push(&self, type_id: u8, timestamp: u32, payload: Bytes) {
+    /// republishes, see [`Stream::push_message`]), then writes it through to players
+    /// with [`flush_stepped`]; the instant to flush again by if frames are held back.
+    pub async fn push(&self, type_id: u8, timestamp: u32, payload: Bytes) -> Option<Instant> {
+        self.push_batched(type_id, timestamp, payload);
+        flush_stepped(self).await
+    }
+
+    /// Like [`Publisher::push`], but players written through get it at the next flush
+    /// ([`flush_stepped`]): a publisher that reads several messages at once writes them
+    /// to each player in one go. True when so much is queued that the publisher should
+    /// flush before it goes on.
+    pub fn push_batched(&self, type_id: u8, timestamp: u32, payload: Bytes) -> bool {
         self.stream()
-            .push_message(self.id, type_id, timestamp, payload);
+            .push_message(self.id, type_id, timestamp, payload)
     }
 
-    /// Like [`Publisher::push`], but players written through get it at the next
-    /// [`Publisher::flush`]: a publisher that reads several messages at once writes them
-    /// to each player in one go.
-    pub fn push_batched(&self, type_id: u8, timestamp: u32, payload: Bytes) {
-        self.stream()
-            .push_message_batched(self.id, type_id, timestamp, payload);
-    }
-
-    /// Writes what was pushed since the last flush to the players written through; true
-    /// if anything was written.
-    pub fn flush(&self) -> bool {
-        self.stream().flush_direct()
-    }
-
-    /// Like [`Publisher::flush`], but audio may wait for the next video frame: on
-    /// [`Flush::Held`], call again by the instant given.
+    /// Writes what was pushed since the last flush to up to
+    /// [`super::direct::FLUSH_STEP`] players written through (see
+    /// [`Stream::flush_direct_or_hold`]); audio may wait for the next video frame: on
+    /// [`Flush::Held`], call again by the instant given. [`flush_stepped`] does it all.
     pub fn flush_or_hold(&self) -> Flush {
         self.stream().flush_direct_or_hold()
     }
@@ -62,7 +61,7 @@ impl Publisher {
 
 /// Waits until the instant a [`Publisher::flush_or_hold`] returned in [`Flush::Held`],
 /// when the publisher must flush (never, for None). For a `select!` branch.
-pub async fn held_until(until: Option<std::time::Instant>) {
+pub async fn held_until(until: Option<Instant>) {
     match until {
         Some(t) => tokio::time::sleep_until(t.into()).await,
         None => std::future::pending().await,
@@ -72,7 +71,7 @@ pub async fn held_until(until: Option<std::time::Instant>) {
 /// Flushes what the publisher pushed, in steps with a yield between them (and one after
 /// anything written, so others run before the next read); the instant to flush again by
 /// if frames are held back.
-pub async fn flush_stepped(publisher: &Publisher) -> Option<std::time::Instant> {
+pub async fn flush_stepped(publisher: &Publisher) -> Option<Instant> {
     loop {
         match publisher.flush_or_hold() {
             Flush::Partial => tokio::task::yield_now().await,
@@ -88,7 +87,8 @@ pub async fn flush_stepped(publisher: &Publisher) -> Option<std::time::Instant> 
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        self.flush();
+        // What is still queued for players written through goes back to their tasks
+        // with the unpublish notice (nothing is written from here).
         if self.stream().unpublish(self.id) {
             crate::metrics::global().streams.dec();
             tracing::info!(stream = %self.stream().key, "unpublished");

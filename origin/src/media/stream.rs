@@ -160,6 +160,13 @@ impl Stream {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether nobody holds the cache lock right now (for tests that check no socket is
+    /// written under it).
+    #[cfg(test)]
+    pub(super) fn cache_is_free(&self) -> bool {
+        self.cache.try_lock().is_ok()
+    }
+
     /// The write-through set (lock order: `cache` before `direct`).
     fn direct(&self) -> MutexGuard<'_, DirectSet> {
         self.direct.lock().unwrap_or_else(|e| e.into_inner())
@@ -169,29 +176,21 @@ impl Stream {
         self.next_direct_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Sends a publish/unpublish event (with the cache locked). Players written to
-    /// directly get what is queued for them and are handed back first, positioned before
-    /// the event, so their tasks send the notice.
+    /// Sends a publish/unpublish event (with the cache locked). Players written through
+    /// are handed back first, without a write: each gets what was queued for it and a ring
+    /// position before the event, so its own task writes both, as it writes frames.
     fn send_event(&self, event: Event) {
         let mut d = self.direct();
-        let written = d.hand_back_all(|| self.tx.subscribe());
-        crate::metrics::global().bytes_out.inc_by(written);
+        d.hand_back_all(|| self.tx.subscribe());
         let _ = self.tx.send(event);
     }
 
-    /// Writes the frames pushed since the last flush to every player in the write-through
-    /// set (see [`super::direct`]). The RTMP publisher calls it once per read of its
-    /// socket; true if anything was written.
-    pub fn flush_direct(&self) -> bool {
-        let mut d = self.direct();
-        let written = d.flush(|| self.tx.subscribe());
-        crate::metrics::global().bytes_out.inc_by(written);
-        written > 0
-    }
-
-    /// Like [`Stream::flush_direct`], except that audio may wait for the next video
-    /// frame (see [`super::direct::AUDIO_HOLD`]); on [`Flush::Held`] the caller flushes
-    /// again at the instant given, unless another frame comes first.
+    /// Writes the frames pushed since the last flush to the players in the write-through
+    /// set (see [`super::direct`]), to [`super::direct::FLUSH_STEP`] of them per call and
+    /// never under the cache lock; audio may wait for the next video frame (see
+    /// [`super::direct::AUDIO_HOLD`]). On [`Flush::Partial`] the caller yields and calls
+    /// again; on [`Flush::Held`] it flushes again at the instant given, unless another
+    /// frame comes first.
     pub fn flush_direct_or_hold(&self) -> Flush {
         let mut d = self.direct();
         let (flush, written) = d.flush_or_hold(Instant::now(), || self.tx.subscribe());
@@ -271,14 +270,6 @@ impl Stream {
         self.direct().len()
     }
 
-    /// Like [`Stream::push_message`] but the write-through waits for
-    /// [`Stream::flush_direct`] (the RTMP publisher flushes once per socket read).
-    pub fn push_message_batched(&self, id: u64, type_id: u8, timestamp: u32, payload: Bytes) {
-        if let Some(frame) = self.frame_of(id, type_id, timestamp, payload) {
-            self.push_batched(frame);
-        }
-    }
-
     /// Claims the stream for a publisher.
     pub fn publish(&self, info: PublisherInfo) -> Result<(), AlreadyPublished> {
         let mut c = self.cache();
@@ -313,12 +304,11 @@ impl Stream {
     }
 
     /// Builds the frame of one message of publisher `id`, with its timestamp moved past
-    /// everything sent before a republish, then caches and fans it out. Messages of a
-    /// publisher that was replaced are dropped.
-    pub fn push_message(&self, id: u64, type_id: u8, timestamp: u32, payload: Bytes) {
-        if let Some(frame) = self.frame_of(id, type_id, timestamp, payload) {
-            self.push(frame);
-        }
+    /// everything sent before a republish, then caches and fans it out (see
+    /// [`Stream::push`]). Messages of a publisher that was replaced are dropped.
+    pub fn push_message(&self, id: u64, type_id: u8, timestamp: u32, payload: Bytes) -> bool {
+        self.frame_of(id, type_id, timestamp, payload)
+            .is_some_and(|frame| self.push(frame))
     }
 
     fn frame_of(&self, id: u64, type_id: u8, timestamp: u32, payload: Bytes) -> Option<Arc<Frame>> {
@@ -355,19 +345,15 @@ impl Stream {
         true
     }
 
-    /// Caches and fans out one frame from the publisher, written through at once.
-    pub fn push(&self, frame: Arc<Frame>) {
-        self.push_batched(frame);
-        self.flush_direct();
-    }
-
-    /// Caches and fans out one frame; the write-through waits for the next
-    /// [`Stream::flush_direct`] (or a full queue).
-    pub fn push_batched(&self, frame: Arc<Frame>) {
+    /// Caches and fans out one frame from the publisher. Players written through get it
+    /// at the publisher's next [`Stream::flush_direct_or_hold`], never from here (so never
+    /// under the cache lock); true when so much is queued for them that the publisher
+    /// should flush before it goes on.
+    pub fn push(&self, frame: Arc<Frame>) -> bool {
         self.bytes_in
             .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
         self.frames_in.fetch_add(1, Ordering::Relaxed);
-        let flush = {
+        {
             let mut c = self.cache();
             match frame.kind {
                 FrameKind::Data => {
@@ -418,9 +404,6 @@ impl Stream {
             let mut d = self.direct();
             let _ = self.tx.send(Event::Frame(frame.clone()));
             d.sent(&frame)
-        };
-        if flush {
-            self.flush_direct();
         }
     }
 

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::write::write_all_vectored;
+use super::write::{SharedWriter, write_all_vectored};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::timeout;
 
 use crate::auth::{Event as AuthEvent, Notice as AuthNotice};
@@ -71,9 +71,9 @@ pub struct Connection {
     pub(super) origin: Arc<Origin>,
     pub(super) id: u64,
     pub(super) peer: SocketAddr,
-    reader: OwnedReadHalf,
-    pub(super) writer: OwnedWriteHalf,
-    rbuf: BytesMut,
+    pub(super) reader: OwnedReadHalf,
+    pub(super) writer: SharedWriter,
+    pub(super) rbuf: BytesMut,
     pub(super) wbuf: BytesMut,
     decoder: ChunkDecoder,
     pub(super) encoder: ChunkEncoder,
@@ -145,7 +145,7 @@ impl Connection {
             origin,
             peer,
             reader,
-            writer,
+            writer: SharedWriter::new(writer),
             // Small to start: players read next to nothing; a publisher grows it.
             rbuf: BytesMut::with_capacity(4 * 1024),
             wbuf: BytesMut::with_capacity(4 * 1024),
@@ -482,7 +482,10 @@ impl Connection {
             return self.on_control(c);
         }
         match msg.type_id {
-            kind::AUDIO | kind::VIDEO | kind::DATA_AMF0 | kind::DATA_AMF3 => self.on_media(msg),
+            kind::AUDIO | kind::VIDEO | kind::DATA_AMF0 | kind::DATA_AMF3 => {
+                self.on_media(msg).await;
+                Ok(())
+            }
             kind::AGGREGATE => {
                 for (t, ts, payload) in split_aggregate(msg.timestamp, &msg.payload) {
                     self.on_media(RawMessage {
@@ -491,7 +494,8 @@ impl Connection {
                         type_id: t,
                         stream_id: msg.stream_id,
                         payload,
-                    })?;
+                    })
+                    .await;
                 }
                 Ok(())
             }
@@ -522,9 +526,9 @@ impl Connection {
     }
 
     /// A publisher's media or data message: cached and fanned out once.
-    fn on_media(&mut self, msg: RawMessage) -> Result<(), ConnError> {
+    async fn on_media(&mut self, msg: RawMessage) {
         let Role::Publishing { publisher: p, .. } = &self.role else {
-            return Ok(());
+            return;
         };
         let mut payload = msg.payload;
         if msg.type_id == kind::DATA_AMF0 {
@@ -534,9 +538,11 @@ impl Connection {
                 payload = payload.slice(SET_DATA_FRAME.len()..);
             }
         }
-        // Written through to players once per read of the socket (`serve`).
-        p.push_batched(msg.type_id, msg.timestamp, payload);
-        Ok(())
+        // Written through to players once per read of the socket (`serve`), or now, in
+        // steps, if one read brought many messages.
+        if p.push_batched(msg.type_id, msg.timestamp, payload) {
+            crate::media::flush_stepped(p).await;
+        }
     }
 }
 

@@ -12,8 +12,6 @@ mod session;
 mod write;
 
 use std::sync::Arc;
-use std::time::Duration;
-
 use tokio::net::TcpListener;
 
 use crate::metrics::{self, KindLabel};
@@ -23,19 +21,11 @@ use connection::Connection;
 /// Accepts RTMP connections until shutdown.
 pub async fn serve_rtmp(origin: Arc<Origin>, listener: TcpListener) {
     let mut shutdown = origin.shutdown_signal();
+    let mut acceptor = crate::fd_budget::Acceptor::new("rtmp");
     loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
+        let (socket, peer) = tokio::select! {
+            a = acceptor.accept(&listener) => a,
             _ = shutdown.changed() => return,
-        };
-        let (socket, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
         };
         // Per-address limits first: a flood from one address never takes global slots.
         let Some(ip_guard) = origin.auth.admit(peer.ip(), "rtmp") else {

@@ -14,7 +14,7 @@ use crate::rtmp::message::{Control, UserControl, csid, kind};
 
 use super::connection::{ConnError, Connection, Playing, Role};
 use super::session::Routed;
-use super::write::{SocketWriter, write_all_vectored};
+use super::write::write_all_vectored;
 
 impl Connection {
     /// Routes an authorized play (`stop`: its on_stop notice) and, when it is served
@@ -33,11 +33,9 @@ impl Connection {
             Decision::Redirect(Target::Http(_)) | Decision::NotFound => return Routed::NotFound,
         };
         tracing::info!(conn = self.id, peer = %self.peer, stream = %request.key, "playing");
-        if stream_id == PLAY_STREAM_ID
-            && let Some(out) = SocketWriter::new(&self.writer)
-        {
+        if stream_id == PLAY_STREAM_ID {
             // The publisher writes to this player while it keeps up (merged or not).
-            player.write_through(Box::new(out));
+            player.write_through(Box::new(self.writer.direct()));
         }
         self.role = Role::Playing(Box::new(Playing {
             player,
