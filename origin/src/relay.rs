@@ -391,7 +391,7 @@ async fn relay_until_end(
     let idle = tokio::time::sleep_until(client.last_received() + ctx.idle_timeout);
     tokio::pin!(idle);
     // Frames held for the players' merge interval (or audio waiting for video) go out by then.
-    let mut hold = crate::media::flush_stepped(&publisher).await;
+    let mut hold = crate::media::flush_stepped(publisher).await;
     loop {
         tokio::select! {
             // `next_event` is cancel-safe: losing the race to another arm loses nothing.

@@ -92,10 +92,7 @@ fn probe(a: &Args, api: u16, rtmp_url: String) -> std::thread::JoinHandle<Probes
             .expect("probe runtime");
         let mut p = Probes::default();
         for _ in 0..n {
-            match http_get(
-                api,
-                "/api/v1/clusters?app=live&stream=bench",
-            ) {
+            match http_get(api, "/api/v1/clusters?app=live&stream=bench") {
                 Ok(ms) => p.query.push(ms),
                 Err(_) => p.failed += 1,
             }
