@@ -841,6 +841,7 @@ async fn a_relay_gives_up_on_an_owner_that_never_answers_the_handshake() {
         extra: ["--wait-for-publisher", "40s", "--discovery-cache", "0s"]
             .map(String::from)
             .to_vec(),
+        ..Default::default()
     });
     let url = o.rtmp_url("live/hs");
     let started = Instant::now();
