@@ -489,7 +489,7 @@ async fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
 
 /// Waits until the delivery task has recorded `n` acknowledgements of `rev`.
 async fn acked(ctx: &Context, n: usize, rev: u64) {
-    until(Duration::from_secs(5), "acknowledgements recorded", || {
+    until(Duration::from_secs(15), "acknowledgements recorded", || {
         ctx.delivery_progress(NS, "live")
             .is_some_and(|p| p.acked.values().filter(|(_, r)| *r == rev).count() == n)
     })
@@ -524,9 +524,11 @@ async fn coworkers_are_pushed_and_acknowledged() {
         .await
         .expect("reconcile");
     assert_eq!(token_of(&fake, "live"), "t0ken");
-    until(Duration::from_secs(2), "every origin at revision 1", || {
-        os.iter().all(|o| o.revision() == 1)
-    })
+    until(
+        Duration::from_secs(15),
+        "every origin at revision 1",
+        || os.iter().all(|o| o.revision() == 1),
+    )
     .await;
     let expect: Vec<String> = {
         let mut v: Vec<String> = os.iter().map(|o| o.addr.clone()).collect();
@@ -557,21 +559,21 @@ async fn coworkers_are_pushed_and_acknowledged() {
     // One origin leaves and another one is down when the change happens.
     fake.delete(&format!("{SLICES}/live-peers-2"));
     os[1].fail_next(1000);
-    let t0 = Instant::now();
-    reconcile(Arc::new(oc.clone()), ctx.clone())
-        .await
-        .expect("reconcile");
-    assert!(
-        t0.elapsed() < Duration::from_millis(250),
-        "the pass does not wait for pods: {:?}",
-        t0.elapsed()
-    );
-    until(Duration::from_secs(1), "origin 0 at revision 2", || {
+    // Origin 1 refuses the next 1,000 pushes: a pass that waited for every pod to
+    // acknowledge would not return before the test ends.
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        reconcile(Arc::new(oc.clone()), ctx.clone()),
+    )
+    .await
+    .expect("the pass does not wait for pods")
+    .expect("reconcile");
+    until(Duration::from_secs(15), "origin 0 at revision 2", || {
         os[0].revision() == 2
     })
     .await;
     until(
-        Duration::from_secs(2),
+        Duration::from_secs(15),
         "origin 1's failure recorded",
         || {
             ctx.delivery_progress(NS, "live")
@@ -601,7 +603,7 @@ async fn coworkers_are_pushed_and_acknowledged() {
     let puts0 = os[0].puts();
     os[1].fail_next(0);
     until(
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         "origin 1 retried in the background",
         || os[1].revision() == 2,
     )
@@ -630,7 +632,7 @@ async fn restarted_operator_continues_above_the_durable_revision() {
     reconcile(Arc::new(oc.clone()), ctx.clone())
         .await
         .expect("first");
-    until(Duration::from_secs(2), "revision 1 delivered", || {
+    until(Duration::from_secs(15), "revision 1 delivered", || {
         os[0].revision() == 1
     })
     .await;
@@ -667,7 +669,7 @@ async fn restarted_operator_continues_above_the_durable_revision() {
     reconcile(Arc::new(oc.clone()), ctx2.clone())
         .await
         .expect("pass sees a newer pod");
-    until(Duration::from_secs(2), "the newer pod reported", || {
+    until(Duration::from_secs(15), "the newer pod reported", || {
         ctx2.delivery_progress(NS, "live")
             .is_some_and(|p| p.seen_newer == 7)
     })
@@ -676,13 +678,24 @@ async fn restarted_operator_continues_above_the_durable_revision() {
         .await
         .expect("pass above it");
     assert_eq!(ctx2.revision(NS, "live"), Some(8));
-    until(Duration::from_secs(2), "revision 8 everywhere", || {
+    until(Duration::from_secs(15), "revision 8 everywhere", || {
         [&os[0], &os[1], &other].iter().all(|o| o.revision() == 8)
     })
     .await;
     for o in [&os[0], &os[1], &other] {
         assert_eq!(o.document().coworkers.len(), 3);
     }
+}
+
+/// Stops the controller loop started by [`run_loop`]: it must still be running, end on
+/// shutdown, and not have panicked.
+async fn stop_loop(tx: tokio::sync::oneshot::Sender<()>, runner: tokio::task::JoinHandle<()>) {
+    tx.send(())
+        .expect("the controller loop was still running before shutdown");
+    tokio::time::timeout(Duration::from_secs(10), runner)
+        .await
+        .expect("the controller loop stops on shutdown")
+        .expect("the controller loop did not panic");
 }
 
 /// Runs the controller loop; the sender stops it.
@@ -700,13 +713,13 @@ fn run_loop(
 }
 
 #[tokio::test]
-async fn controller_loop_delivers_slice_changes_fast() {
+async fn controller_loop_delivers_slice_changes_on_the_watch() {
     let (fake, ctx) = setup();
     let (tx, runner) = run_loop(&ctx);
     let oc = store(&fake, &fixtures::minimal());
     // The controller creates the children (and the token) on its own.
     until(
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         "StatefulSet created by the controller",
         || {
             fake.get("/apis/apps/v1/namespaces/media/statefulsets/live")
@@ -720,16 +733,17 @@ async fn controller_loop_delivers_slice_changes_fast() {
     let t0 = Instant::now();
     put_slices(&fake, "live", &refs);
     until(
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         "slice change reached every origin",
         || os.iter().all(|o| o.document().coworkers.len() == 5),
     )
     .await;
-    let took = t0.elapsed();
-    assert!(took < Duration::from_secs(1), "convergence took {took:?}");
+    // Well inside the 60 s resync: the watch, not the resync, delivered it. How fast is a
+    // bench number (operator/benches/convergence-bench.rs).
+    eprintln!("slice change delivered in {:?}", t0.elapsed());
     // Status follows without another watch event: the delivery task asks for a pass.
     until(
-        Duration::from_secs(3),
+        Duration::from_secs(15),
         "status shows every pod acknowledged",
         || {
             let oc = current(&fake, &oc);
@@ -739,8 +753,7 @@ async fn controller_loop_delivers_slice_changes_fast() {
         },
     )
     .await;
-    let _ = tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), runner).await;
+    stop_loop(tx, runner).await;
     assert_rbac_covers(&fake.requests());
 }
 
@@ -762,6 +775,14 @@ async fn restart_never_overwrites_the_durable_list_before_the_slices_are_listed(
     // The new process starts while the EndpointSlice list hangs.
     fake.hang("GET", "/endpointslices");
     let (tx, runner) = run_loop(&ctx);
+    // The controller has asked for the slices and waits for them; meanwhile (a window, as
+    // a negative needs) it writes no list.
+    until(
+        Duration::from_secs(15),
+        "the controller asked for the slices",
+        || fake.held("GET", "/endpointslices") > 0,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
         cm_doc(&fake, "live"),
@@ -769,9 +790,11 @@ async fn restart_never_overwrites_the_durable_list_before_the_slices_are_listed(
         "no list before the slices are known"
     );
     fake.unhang();
-    until(Duration::from_secs(5), "the origins get revision 5", || {
-        os.iter().all(|o| o.revision() == 5)
-    })
+    until(
+        Duration::from_secs(15),
+        "the origins get revision 5",
+        || os.iter().all(|o| o.revision() == 5),
+    )
     .await;
     assert_eq!(
         ctx.revision(NS, "live"),
@@ -779,8 +802,7 @@ async fn restart_never_overwrites_the_durable_list_before_the_slices_are_listed(
         "same list: no new revision"
     );
     assert_eq!(cm_doc(&fake, "live"), durable);
-    let _ = tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), runner).await;
+    stop_loop(tx, runner).await;
 }
 
 #[tokio::test]
@@ -791,10 +813,14 @@ async fn deleting_a_cluster_drops_its_task_state_and_metrics() {
     store_token(&fake, &oc, "tok");
     let os = origins(2, "tok").await;
     put_slices(&fake, "live", &[&os[0], &os[1]]);
-    until(Duration::from_secs(5), "delivered and acknowledged", || {
-        ctx.delivery_progress(NS, "live")
-            .is_some_and(|p| p.acked.len() == 2)
-    })
+    until(
+        Duration::from_secs(15),
+        "delivered and acknowledged",
+        || {
+            ctx.delivery_progress(NS, "live")
+                .is_some_and(|p| p.acked.len() == 2)
+        },
+    )
     .await;
     assert!(ctx.has_delivery(NS, "live"));
     assert!(ctx.revision(NS, "live").is_some());
@@ -811,7 +837,7 @@ async fn deleting_a_cluster_drops_its_task_state_and_metrics() {
     );
     // kubectl delete ocl/live (no finalizer: the API server removes it at once).
     fake.delete(&format!("{CR_COLL}/live"));
-    until(Duration::from_secs(3), "cluster forgotten", || {
+    until(Duration::from_secs(15), "cluster forgotten", || {
         !ctx.has_delivery(NS, "live") && ctx.revision(NS, "live").is_none()
     })
     .await;
@@ -821,8 +847,7 @@ async fn deleting_a_cluster_drops_its_task_state_and_metrics() {
     let puts: Vec<u32> = os.iter().map(|o| o.puts()).collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(os.iter().map(|o| o.puts()).collect::<Vec<_>>(), puts);
-    let _ = tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), runner).await;
+    stop_loop(tx, runner).await;
 }
 
 #[tokio::test]
@@ -863,7 +888,7 @@ async fn per_pod_service_advertise_agrees_in_file_and_push_at_every_revision() {
         );
         last_rev = rev;
         until(
-            Duration::from_secs(2),
+            Duration::from_secs(15),
             "both origins at the revision",
             || os.iter().all(|o| o.revision() == rev),
         )

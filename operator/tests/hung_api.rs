@@ -21,6 +21,9 @@ const CR_COLL: &str = "/apis/origincluster.dev/v1alpha1/namespaces/media/originc
 const CR: &str = "/apis/origincluster.dev/v1alpha1/namespaces/media/originclusters/live";
 const STS: &str = "/apis/apps/v1/namespaces/media/statefulsets/live";
 const TIMEOUT: Duration = Duration::from_secs(1);
+/// How late past [`TIMEOUT`] a timeout may show on a loaded machine (still far below the
+/// minutes a request would hang without it).
+const SLACK: Duration = Duration::from_secs(8);
 
 struct Operator {
     child: Child,
@@ -187,10 +190,12 @@ async fn hung_api_server_times_out_heals_and_clears_the_condition() {
         .find_map(|t| t.strip_prefix("addr="))
         .expect("addr in the line")
         .to_string();
-    let (t_err, err) = op.wait_line(&["did not answer in time"], Duration::from_secs(10));
+    let (t_err, err) = op.wait_line(&["did not answer in time"], Duration::from_secs(20));
+    // The configured timeout fired: not much too early, and long before the client's own
+    // defaults (minutes) would have; the upper margin is for a loaded machine.
     let after = t_err.duration_since(t_serving);
     assert!(
-        after >= TIMEOUT.mul_f32(0.9) && after < TIMEOUT + Duration::from_millis(1500),
+        after >= TIMEOUT.mul_f32(0.9) && after < TIMEOUT + SLACK,
         "timeout error after {after:?} (timeout {TIMEOUT:?}): {err}"
     );
     assert!(err.contains("ERROR") && err.contains("retry_in"), "{err}");
@@ -220,7 +225,7 @@ async fn hung_api_server_times_out_heals_and_clears_the_condition() {
     )
     .await;
     until(
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         "Degraded=False after the first pass",
         || degraded(&fake) == Some(("False".into(), "AsExpected".into())),
     )
@@ -234,22 +239,18 @@ async fn hung_api_server_times_out_heals_and_clears_the_condition() {
     oc["spec"]["replicas"] = Value::from(4);
     let changed = Instant::now();
     fake.put(CR_COLL, oc);
-    let took = until(
-        Duration::from_secs(10),
-        "Degraded=True (ApiTimeout)",
-        || degraded(&fake) == Some(("True".into(), "ApiTimeout".into())),
-    )
+    let took = until(TIMEOUT + SLACK, "Degraded=True (ApiTimeout)", || {
+        degraded(&fake) == Some(("True".into(), "ApiTimeout".into()))
+    })
     .await;
+    assert!(took < TIMEOUT + SLACK, "Degraded after {took:?}");
+    let (t_fail, fail) = op.wait_line(&["reconcile failed", "ApiTimeout"], Duration::from_secs(20));
+    let failed_after = t_fail.duration_since(changed);
     assert!(
-        took < TIMEOUT + Duration::from_millis(1500),
-        "Degraded after {took:?}"
+        failed_after >= TIMEOUT.mul_f32(0.9) && failed_after < TIMEOUT + SLACK,
+        "after {failed_after:?}: {fail}"
     );
-    let (t_fail, fail) = op.wait_line(&["reconcile failed", "ApiTimeout"], Duration::from_secs(5));
-    assert!(
-        t_fail.duration_since(changed) < TIMEOUT + Duration::from_millis(1500),
-        "{fail}"
-    );
-    until(Duration::from_secs(3), "a ReconcileFailed event", || {
+    until(Duration::from_secs(15), "a ReconcileFailed event", || {
         fake.requests().iter().any(|r| {
             r.path.contains("/events")
                 && r.body
@@ -261,7 +262,7 @@ async fn hung_api_server_times_out_heals_and_clears_the_condition() {
 
     // 4. It answers again: the backoff retry succeeds and the condition clears.
     fake.unhang();
-    until(Duration::from_secs(10), "Degraded clears", || {
+    until(Duration::from_secs(20), "Degraded clears", || {
         degraded(&fake) == Some(("False".into(), "AsExpected".into()))
     })
     .await;
@@ -315,8 +316,9 @@ async fn leader_releases_the_lease_on_sigterm_and_the_standby_takes_over() {
     let (t_lead, _) = b.wait_line(&[" leading"], Duration::from_secs(14));
     let took = t_lead.duration_since(t_term);
     assert!(
-        took < Duration::from_secs(8),
-        "standby took over after {took:?}; without the release it would wait 15 s"
+        took < Duration::from_secs(9),
+        "standby took over after {took:?}; without the release it would wait 15 s from its \
+         last sight of a renewal (2 s apart), at least 11 s"
     );
     let status = a.child.wait().expect("a exits");
     assert!(status.success(), "{status:?}\n{}", a.dump());

@@ -74,6 +74,8 @@ struct ApiState {
     /// Requests matching one of these (`METHOD`, path substring; empty matches all) are
     /// accepted and not answered until the hang is lifted.
     hangs: Vec<(String, String)>,
+    /// (`METHOD`, path) of every request that was held by a hang (recorded on arrival).
+    held: Vec<(String, String)>,
     watchers: Vec<Watcher>,
 }
 
@@ -311,6 +313,16 @@ impl FakeApiServer {
         lock(&self.state)
     }
 
+    /// How many requests with `method` and a path containing `path_contains` a hang has
+    /// held so far (counted when they arrive, unlike [`Self::requests`]).
+    pub fn held(&self, method: &str, path_contains: &str) -> usize {
+        self.st()
+            .held
+            .iter()
+            .filter(|(m, p)| m == method && p.contains(path_contains))
+            .count()
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.st().requests.clone()
@@ -423,6 +435,9 @@ impl FakeApiServer {
         let path = uri.path().to_string();
         let query = uri.query().unwrap_or_default().to_string();
         let mut hang_rx = self.hang_changed.subscribe();
+        if self.is_hung(&method, &path) {
+            self.st().held.push((method.clone(), path.clone()));
+        }
         while self.is_hung(&method, &path) {
             if hang_rx.changed().await.is_err() {
                 break;

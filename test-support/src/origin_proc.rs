@@ -3,13 +3,14 @@
 //! Ports cannot race: unless a test asks for fixed ports, the origin binds port 0 and the
 //! harness reads the bound addresses from its startup line
 //! `origin listening rtmp=<addr> api=<addr> flv=<addr>` (stdout). The rest of its output is
-//! forwarded to this process's stderr by a reader thread (so the pipe never fills up).
+//! forwarded to this process's stderr by a reader thread (so the pipe never fills up), and
+//! kept for [`OriginProc::wait_log`].
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// Options of a test origin.
@@ -25,6 +26,12 @@ pub struct OriginOpts {
 /// How long an origin may take to print its listening line.
 const START_LIMIT: Duration = Duration::from_secs(15);
 
+/// Log lines kept per origin for [`OriginProc::wait_log`] (later ones are only forwarded).
+const KEPT_LINES: usize = 50_000;
+
+/// The origin's log lines so far (all its runs).
+type Log = Arc<Mutex<Vec<String>>>;
+
 /// One origin process on loopback; killed on drop.
 pub struct OriginProc {
     pub rtmp: u16,
@@ -34,6 +41,7 @@ pub struct OriginProc {
     bin: PathBuf,
     opts: OriginOpts,
     child: Child,
+    log: Log,
 }
 
 /// The three addresses of an `origin listening …` line (ANSI colour codes tolerated).
@@ -95,7 +103,8 @@ impl OriginProc {
         ports: (u16, u16, u16),
         opts: &OriginOpts,
     ) -> std::io::Result<Self> {
-        let (child, (r, a, f)) = launch(bin, ip, ports, opts)?;
+        let log = Log::default();
+        let (child, (r, a, f)) = launch(bin, ip, ports, opts, &log)?;
         Ok(Self {
             rtmp: r.port(),
             api: a.port(),
@@ -104,6 +113,7 @@ impl OriginProc {
             bin: bin.to_path_buf(),
             opts: opts.clone(),
             child,
+            log,
         })
     }
 
@@ -116,6 +126,7 @@ impl OriginProc {
             &self.ip,
             (self.rtmp, self.api, self.flv),
             &self.opts,
+            &self.log,
         )?;
         self.child = child;
         Ok(())
@@ -160,6 +171,30 @@ impl OriginProc {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// How many of the origin's log lines so far contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        crate::lock(&self.log)
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until more than `seen` log lines contain `needle` (`seen` from
+    /// [`Self::log_count`] before the action under test); false after `limit`. Only what the
+    /// log level prints shows (`warn` and up unless `ORIGIN_TEST_LOG` says otherwise).
+    pub fn wait_log(&self, needle: &str, seen: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.log_count(needle) > seen {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for OriginProc {
@@ -175,6 +210,7 @@ fn launch(
     ip: &str,
     (rtmp, api, flv): (u16, u16, u16),
     opts: &OriginOpts,
+    log: &Log,
 ) -> std::io::Result<(Child, Addrs)> {
     let level = std::env::var("ORIGIN_TEST_LOG").unwrap_or_else(|_| "warn".into());
     let mut cmd = match opts.nofile {
@@ -210,6 +246,7 @@ fn launch(
         return Err(std::io::Error::other("no stdout pipe"));
     };
     let (tx, rx) = mpsc::channel::<Addrs>();
+    let log = log.clone();
     std::thread::spawn(move || {
         let mut tx = Some(tx);
         for line in BufReader::new(stdout).lines() {
@@ -221,6 +258,10 @@ fn launch(
                 continue;
             }
             eprintln!("[origin] {line}");
+            let mut kept = crate::lock(&log);
+            if kept.len() < KEPT_LINES {
+                kept.push(line);
+            }
         }
     });
     let deadline = Instant::now() + START_LIMIT;

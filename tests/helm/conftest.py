@@ -92,3 +92,15 @@ def origincluster_crd() -> dict[str, Any] | None:
 @pytest.fixture(scope="session")
 def default_render() -> Rendered:
     return render()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A skipped chart test is a failure: the test command installs all they need, so a
+    skip could only turn the suite green without running it."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.skipped and not hasattr(rep, "wasxfail"):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else rep.longrepr
+        rep.outcome = "failed"
+        rep.longrepr = f"{item.nodeid} was skipped, which counts as a failure: {reason}"

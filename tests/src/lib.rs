@@ -89,7 +89,7 @@ impl OriginProc {
             &self.api_url("/api/v1/streams"),
             app,
             stream,
-            Duration::from_secs(10),
+            Duration::from_secs(30),
         )
         .await;
         assert!(

@@ -298,10 +298,9 @@ async fn a_player_wakes_the_paced_publisher_of_an_unwatched_stream() {
             .to_vec(),
         ..OriginOpts::default()
     });
-    let spawned = Instant::now();
     let _pub = ffmpeg_publish(&origin.rtmp_url("live/paced"), "320x240", 25, 30);
     let api = origin.api_url("/api/v1/streams");
-    let published = wait_async(Duration::from_secs(10), || async {
+    let published = wait_async(Duration::from_secs(20), || async {
         let v = http("GET", &api, &[], "").await.json();
         v["streams"]
             .as_array()?
@@ -311,31 +310,33 @@ async fn a_player_wakes_the_paced_publisher_of_an_unwatched_stream() {
     })
     .await;
     assert!(published.is_some(), "ffmpeg published");
-    // By now the publisher has been read once and then waits for the next 60 s tick.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // ffmpeg's timestamps start at 0 when it publishes, before this point.
+    let published_at = Instant::now();
+    // The scenario: the stream goes unwatched for a while. The publisher has been read
+    // once and then waits for the next 60 s tick; ffmpeg's output piles up in the socket.
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let mut p = Client::connect(&origin.rtmp_url("live/paced"))
         .await
         .unwrap();
     p.play(None).await.unwrap();
-    let joined = Instant::now();
-    // ffmpeg's timestamps trail the wall clock since it was started by its start-up time.
-    let live_edge_ms = (joined - spawned).as_millis() as u32;
+    // The live edge is at least this far on (ffmpeg -re runs at the wall clock's pace or
+    // catches up to it); the cache as of the last tick is under 1 s of media. Without the
+    // wake nothing newer arrives before the 60 s tick, far past the deadline.
+    let live_edge_ms = published_at.elapsed().as_millis() as u32;
+    let deadline = Instant::now() + Duration::from_secs(20);
     let mut newest = 0u32;
-    while newest + 1500 < live_edge_ms {
-        let m = tokio::time::timeout(Duration::from_secs(2), p.next_media())
+    while newest + 1000 < live_edge_ms {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let m = tokio::time::timeout(left, p.next_media())
             .await
             .unwrap_or_else(|_| {
                 panic!(
-                    "no media for 2 s: the publisher was not woken (newest {newest} ms, live edge {live_edge_ms} ms)"
+                    "the publisher was not woken: newest {newest} ms, live edge {live_edge_ms} ms"
                 )
             })
             .unwrap();
         if m.type_id == kind::VIDEO {
             newest = newest.max(m.timestamp);
         }
-        assert!(
-            joined.elapsed() < Duration::from_secs(3),
-            "the player got the live edge within 3 s (newest {newest} ms, live edge {live_edge_ms} ms)"
-        );
     }
 }

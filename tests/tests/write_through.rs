@@ -46,7 +46,9 @@ impl Drop for Killed {
 async fn a_player_that_stops_reading_never_blocks_the_publisher_or_the_others() {
     require_rtmpdump();
     let origin = OriginProc::start(&OriginOpts {
-        extra: ["--merge-writes", "0", "--write-timeout", "2s"]
+        // A long write timeout: a publisher that blocked on the stuck socket would stall
+        // for most of it, far more than a loaded machine's slack below.
+        extra: ["--merge-writes", "0", "--write-timeout", "10s"]
             .map(String::from)
             .to_vec(),
         ..OriginOpts::default()
@@ -119,7 +121,7 @@ async fn a_player_that_stops_reading_never_blocks_the_publisher_or_the_others() 
 
     // The stuck player is cut off (its socket filled, then the write timeout passed)
     // while the others play.
-    let deadline = Instant::now() + Duration::from_secs(u64::from(SECONDS));
+    let deadline = Instant::now() + Duration::from_secs(u64::from(SECONDS) + 20);
     while slow_player_disconnects(&origin).await <= cut_before {
         assert!(
             Instant::now() < deadline,
@@ -145,7 +147,7 @@ async fn a_player_that_stops_reading_never_blocks_the_publisher_or_the_others() 
         // Real time all along: a publisher blocked on the stuck socket would have held
         // these players up too.
         assert!(
-            flv.video_span_ms() >= (SECONDS - 5) * 1000,
+            flv.video_span_ms() >= (SECONDS - 6) * 1000,
             "the players kept getting media in real time: {} ms in {SECONDS} s",
             flv.video_span_ms()
         );
@@ -154,7 +156,7 @@ async fn a_player_that_stops_reading_never_blocks_the_publisher_or_the_others() 
     let frames = stream_field(&origin, "wt", "frames_in").await.unwrap() - frames_before;
     let secs = started.elapsed().as_secs_f64();
     assert!(
-        frames as f64 >= 30.0 * (secs - 3.0),
+        frames as f64 >= 30.0 * (secs - 6.0),
         "publisher fell behind: {frames} frames in {secs:.1} s"
     );
     drop(stuck);
