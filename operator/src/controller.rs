@@ -100,6 +100,8 @@ pub struct Context {
     pub pusher: Pusher,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
+    /// This replica's name, on the log line of every push it makes.
+    identity: String,
     clusters: Mutex<HashMap<String, ClusterState>>,
     deliveries: Mutex<HashMap<String, Delivery>>,
     /// The EndpointSlice reflector's store once [`run`] started it; listed per pass without.
@@ -122,6 +124,7 @@ impl Context {
         settings: Settings,
         instance: Option<String>,
     ) -> Self {
+        let identity = instance.clone().unwrap_or_default();
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -135,6 +138,7 @@ impl Context {
             pusher,
             metrics,
             settings,
+            identity,
             clusters: Mutex::new(HashMap::new()),
             deliveries: Mutex::new(HashMap::new()),
             slices: Mutex::new(None),
@@ -217,6 +221,7 @@ impl Context {
                     retry_base: self.settings.push_backoff,
                     retry_max: PUSH_RETRY_MAX,
                     resync: self.settings.resync,
+                    identity: self.identity.clone(),
                 },
                 move || {
                     triggers.request(obj.clone());

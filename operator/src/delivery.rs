@@ -53,7 +53,7 @@ pub struct Progress {
 }
 
 /// Retry and resync timing.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DeliveryConfig {
     /// First retry delay of a pod that did not acknowledge; doubled per failure.
     pub retry_base: Duration,
@@ -61,6 +61,9 @@ pub struct DeliveryConfig {
     pub retry_max: Duration,
     /// Every pod gets the document again this often.
     pub resync: Duration,
+    /// Who pushes (the operator's pod name), on every push's log line, so that two
+    /// replicas' pushes can be told apart.
+    pub identity: String,
 }
 
 impl Default for DeliveryConfig {
@@ -69,6 +72,7 @@ impl Default for DeliveryConfig {
             retry_base: Duration::from_millis(250),
             retry_max: Duration::from_secs(10),
             resync: Duration::from_secs(60),
+            identity: String::new(),
         }
     }
 }
@@ -220,6 +224,7 @@ async fn run(
                         changed |= p.failed.insert(t.pod.clone(), outcome.clone()).is_none();
                     }
                     o if o.acknowledged() => {
+                        tracing::info!(identity = %cfg.identity, pod = %t.pod, addr = %t.addr, revision = t.doc.revision, "coworker list pushed");
                         st.failures = 0;
                         st.due = None;
                         p.failed.remove(&t.pod);
@@ -329,6 +334,7 @@ mod tests {
                 retry_base: Duration::from_millis(100),
                 retry_max: Duration::from_secs(1),
                 resync: Duration::from_secs(60),
+                ..DeliveryConfig::default()
             },
             move || {
                 notified.fetch_add(1, Ordering::SeqCst);
