@@ -14,6 +14,7 @@ pub mod fake_api;
 pub mod fake_origin;
 pub mod k8s;
 pub mod origin_proc;
+pub mod signal;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -26,6 +27,7 @@ use http_body_util::BodyExt;
 pub use fake_api::{ApiBody, FakeApiServer, Recorded, by_name, endpoint_slice};
 pub use fake_origin::FakeOrigin;
 pub use origin_proc::{OriginOpts, OriginProc, get_blocking, parse_listening, start_cluster_at};
+pub use signal::{Thaw, signal};
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

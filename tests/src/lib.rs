@@ -18,7 +18,7 @@ use hyper_util::rt::TokioExecutor;
 
 // One origin-process harness for every test crate: origin_test_support. Ports are
 // kernel-assigned unless a test asks for fixed ones (no bind-then-release race).
-pub use origin_test_support::{OriginOpts, bin_path, free_port, workspace_root};
+pub use origin_test_support::{OriginOpts, Thaw, bin_path, free_port, signal, workspace_root};
 
 /// One origin process on loopback; killed on drop. A thin handle over
 /// [`origin_test_support::OriginProc`] (which it derefs to: `restart`, `pid`, ...).

@@ -400,28 +400,6 @@ async fn coworker_admin_api_checks_token_revision_and_body() {
     assert_eq!(http("GET", &url, &[], "").await.json()["revision"], 5);
 }
 
-/// Sends `sig` (`STOP`, `CONT`, `KILL`) to process `pid`.
-fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill -{sig} {pid} failed");
-}
-
-/// Resumes a stopped origin when the test ends, however it ends (its drop then kills it).
-struct Thaw(u32);
-
-impl Drop for Thaw {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .arg("-CONT")
-            .arg(self.0.to_string())
-            .status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frozen_and_a_killed_coworker_do_not_delay_finding_the_owner() {
     // Real coworker origins, not stand-ins: origin 0 frozen by SIGSTOP (its listening

@@ -543,28 +543,6 @@ mod real_players {
 // Faults of a real owner process: frozen (SIGSTOP), killed (SIGKILL), or a listener that
 // never answers the RTMP handshake (docs/architecture.md, "Relay").
 
-/// Sends `sig` (`STOP`, `CONT`, `KILL`) to process `pid`.
-fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill -{sig} {pid} failed");
-}
-
-/// Resumes a stopped origin when the test ends, however it ends (its drop then kills it).
-struct Thaw(u32);
-
-impl Drop for Thaw {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .arg("-CONT")
-            .arg(self.0.to_string())
-            .status();
-    }
-}
-
 /// Arrival times of the media a player received.
 type Arrivals = std::sync::Arc<std::sync::Mutex<Vec<Instant>>>;
 
