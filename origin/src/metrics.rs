@@ -63,6 +63,9 @@ pub struct Metrics {
     pub hls_requests: Family<KindLabel, Counter>,
     pub hls_bytes: Counter,
     pub hls_packagers: Gauge,
+    pub ownership_queries: Counter,
+    pub waiting_names: Gauge,
+    pub waiting_plays: Gauge,
     registry: Registry,
 }
 
@@ -100,6 +103,9 @@ impl Metrics {
             hls_requests: Family::default(),
             hls_bytes: Counter::default(),
             hls_packagers: Gauge::default(),
+            ownership_queries: Counter::default(),
+            waiting_names: Gauge::default(),
+            waiting_plays: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "Open connections", m.connections.clone());
@@ -215,6 +221,21 @@ impl Metrics {
             "hls_packagers",
             "Streams being packaged for HLS",
             m.hls_packagers.clone(),
+        );
+        registry.register(
+            "ownership_queries",
+            "Ownership queries (/api/v1/clusters) this origin answered",
+            m.ownership_queries.clone(),
+        );
+        registry.register(
+            "waiting_names",
+            "Stream names that plays here wait for (no publisher here yet)",
+            m.waiting_names.clone(),
+        );
+        registry.register(
+            "waiting_plays",
+            "Plays here waiting for their stream's publisher",
+            m.waiting_plays.clone(),
         );
         Self { registry, ..m }
     }

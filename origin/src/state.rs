@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::auth::Auth;
-use crate::cluster::{Coworkers, Discovery, DiscoveryConfig, Identity};
+use crate::auth::{Auth, IpLimits, LimitsConfig};
+use crate::cluster::{Coworkers, Discovery, DiscoveryConfig, Identity, QueryBudget};
 use crate::config::Config;
 use crate::media::{PlayConfig, Registry};
 use crate::relay::{RelayContext, Relays};
@@ -26,6 +26,10 @@ pub struct Origin {
     pub identity: Identity,
     /// Publish/play authorization and per-address limits (docs/architecture.md, "Auth and hooks").
     pub auth: Arc<Auth>,
+    /// Plays waiting for a publisher, per client address (`--max-waiting-plays-per-ip`).
+    pub waiting_plays: IpLimits,
+    /// Re-ask rounds of waiting plays (`--owner-query-rate`).
+    pub query_budget: QueryBudget,
     draining: AtomicBool,
     listening: AtomicBool,
     next_id: AtomicU64,
@@ -72,6 +76,11 @@ impl Origin {
             relays,
             identity,
             auth,
+            waiting_plays: IpLimits::new(LimitsConfig {
+                max_per_ip: config.max_waiting_plays_per_ip,
+                rate_per_ip: 0.0,
+            }),
+            query_budget: QueryBudget::new(config.owner_query_rate),
             connections: ConnectionLimit::new(config.max_connections, "max_connections", true),
             api_connections: ConnectionLimit::new(
                 config.max_api_connections,

@@ -85,6 +85,7 @@ async fn clusters(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    crate::metrics::global().ownership_queries.inc();
     let params = parse_query(raw.as_deref().unwrap_or_default());
     let get = |k: &str| {
         params

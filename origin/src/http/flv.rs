@@ -113,6 +113,12 @@ async fn play(
             )
                 .into_response();
         }
+        Decision::TooManyWaiting => {
+            return text(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("{}\n", Decision::TOO_MANY_WAITING),
+            );
+        }
         Decision::NotFound => {
             return text(
                 StatusCode::NOT_FOUND,

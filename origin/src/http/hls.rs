@@ -46,6 +46,8 @@ enum Outcome {
     Live(Arc<Live>),
     Redirect(String),
     NotFound,
+    /// The starting client's address has too many plays waiting.
+    TooManyWaiting,
 }
 
 type Starting = Shared<BoxFuture<'static, Outcome>>;
@@ -386,6 +388,7 @@ impl Hls {
             )),
             Decision::Redirect(target) => Outcome::Redirect(target.location()),
             Decision::NotFound => Outcome::NotFound,
+            Decision::TooManyWaiting => Outcome::TooManyWaiting,
         }
     }
 
@@ -422,6 +425,12 @@ impl Hls {
                         "stream {}/{} is not published on any origin\n",
                         key.app, key.stream
                     ),
+                );
+            }
+            Outcome::TooManyWaiting => {
+                return text(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("{}\n", Decision::TOO_MANY_WAITING),
                 );
             }
         };

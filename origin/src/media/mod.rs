@@ -15,5 +15,5 @@ pub use frame::{Frame, FrameKind};
 pub use name::StreamKey;
 pub use player::{Delivery, End, Notice, PlayConfig, Player};
 pub use publisher::{Publisher, flush_stepped, held_until};
-pub use registry::{Hold, Registry};
+pub use registry::{Hold, PublishWatch, Registry};
 pub use stream::{MediaConfig, Next, PublisherInfo, Stream, Subscriber};

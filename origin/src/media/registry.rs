@@ -6,9 +6,16 @@
 //! that is dropped half-way (an HTTP client hanging up) cannot leak a stream. Holds are
 //! counted under the map lock, so a concurrent lookup (the streams API, an ownership
 //! query) never keeps an idle entry alive.
+//!
+//! A play still looking for its publisher holds no stream: it holds a [`PublishWatch`],
+//! one small entry per name that a publish of that name wakes, so waiting plays of
+//! unknown names cost no fan-out ring (docs/architecture.md, "Limits and hostile input").
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 
 use super::name::StreamKey;
 use super::player::{PlayConfig, Player};
@@ -23,6 +30,43 @@ struct Entry {
 struct Inner {
     config: MediaConfig,
     streams: Mutex<HashMap<StreamKey, Entry>>,
+    /// Names plays wait for, with the number of plays waiting for each.
+    waiting: Mutex<HashMap<StreamKey, Waiting>>,
+}
+
+struct Waiting {
+    notify: Arc<Notify>,
+    plays: usize,
+}
+
+/// A play's interest in a name: woken when anything (a publisher, a relay) publishes it
+/// here. Dropping it releases the interest.
+pub struct PublishWatch {
+    registry: Registry,
+    key: StreamKey,
+    notify: Arc<Notify>,
+}
+
+impl PublishWatch {
+    /// Resolves at the next publish of the name. Call `enable()` on the pinned future
+    /// before checking the registry, so a publish in between is not missed.
+    pub fn published(&self) -> Notified<'_> {
+        self.notify.notified()
+    }
+}
+
+impl Drop for PublishWatch {
+    fn drop(&mut self) {
+        let mut waiting = self.registry.waiting();
+        if let Some(w) = waiting.get_mut(&self.key) {
+            w.plays -= 1;
+            if w.plays == 0 {
+                waiting.remove(&self.key);
+                crate::metrics::global().waiting_names.dec();
+            }
+        }
+        crate::metrics::global().waiting_plays.dec();
+    }
 }
 
 /// Cheap to clone: every clone is the same registry.
@@ -63,12 +107,42 @@ impl Registry {
             inner: Arc::new(Inner {
                 config,
                 streams: Mutex::new(HashMap::new()),
+                waiting: Mutex::new(HashMap::new()),
             }),
         }
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<StreamKey, Entry>> {
         self.inner.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn waiting(&self) -> MutexGuard<'_, HashMap<StreamKey, Waiting>> {
+        self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Watches for a publish of `key` without creating its stream.
+    pub fn watch_publish(&self, key: &StreamKey) -> PublishWatch {
+        let mut waiting = self.waiting();
+        let w = waiting.entry(key.clone()).or_insert_with(|| {
+            crate::metrics::global().waiting_names.inc();
+            Waiting {
+                notify: Arc::new(Notify::new()),
+                plays: 0,
+            }
+        });
+        w.plays += 1;
+        crate::metrics::global().waiting_plays.inc();
+        PublishWatch {
+            registry: self.clone(),
+            key: key.clone(),
+            notify: w.notify.clone(),
+        }
+    }
+
+    /// Names plays wait for, and the plays waiting for them.
+    pub fn waiting_counts(&self) -> (usize, usize) {
+        let waiting = self.waiting();
+        (waiting.len(), waiting.values().map(|w| w.plays).sum())
     }
 
     /// Holds `key`'s entry, creating it empty (no publisher) if needed.
@@ -97,7 +171,11 @@ impl Registry {
         key: &StreamKey,
         info: PublisherInfo,
     ) -> Result<Publisher, AlreadyPublished> {
-        Publisher::new(self.hold(key), info)
+        let publisher = Publisher::new(self.hold(key), info)?;
+        if let Some(w) = self.waiting().get(key) {
+            w.notify.notify_waiters();
+        }
+        Ok(publisher)
     }
 
     pub fn get(&self, key: &StreamKey) -> Option<Arc<Stream>> {
@@ -173,6 +251,38 @@ mod tests {
         assert_eq!(r.counts(), (1, 0));
         drop(p);
         assert!(r.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_publish_wakes_the_plays_watching_its_name_and_creates_no_stream_before() {
+        let r = Registry::new(MediaConfig::default());
+        let key = StreamKey::new("v", "live", "s");
+        let other = StreamKey::new("v", "live", "other");
+        let a = r.watch_publish(&key);
+        let b = r.watch_publish(&key);
+        let c = r.watch_publish(&other);
+        assert!(r.is_empty(), "watching creates no stream");
+        assert_eq!(r.waiting_counts(), (2, 3));
+        let p = {
+            let (wa, wb, wc) = (a.published(), b.published(), c.published());
+            tokio::pin!(wa, wb, wc);
+            wa.as_mut().enable();
+            wb.as_mut().enable();
+            wc.as_mut().enable();
+            let p = r.publish(&key, info(1)).unwrap();
+            wa.await;
+            wb.await;
+            assert!(
+                futures::poll!(wc).is_pending(),
+                "another name's watch stays asleep"
+            );
+            p
+        };
+        drop((a, b));
+        assert_eq!(r.waiting_counts(), (1, 1));
+        drop(c);
+        assert_eq!(r.waiting_counts(), (0, 0));
+        drop(p);
     }
 
     #[test]

@@ -147,6 +147,14 @@ pub enum Decision {
     Redirect(Target),
     /// No publisher anywhere within `--wait-for-publisher`.
     NotFound,
+    /// The client's address has `--max-waiting-plays-per-ip` plays waiting already.
+    TooManyWaiting,
+}
+
+impl Decision {
+    /// The text a client is given when its play is refused for waiting too much.
+    pub const TOO_MANY_WAITING: &'static str =
+        "too many plays from this address are waiting for a publisher";
 }
 
 /// Routes one play; may wait up to `--wait-for-publisher` (and a relay's start).
@@ -154,7 +162,8 @@ pub enum Decision {
 pub async fn route(origin: &Origin, req: &PlayRequest) -> Decision {
     let policy = req.policy(origin.config.route);
     let host = &req.client.host;
-    match wait_for_publisher(origin, &req.key, host, policy).await {
+    let counted = (!req.client.cluster_member).then_some(req.client.ip).flatten();
+    match wait_for_publisher(origin, &req.key, host, policy, counted).await {
         Located::Here(player) => Decision::Play(player),
         Located::Relay { found, player } => {
             match relay(origin, &req.key, found, player, host).await {
@@ -182,6 +191,17 @@ pub async fn route(origin: &Origin, req: &PlayRequest) -> Decision {
         Located::NotFound => {
             tracing::info!(stream = %req.key, protocol = req.protocol.label(), "no publisher anywhere; giving up");
             Decision::NotFound
+        }
+        Located::TooManyWaiting => {
+            metrics::global()
+                .auth_refusals
+                .get_or_create(&metrics::AuthRefusalLabel {
+                    event: "play",
+                    reason: "max_waiting_plays_per_ip",
+                })
+                .inc();
+            tracing::info!(stream = %req.key, protocol = req.protocol.label(), ip = ?req.client.ip, "play refused: too many plays from this address wait for a publisher");
+            Decision::TooManyWaiting
         }
     }
 }

@@ -1,7 +1,11 @@
 //! Waiting for a play's publisher: the one loop that looks here, asks coworkers, and
-//! waits until `--wait-for-publisher` runs out. Its cost per waiting play (the stream it
-//! joins, the questions it sends) is decided here and nowhere else.
+//! waits until `--wait-for-publisher` runs out. Its cost per waiting play is decided here
+//! and nowhere else: a play that must wait counts against its client's address
+//! (`--max-waiting-plays-per-ip`), holds a publish watch instead of a stream (no ring until
+//! a publisher is there), and re-asks coworkers only within `--owner-query-rate`.
+//! See docs/architecture.md, "Limits and hostile input".
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use super::policy::{Here, Policy, Step, decide};
@@ -10,7 +14,7 @@ use crate::media::{Player, StreamKey};
 use crate::state::Origin;
 
 /// How often a relaying origin's play re-checks a stream only a relay publishes here
-/// (no publish event will wake it when the encoder arrives).
+/// (its replacement by the real publisher is a publish, but a missed wake costs little).
 const OWNER_RECHECK: Duration = Duration::from_millis(100);
 
 /// Where the search for a stream ended.
@@ -24,46 +28,64 @@ pub enum Located {
     Redirect(Found),
     /// Nowhere within `--wait-for-publisher`.
     NotFound,
+    /// The client's address already has `--max-waiting-plays-per-ip` plays waiting.
+    TooManyWaiting,
 }
 
-/// What `player`'s stream has here right now.
-fn here(player: &Player) -> Here {
-    if player.stream().is_owned() {
-        Here::Owned
-    } else if player.publishing() {
-        Here::Relayed
-    } else {
-        Here::Nothing
+/// What `key` has here right now.
+fn here(origin: &Origin, key: &StreamKey) -> Here {
+    match origin.registry.get(key).and_then(|s| s.publisher()) {
+        Some(p) if p.upstream.is_none() => Here::Owned,
+        Some(_) => Here::Relayed,
+        None => Here::Nothing,
     }
 }
 
 /// Finds a play's stream under `policy`: here, on a coworker (all asked concurrently,
-/// every `--reask-interval`), or wherever it shows up first within
-/// `--wait-for-publisher`. `host` is the host the client addressed (echoed in ownership
-/// queries). Dropping the future at any point releases everything it held.
+/// every `--reask-interval` within the query budget), or wherever it shows up first
+/// within `--wait-for-publisher`. `host` is the host the client addressed (echoed in
+/// ownership queries); a wait counts against `counted`, the client's address (`None` for
+/// the cluster's own origins). Dropping the future at any point releases everything it
+/// held.
 pub async fn wait_for_publisher(
     origin: &Origin,
     key: &StreamKey,
     host: &str,
     policy: Policy,
+    counted: Option<IpAddr>,
 ) -> Located {
-    // Join first, so a publish that lands while we look elsewhere is not missed.
-    let mut player = origin.registry.play(key, origin.play_config());
+    let join = || origin.registry.play(key, origin.play_config());
+    if decide(policy, here(origin, key), false) == Step::Serve {
+        return Located::Here(join());
+    }
+    let _waiting = match counted.map(|ip| origin.waiting_plays.admit(ip)) {
+        Some(Err(_)) => return Located::TooManyWaiting,
+        guard => guard,
+    };
+    let watch = origin.registry.watch_publish(key);
     let deadline = tokio::time::Instant::now() + origin.config.wait_for_publisher;
     let interval = match policy {
         Policy::OwnerOnly => OWNER_RECHECK,
         Policy::Redirect | Policy::Relay => origin.config.reask_interval,
     };
+    let mut first_round = true;
     loop {
-        if decide(policy, here(&player), false) == Step::Serve {
-            return Located::Here(player);
+        // Armed before the look, so a publish in between still wakes us.
+        let published = watch.published();
+        tokio::pin!(published);
+        published.as_mut().enable();
+        if decide(policy, here(origin, key), false) == Step::Serve {
+            return Located::Here(join());
         }
-        if policy.asks_coworkers() {
+        if policy.asks_coworkers() && may_ask(origin, &mut first_round) {
             let peers = origin.coworkers.peers();
             if let Some(found) = origin.discovery.find_owner(&peers, key, host).await {
-                match decide(policy, here(&player), true) {
-                    Step::Serve => return Located::Here(player),
-                    Step::Relay => return Located::Relay { found, player },
+                match decide(policy, here(origin, key), true) {
+                    Step::Serve => return Located::Here(join()),
+                    Step::Relay => {
+                        let player = join();
+                        return Located::Relay { found, player };
+                    }
                     Step::Redirect => return Located::Redirect(found),
                     Step::Wait => {}
                 }
@@ -73,15 +95,21 @@ pub async fn wait_for_publisher(
         if now >= deadline {
             return Located::NotFound;
         }
-        let wake = (now + interval).min(deadline);
-        // A stream a relay publishes here gives no publish event to wait for.
-        let publishing = player.publishing();
         tokio::select! {
-            _ = tokio::time::sleep_until(wake) => {}
-            published = player.wait_published(), if !publishing => if !published {
-                return Located::NotFound;
-            },
+            _ = tokio::time::sleep_until((now + interval).min(deadline)) => {}
+            _ = published => {}
         }
+    }
+}
+
+/// Whether this turn may send a round of ownership queries: the first always may, a
+/// re-ask only within the origin's query budget.
+fn may_ask(origin: &Origin, first_round: &mut bool) -> bool {
+    if std::mem::take(first_round) {
+        origin.query_budget.first_round();
+        true
+    } else {
+        origin.query_budget.try_reask()
     }
 }
 
@@ -98,10 +126,13 @@ mod tests {
 
     /// A lone origin (no coworkers) that waits `wait` for publishers.
     fn origin(wait: Duration) -> Arc<Origin> {
-        let config = Config {
+        origin_with(Config {
             wait_for_publisher: wait,
             ..Config::default()
-        };
+        })
+    }
+
+    fn origin_with(config: Config) -> Arc<Origin> {
         Origin::new(config, Identity::default(), Auth::open())
     }
 
@@ -125,6 +156,7 @@ mod tests {
             Located::Relay { .. } => "relay",
             Located::Redirect(_) => "redirect",
             Located::NotFound => "not found",
+            Located::TooManyWaiting => "too many waiting",
         }
     }
 
@@ -133,7 +165,7 @@ mod tests {
         let o = origin(Duration::from_secs(10));
         let _p = publish(&o, None);
         for policy in [Policy::OwnerOnly, Policy::Redirect, Policy::Relay] {
-            let l = wait_for_publisher(&o, &key(), "h", policy).await;
+            let l = wait_for_publisher(&o, &key(), "h", policy, None).await;
             assert_eq!(outcome(&l), "here", "{policy:?}");
         }
     }
@@ -142,13 +174,13 @@ mod tests {
     async fn a_relayed_stream_serves_only_relaying_plays() {
         let o = origin(Duration::from_secs(2));
         let _p = publish(&o, Some("10.0.0.2:1935"));
-        let l = wait_for_publisher(&o, &key(), "h", Policy::Relay).await;
+        let l = wait_for_publisher(&o, &key(), "h", Policy::Relay, None).await;
         assert_eq!(outcome(&l), "here");
         // Another origin's relay and a redirected client wait for the owner: none comes
         // (and no coworker knows it), so both end at the deadline, not before, not never.
         for policy in [Policy::OwnerOnly, Policy::Redirect] {
             let start = tokio::time::Instant::now();
-            let l = wait_for_publisher(&o, &key(), "h", policy).await;
+            let l = wait_for_publisher(&o, &key(), "h", policy, None).await;
             assert_eq!(outcome(&l), "not found", "{policy:?}");
             assert!(start.elapsed() >= Duration::from_secs(2), "{policy:?}");
         }
@@ -161,7 +193,7 @@ mod tests {
             let waiting = {
                 let o = o.clone();
                 tokio::spawn(
-                    async move { outcome(&wait_for_publisher(&o, &key(), "h", policy).await) },
+                    async move { outcome(&wait_for_publisher(&o, &key(), "h", policy, None).await) },
                 )
             };
             tokio::time::sleep(Duration::from_secs(3)).await;
@@ -174,8 +206,64 @@ mod tests {
     async fn nothing_anywhere_is_not_found_after_the_wait() {
         let o = origin(Duration::from_secs(5));
         let start = tokio::time::Instant::now();
-        let l = wait_for_publisher(&o, &key(), "h", Policy::Relay).await;
+        let l = wait_for_publisher(&o, &key(), "h", Policy::Relay, None).await;
         assert_eq!(outcome(&l), "not found");
         assert!(start.elapsed() >= Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_play_holds_a_watch_not_a_stream() {
+        let o = origin(Duration::from_secs(30));
+        let waiting = {
+            let o = o.clone();
+            tokio::spawn(async move {
+                outcome(&wait_for_publisher(&o, &key(), "h", Policy::Relay, None).await)
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(o.registry.len(), 0, "no stream (and no ring) while it waits");
+        assert_eq!(o.registry.waiting_counts(), (1, 1));
+        let _p = publish(&o, None);
+        assert_eq!(waiting.await.unwrap(), "here");
+        assert_eq!(o.registry.waiting_counts(), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_plays_are_capped_per_address_and_cluster_members_are_not_counted() {
+        let o = origin_with(Config {
+            wait_for_publisher: Duration::from_secs(30),
+            max_waiting_plays_per_ip: 2,
+            ..Config::default()
+        });
+        let client: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        let other: std::net::IpAddr = "192.0.2.8".parse().unwrap();
+        let wait = |ip: Option<std::net::IpAddr>, name: &'static str| {
+            let o = o.clone();
+            tokio::spawn(async move {
+                let key = StreamKey::new(origin_wire::DEFAULT_VHOST, "live", name);
+                outcome(&wait_for_publisher(&o, &key, "h", Policy::Relay, ip).await)
+            })
+        };
+        let a = wait(Some(client), "a");
+        let b = wait(Some(client), "b");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // The third from the same address is refused at once; others are not affected.
+        assert_eq!(wait(Some(client), "c").await.unwrap(), "too many waiting");
+        let d = wait(Some(other), "d");
+        let e = wait(None, "e");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(o.registry.waiting_counts(), (4, 4));
+        // A published stream is served at once, whatever the address's count.
+        let _p = publish(&o, None);
+        let cam = wait(Some(client), "cam");
+        assert_eq!(cam.await.unwrap(), "here");
+        // When the waits end, the address may wait again.
+        for h in [a, b, d, e] {
+            assert_eq!(h.await.unwrap(), "not found");
+        }
+        let again = wait(Some(client), "c");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(o.registry.waiting_counts(), (1, 1));
+        again.abort();
     }
 }

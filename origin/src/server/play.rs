@@ -31,6 +31,9 @@ impl Connection {
                 return Routed::Redirect { tc_url, url };
             }
             Decision::Redirect(Target::Http(_)) | Decision::NotFound => return Routed::NotFound,
+            Decision::TooManyWaiting => {
+                return Routed::Refused(Decision::TOO_MANY_WAITING.to_string());
+            }
         };
         tracing::info!(conn = self.id, peer = %self.peer, stream = %request.key, "playing");
         if stream_id == PLAY_STREAM_ID {

@@ -76,6 +76,8 @@ pub enum Routed {
     Redirect { tc_url: String, url: String },
     /// No publisher anywhere.
     NotFound,
+    /// Refused by a routing limit (the text says which).
+    Refused(String),
 }
 
 /// What goes into the machine.
@@ -558,6 +560,10 @@ impl Session {
             Routed::NotFound => {
                 let d = format!("stream {stream} is not published on any origin");
                 self.send_status(stream_id, "error", status::PLAY_STREAM_NOT_FOUND, &d);
+                self.close();
+            }
+            Routed::Refused(description) => {
+                self.send_status(stream_id, "error", PLAY_FAILED, &description);
                 self.close();
             }
         }

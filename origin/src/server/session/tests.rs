@@ -343,6 +343,13 @@ fn an_unfound_or_refused_play_is_answered_and_closed() {
     assert_eq!(code(&actions[0]), status::PLAY_STREAM_NOT_FOUND);
     assert_eq!(actions[1..], [Action::Close]);
 
+    let mut s = routing();
+    s.handle(Input::Routed(Routed::Refused("too many waiting".into())))
+        .unwrap();
+    let actions = drain(&mut s);
+    assert_eq!(code(&actions[0]), PLAY_FAILED);
+    assert_eq!(actions[1..], [Action::Close]);
+
     let mut s = connected();
     s.handle(named("play", 0.0, "cam", 1)).unwrap();
     drain(&mut s);
