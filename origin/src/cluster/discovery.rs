@@ -7,6 +7,11 @@
 //! cached briefly; a cached owner older than half the cache time is re-checked in the
 //! background, once per entry, and forgotten as soon as it says the stream is not there.
 //! Expired entries are swept as the cache grows.
+//!
+//! At most [`PER_PEER_IN_FLIGHT`] questions are in flight to one coworker at a time (the
+//! others wait their turn within the same timeout): a burst of cold plays costs each
+//! coworker a bounded number of connections, however many plays arrive together, and a
+//! coworker that does not answer holds only its own turns.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,12 +27,16 @@ use hyper_util::rt::TokioExecutor;
 use origin_wire::addr::HostPort;
 use origin_wire::clusters::{ClustersQuery, Owner, parse_owner};
 use origin_wire::paths;
+use tokio::sync::Semaphore;
 
 use crate::media::StreamKey;
 use crate::metrics::{self, OutcomeLabel};
 
 /// Largest answer body read from a coworker.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Questions in flight to one coworker at a time (and pooled connections kept to it).
+pub const PER_PEER_IN_FLIGHT: usize = 16;
 
 /// Where a stream lives and which coworker said so.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +78,8 @@ struct State {
     /// caller has gone, the lookup (and its requests) is dropped.
     in_flight: HashMap<StreamKey, (u64, WeakShared<LookupFuture>)>,
     next_lookup: u64,
+    /// Turns to ask each coworker.
+    turns: HashMap<HostPort, Arc<Semaphore>>,
 }
 
 pub struct Discovery {
@@ -93,7 +104,7 @@ impl Discovery {
         // default) closes them, so a question never lands on a closing connection.
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(5))
-            .pool_max_idle_per_host(8)
+            .pool_max_idle_per_host(PER_PEER_IN_FLIGHT)
             .build(connector);
         Arc::new(Self {
             client,
@@ -251,7 +262,29 @@ impl Discovery {
         self.state().cache.len()
     }
 
+    /// The turns to ask `peer`. Coworkers that left the list are forgotten as it grows.
+    fn turns(&self, peer: &HostPort) -> Arc<Semaphore> {
+        let mut st = self.state();
+        if let Some(t) = st.turns.get(peer) {
+            return t.clone();
+        }
+        if st.turns.len() >= 1024 {
+            // Only turns in use are kept (a coworker list of more is asked in turns too).
+            st.turns
+                .retain(|_, t| t.available_permits() < PER_PEER_IN_FLIGHT);
+        }
+        let t = Arc::new(Semaphore::new(PER_PEER_IN_FLIGHT));
+        st.turns.insert(peer.clone(), t.clone());
+        t
+    }
+
     async fn ask(&self, peer: &HostPort, key: &StreamKey, ip: &str) -> Answer {
+        let turns = self.turns(peer);
+        let deadline = tokio::time::Instant::now() + self.config.timeout;
+        let Ok(Ok(_turn)) = tokio::time::timeout_at(deadline, turns.acquire_owned()).await else {
+            tracing::debug!(%peer, stream = %key, "no turn to ask the coworker in time");
+            return Answer::Timeout;
+        };
         metrics::global().discovery_requests.inc();
         let query = ClustersQuery {
             vhost: key.vhost.clone(),
@@ -282,7 +315,7 @@ impl Discovery {
                 .to_bytes();
             Some((status, body))
         };
-        match tokio::time::timeout(self.config.timeout, work).await {
+        match tokio::time::timeout_at(deadline, work).await {
             Err(_) => {
                 tracing::debug!(%peer, stream = %key, "coworker did not answer in time");
                 Answer::Timeout
@@ -296,5 +329,82 @@ impl Discovery {
                 None => Answer::NotOwned,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::routing::any;
+
+    use super::*;
+
+    /// A coworker that knows no stream and answers after 20 ms; it records the most
+    /// questions it held at once.
+    async fn slow_coworker() -> (HostPort, Arc<AtomicUsize>) {
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (n, m) = (now.clone(), most.clone());
+        let app = Router::new().route(
+            paths::CLUSTERS,
+            any(move || {
+                let (n, m) = (n.clone(), m.clone());
+                async move {
+                    let held = n.fetch_add(1, Ordering::SeqCst) + 1;
+                    m.fetch_max(held, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    n.fetch_sub(1, Ordering::SeqCst);
+                    (axum::http::StatusCode::NOT_FOUND, "{\"code\":404}")
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (HostPort::new("127.0.0.1".to_string(), port), most)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_lookups_asks_each_coworker_in_bounded_turns() {
+        let (peer, most) = slow_coworker().await;
+        let d = Discovery::new(DiscoveryConfig {
+            timeout: Duration::from_secs(10),
+            cache_ttl: Duration::from_secs(2),
+        });
+        let lookups: Vec<_> = (0..200)
+            .map(|i| {
+                let (d, peers) = (d.clone(), vec![peer.clone()]);
+                tokio::spawn(async move {
+                    let key = StreamKey::new("v", "live", format!("s{i}"));
+                    d.find_owner(&peers, &key, "h").await
+                })
+            })
+            .collect();
+        for l in lookups {
+            assert_eq!(l.await.unwrap(), None, "nobody owns it");
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(
+            (2..=PER_PEER_IN_FLIGHT).contains(&most),
+            "the coworker held {most} questions at once"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_not_had_within_the_timeout_is_a_timeout() {
+        let d = Discovery::new(DiscoveryConfig {
+            timeout: Duration::from_millis(500),
+            cache_ttl: Duration::from_secs(2),
+        });
+        let peer = HostPort::new("192.0.2.1".to_string(), 1985);
+        let turns = d.turns(&peer);
+        let _all = turns
+            .clone()
+            .acquire_many_owned(PER_PEER_IN_FLIGHT as u32)
+            .await
+            .unwrap();
+        let key = StreamKey::new("v", "live", "s");
+        assert!(matches!(d.ask(&peer, &key, "h").await, Answer::Timeout));
     }
 }

@@ -162,7 +162,9 @@ impl Decision {
 pub async fn route(origin: &Origin, req: &PlayRequest) -> Decision {
     let policy = req.policy(origin.config.route);
     let host = &req.client.host;
-    let counted = (!req.client.cluster_member).then_some(req.client.ip).flatten();
+    let counted = (!req.client.cluster_member)
+        .then_some(req.client.ip)
+        .flatten();
     match wait_for_publisher(origin, &req.key, host, policy, counted).await {
         Located::Here(player) => Decision::Play(player),
         Located::Relay { found, player } => {

@@ -192,9 +192,9 @@ mod tests {
             let o = origin(Duration::from_secs(30));
             let waiting = {
                 let o = o.clone();
-                tokio::spawn(
-                    async move { outcome(&wait_for_publisher(&o, &key(), "h", policy, None).await) },
-                )
+                tokio::spawn(async move {
+                    outcome(&wait_for_publisher(&o, &key(), "h", policy, None).await)
+                })
             };
             tokio::time::sleep(Duration::from_secs(3)).await;
             let _p = publish(&o, None);
@@ -221,7 +221,11 @@ mod tests {
             })
         };
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(o.registry.len(), 0, "no stream (and no ring) while it waits");
+        assert_eq!(
+            o.registry.len(),
+            0,
+            "no stream (and no ring) while it waits"
+        );
         assert_eq!(o.registry.waiting_counts(), (1, 1));
         let _p = publish(&o, None);
         assert_eq!(waiting.await.unwrap(), "here");

@@ -146,9 +146,11 @@ impl Connection {
             peer,
             reader,
             writer: SharedWriter::new(writer),
-            // Small to start: players read next to nothing; a publisher grows it.
+            // Small to start: players read next to nothing; a publisher grows it. The
+            // write buffer is allocated by the first message (most connections of a burst
+            // of refused plays write one or two).
             rbuf: BytesMut::with_capacity(4 * 1024),
-            wbuf: BytesMut::with_capacity(4 * 1024),
+            wbuf: BytesMut::new(),
             decoder: ChunkDecoder::new(limits),
             encoder: ChunkEncoder::new(crate::rtmp::chunk::DEFAULT_CHUNK_SIZE),
             bytes_in: 0,
