@@ -545,7 +545,7 @@ async fn scale_to(c: &Cluster, n: usize) -> Duration {
 /// list updated, median and max printed. The PodDisruptionBudget keeps the selector.
 async fn scale_steps(c: &Cluster) {
     let mut times = Vec::new();
-    for n in [5, 2, 3, 4, 3] {
+    for n in [5, 2, 3, 4, 3, 4, 5, 4, 5, 3] {
         let took = if n == 2 {
             scale_down_moves_publisher(c).await
         } else {

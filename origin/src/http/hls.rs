@@ -46,8 +46,8 @@ enum Outcome {
     Live(Arc<Live>),
     Redirect(String),
     NotFound,
-    /// The starting client's address has too many plays waiting.
-    TooManyWaiting,
+    /// The address of the client whose request started it has too many plays waiting.
+    TooManyWaiting(Option<std::net::IpAddr>),
 }
 
 type Starting = Shared<BoxFuture<'static, Outcome>>;
@@ -388,7 +388,7 @@ impl Hls {
             )),
             Decision::Redirect(target) => Outcome::Redirect(target.location()),
             Decision::NotFound => Outcome::NotFound,
-            Decision::TooManyWaiting => Outcome::TooManyWaiting,
+            Decision::TooManyWaiting => Outcome::TooManyWaiting(play.client.ip),
         }
     }
 
@@ -413,7 +413,12 @@ impl Hls {
             );
         };
         let key = &play.key;
-        let live = match self.live(&play).await {
+        let mut outcome = self.live(&play).await;
+        if matches!(outcome, Outcome::TooManyWaiting(ip) if ip != play.client.ip) {
+            // Another client's start was refused for that client's address, not ours.
+            outcome = self.live(&play).await;
+        }
+        let live = match outcome {
             Outcome::Live(l) => l,
             Outcome::Redirect(location) => {
                 return (StatusCode::FOUND, [(header::LOCATION, location)], "").into_response();
@@ -427,7 +432,7 @@ impl Hls {
                     ),
                 );
             }
-            Outcome::TooManyWaiting => {
+            Outcome::TooManyWaiting(_) => {
                 return text(
                     StatusCode::TOO_MANY_REQUESTS,
                     format!("{}\n", Decision::TOO_MANY_WAITING),
