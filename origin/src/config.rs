@@ -116,11 +116,12 @@ pub struct Settings {
     /// How long a player waits for a publisher that is nowhere yet (0 = fail at once, as SRS). [default: 5s]
     #[arg(long, env = "ORIGIN_WAIT_FOR_PUBLISHER")]
     pub wait_for_publisher: Option<Dur>,
-    /// Most plays from one address (IPv6: one /64) waiting at once for a stream that is not
-    /// here yet; past it a play is refused (RTMP `NetStream.Play.Failed`, HTTP 429).
-    /// Origins of the cluster (admin token) are not counted. 0 = no limit. [default: 64]
-    #[arg(long, env = "ORIGIN_MAX_WAITING_PLAYS_PER_IP")]
-    pub max_waiting_plays_per_ip: Option<usize>,
+    /// Most distinct stream names one address (IPv6: one /64) may have plays waiting for
+    /// at once (streams not here yet); a play of another name is refused (RTMP
+    /// `NetStream.Play.Failed`, HTTP 429). More plays of a name it already waits for are
+    /// not counted, and neither are the cluster's origins (admin token). 0 = no limit. [default: 64]
+    #[arg(long, env = "ORIGIN_MAX_WAITING_NAMES_PER_IP")]
+    pub max_waiting_names_per_ip: Option<usize>,
     /// Rounds of ownership queries per second that waiting plays may send (each round asks
     /// every coworker once); a play's first round always goes. 0 = no limit. [default: 100]
     #[arg(long, env = "ORIGIN_OWNER_QUERY_RATE")]
@@ -363,7 +364,7 @@ impl Settings {
             advertise_rtmp,
             advertise_http,
             wait_for_publisher,
-            max_waiting_plays_per_ip,
+            max_waiting_names_per_ip,
             owner_query_rate,
             publish_conflict,
             route,
@@ -468,7 +469,7 @@ pub struct Config {
     pub advertise_http: Option<HostPort>,
     pub wait_for_publisher: Duration,
     pub reask_interval: Duration,
-    pub max_waiting_plays_per_ip: usize,
+    pub max_waiting_names_per_ip: usize,
     pub owner_query_rate: f64,
     pub publish_conflict: PublishConflict,
     pub route: Route,
@@ -527,7 +528,7 @@ impl Config {
             advertise_http: s.advertise_http,
             wait_for_publisher: d(s.wait_for_publisher, Duration::from_secs(5)),
             reask_interval: Duration::from_millis(500),
-            max_waiting_plays_per_ip: s.max_waiting_plays_per_ip.unwrap_or(64),
+            max_waiting_names_per_ip: s.max_waiting_names_per_ip.unwrap_or(64),
             owner_query_rate: s
                 .owner_query_rate
                 .filter(|r| r.is_finite() && *r >= 0.0)

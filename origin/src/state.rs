@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::auth::{Auth, IpLimits, LimitsConfig};
+use crate::auth::{Auth, WaitingNames};
 use crate::cluster::{Coworkers, Discovery, DiscoveryConfig, Identity, QueryBudget};
 use crate::config::Config;
 use crate::media::{PlayConfig, Registry};
@@ -26,8 +26,8 @@ pub struct Origin {
     pub identity: Identity,
     /// Publish/play authorization and per-address limits (docs/architecture.md, "Auth and hooks").
     pub auth: Arc<Auth>,
-    /// Plays waiting for a publisher, per client address (`--max-waiting-plays-per-ip`).
-    pub waiting_plays: IpLimits,
+    /// Names plays wait for, per client address (`--max-waiting-names-per-ip`).
+    pub waiting_names: WaitingNames,
     /// Re-ask rounds of waiting plays (`--owner-query-rate`).
     pub query_budget: QueryBudget,
     draining: AtomicBool,
@@ -76,10 +76,7 @@ impl Origin {
             relays,
             identity,
             auth,
-            waiting_plays: IpLimits::new(LimitsConfig {
-                max_per_ip: config.max_waiting_plays_per_ip,
-                rate_per_ip: 0.0,
-            }),
+            waiting_names: WaitingNames::new(config.max_waiting_names_per_ip),
             query_budget: QueryBudget::new(config.owner_query_rate),
             connections: ConnectionLimit::new(config.max_connections, "max_connections", true),
             api_connections: ConnectionLimit::new(

@@ -1,8 +1,9 @@
 //! Plays of names nobody publishes (issue 20.3): 1,000 of them, from one client, over
 //! RTMP, HTTP-FLV and HLS, against a real 3-origin cluster. Each is cheap for the origin
-//! that holds it and for its coworkers: past `--max-waiting-plays-per-ip` a play is
+//! that holds it and for its coworkers: past `--max-waiting-names-per-ip` a play is
 //! refused at once with a clear answer, waiting plays hold no stream, and their re-asks
-//! stay within `--owner-query-rate`. Then the same 1,000 plays spread over 16 addresses,
+//! stay within `--owner-query-rate`. Then 1,000 plays of one name, which share one round
+//! of queries per re-ask interval. Then 1,000 plays spread over 16 addresses,
 //! so that all of them wait: the queries each coworker answers stay bounded, and memory
 //! comes back when they end. Every number is printed.
 
@@ -19,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
 const PLAYS: usize = 1000;
-/// `--max-waiting-plays-per-ip`'s default.
+/// `--max-waiting-names-per-ip`'s default.
 const PER_IP: usize = 64;
 /// `--owner-query-rate`'s default: re-ask rounds per second of one origin.
 const QUERY_RATE: f64 = 100.0;
@@ -167,6 +168,19 @@ struct Cost {
 /// Sends `PLAYS` plays of fresh random names to `c[2]`, from `sources` in turn, all at
 /// once, and measures what they cost until the last is answered.
 async fn burst(c: &[OriginProc], kind: Kind, sources: &[IpAddr], tag: &str) -> Cost {
+    burst_of(c, kind, sources, &|i| {
+        format!("{tag}-{}-{i}", std::process::id())
+    })
+    .await
+}
+
+/// Like [`burst`], play `i` asking for `name(i)`.
+async fn burst_of(
+    c: &[OriginProc],
+    kind: Kind,
+    sources: &[IpAddr],
+    name: &dyn Fn(usize) -> String,
+) -> Cost {
     let pid = c[2].pid();
     let base_rss = rss_kib(pid);
     let mut before = Vec::new();
@@ -182,7 +196,7 @@ async fn burst(c: &[OriginProc], kind: Kind, sources: &[IpAddr], tag: &str) -> C
     let plays: Vec<_> = (0..PLAYS)
         .map(|i| {
             let (at, src) = (at.clone(), sources[i % sources.len()]);
-            let name = format!("{tag}-{}-{i}", std::process::id());
+            let name = name(i);
             tokio::spawn(async move { play(kind, &at, src, &name).await })
         })
         .collect();
@@ -320,6 +334,25 @@ async fn a_thousand_plays_of_unknown_names_cost_bounded_queries_and_memory() {
         println!("  {kind:?}: back to {after:?} KiB (baseline {base} KiB)");
         after.unwrap_or_else(|e| panic!("{kind:?}: {e}"));
     }
+
+    // 1,000 plays of one name nobody publishes, from one client (viewers waiting for a
+    // stream to start): none is refused, and they share one round of queries per
+    // re-ask interval (500 ms), so each coworker answers about 2 a second.
+    let one_name = format!("soon-{}", std::process::id());
+    let cost = burst_of(&c, Kind::HttpFlv, &one, &|_| one_name.clone()).await;
+    report(Kind::HttpFlv, 1, &cost);
+    assert_eq!(
+        count(&cost.answers, &Answer::Http(404)),
+        PLAYS,
+        "{:?}",
+        tally(&cost.answers)
+    );
+    for q in &cost.queries {
+        assert!(*q <= 4.0 * (cost.seconds + 1.0), "{q} queries for one name");
+    }
+    settles(&c[2], base, 4 * 1024)
+        .await
+        .expect("memory comes back after 1,000 plays of one name");
 
     // From 16 addresses, so all 1,000 wait at once: the first rounds go, re-asks are held
     // to the rate, and the memory comes back.

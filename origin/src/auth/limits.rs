@@ -65,7 +65,7 @@ pub struct IpGuard {
 }
 
 /// The key an address is counted under.
-fn bucket_key(ip: IpAddr) -> IpAddr {
+pub(super) fn bucket_key(ip: IpAddr) -> IpAddr {
     match canonical(ip) {
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
         v4 => v4,

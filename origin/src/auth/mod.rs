@@ -11,6 +11,7 @@
 pub mod hooks;
 pub mod limits;
 pub mod rules;
+pub mod waiting;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 pub use hooks::{HookFailure, HookUrls, Hooks, HooksConfig, Request};
 pub use limits::{IpGuard, IpLimits, LimitExceeded, LimitsConfig};
 pub use rules::{Rules, RulesFile, Verdict};
+pub use waiting::{TooManyNames, WaitingGuard, WaitingNames};
 
 use crate::metrics::{self, AuthRefusalLabel, ReasonLabel};
 

@@ -80,6 +80,11 @@ struct State {
     next_lookup: u64,
     /// Turns to ask each coworker.
     turns: HashMap<HostPort, Arc<Semaphore>>,
+    /// When a lookup of a stream last found no owner (so that many plays waiting for one
+    /// name re-ask once per interval between them, see [`Discovery::missed_within`]).
+    missed: HashMap<StreamKey, Instant>,
+    /// Size of `missed` after its last sweep.
+    missed_swept_at: usize,
 }
 
 pub struct Discovery {
@@ -131,6 +136,7 @@ impl Discovery {
         ip: &str,
     ) -> Option<Found> {
         if let Some(found) = self.cached(key, ip) {
+            self.state().missed.remove(key);
             return Some(found);
         }
         if peers.is_empty() {
@@ -203,10 +209,31 @@ impl Discovery {
             // Availability first: an unreachable coworker counts as "not there".
             tracing::warn!(stream = %key, unanswered, asked = peers.len(), "some coworkers did not answer; assuming they do not have the stream");
         }
-        if let Some(found) = &result {
-            self.remember(key, found.clone());
+        match &result {
+            Some(found) => self.remember(key, found.clone()),
+            None => self.missed(key),
         }
         result
+    }
+
+    fn missed(&self, key: &StreamKey) {
+        let mut st = self.state();
+        st.missed.insert(key.clone(), Instant::now());
+        if st.missed.len() > (2 * st.missed_swept_at).max(256) {
+            // A miss older than the answer cache is of no use to anyone.
+            let ttl = self.config.cache_ttl;
+            st.missed.retain(|_, at| at.elapsed() < ttl);
+            st.missed_swept_at = st.missed.len();
+        }
+    }
+
+    /// Whether a lookup of `key` found no owner less than `within` ago: a play that
+    /// re-asks now would only repeat it.
+    pub fn missed_within(&self, key: &StreamKey, within: Duration) -> bool {
+        self.state()
+            .missed
+            .get(key)
+            .is_some_and(|at| at.elapsed() < within)
     }
 
     fn remember(&self, key: &StreamKey, found: Found) {

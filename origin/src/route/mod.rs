@@ -147,14 +147,14 @@ pub enum Decision {
     Redirect(Target),
     /// No publisher anywhere within `--wait-for-publisher`.
     NotFound,
-    /// The client's address has `--max-waiting-plays-per-ip` plays waiting already.
+    /// The client's address waits for `--max-waiting-names-per-ip` other names already.
     TooManyWaiting,
 }
 
 impl Decision {
     /// The text a client is given when its play is refused for waiting too much.
     pub const TOO_MANY_WAITING: &'static str =
-        "too many plays from this address are waiting for a publisher";
+        "this address already waits for too many streams that are not published yet";
 }
 
 /// Routes one play; may wait up to `--wait-for-publisher` (and a relay's start).
@@ -199,10 +199,10 @@ pub async fn route(origin: &Origin, req: &PlayRequest) -> Decision {
                 .auth_refusals
                 .get_or_create(&metrics::AuthRefusalLabel {
                     event: "play",
-                    reason: "max_waiting_plays_per_ip",
+                    reason: "max_waiting_names_per_ip",
                 })
                 .inc();
-            tracing::info!(stream = %req.key, protocol = req.protocol.label(), ip = ?req.client.ip, "play refused: too many plays from this address wait for a publisher");
+            tracing::info!(stream = %req.key, protocol = req.protocol.label(), ip = ?req.client.ip, "play refused: this address waits for too many unpublished names");
             Decision::TooManyWaiting
         }
     }

@@ -1,7 +1,7 @@
 //! Waiting for a play's publisher: the one loop that looks here, asks coworkers, and
 //! waits until `--wait-for-publisher` runs out. Its cost per waiting play is decided here
-//! and nowhere else: a play that must wait counts against its client's address
-//! (`--max-waiting-plays-per-ip`), holds a publish watch instead of a stream (no ring until
+//! and nowhere else: a play that must wait counts its name against its client's address
+//! (`--max-waiting-names-per-ip`), holds a publish watch instead of a stream (no ring until
 //! a publisher is there), and re-asks coworkers only within `--owner-query-rate`.
 //! See docs/architecture.md, "Limits and hostile input".
 
@@ -28,7 +28,7 @@ pub enum Located {
     Redirect(Found),
     /// Nowhere within `--wait-for-publisher`.
     NotFound,
-    /// The client's address already has `--max-waiting-plays-per-ip` plays waiting.
+    /// The client's address already waits for `--max-waiting-names-per-ip` other names.
     TooManyWaiting,
 }
 
@@ -58,7 +58,7 @@ pub async fn wait_for_publisher(
     if decide(policy, here(origin, key), false) == Step::Serve {
         return Located::Here(join());
     }
-    let _waiting = match counted.map(|ip| origin.waiting_plays.admit(ip)) {
+    let _waiting = match counted.map(|ip| origin.waiting_names.admit(ip, &key.to_string())) {
         Some(Err(_)) => return Located::TooManyWaiting,
         guard => guard,
     };
@@ -77,7 +77,7 @@ pub async fn wait_for_publisher(
         if decide(policy, here(origin, key), false) == Step::Serve {
             return Located::Here(join());
         }
-        if policy.asks_coworkers() && may_ask(origin, &mut first_round) {
+        if policy.asks_coworkers() && may_ask(origin, key, interval, &mut first_round) {
             let peers = origin.coworkers.peers();
             if let Some(found) = origin.discovery.find_owner(&peers, key, host).await {
                 match decide(policy, here(origin, key), true) {
@@ -102,14 +102,15 @@ pub async fn wait_for_publisher(
     }
 }
 
-/// Whether this turn may send a round of ownership queries: the first always may, a
-/// re-ask only within the origin's query budget.
-fn may_ask(origin: &Origin, first_round: &mut bool) -> bool {
+/// Whether this turn may send a round of ownership queries: the first always may; a
+/// re-ask only if no play of the name asked within the last `interval` (plays waiting
+/// for one name share one round per interval) and within the origin's query budget.
+fn may_ask(origin: &Origin, key: &StreamKey, interval: Duration, first_round: &mut bool) -> bool {
     if std::mem::take(first_round) {
         origin.query_budget.first_round();
         true
     } else {
-        origin.query_budget.try_reask()
+        !origin.discovery.missed_within(key, interval) && origin.query_budget.try_reask()
     }
 }
 
@@ -233,10 +234,10 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn waiting_plays_are_capped_per_address_and_cluster_members_are_not_counted() {
+    async fn waiting_names_are_capped_per_address_and_cluster_members_are_not_counted() {
         let o = origin_with(Config {
             wait_for_publisher: Duration::from_secs(30),
-            max_waiting_plays_per_ip: 2,
+            max_waiting_names_per_ip: 2,
             ..Config::default()
         });
         let client: std::net::IpAddr = "192.0.2.7".parse().unwrap();
@@ -251,18 +252,20 @@ mod tests {
         let a = wait(Some(client), "a");
         let b = wait(Some(client), "b");
         tokio::time::sleep(Duration::from_millis(10)).await;
-        // The third from the same address is refused at once; others are not affected.
+        // A third name from the same address is refused at once; more plays of a name it
+        // waits for already, other addresses and the cluster's origins are not affected.
         assert_eq!(wait(Some(client), "c").await.unwrap(), "too many waiting");
+        let a2 = wait(Some(client), "a");
         let d = wait(Some(other), "d");
         let e = wait(None, "e");
         tokio::time::sleep(Duration::from_millis(10)).await;
-        assert_eq!(o.registry.waiting_counts(), (4, 4));
+        assert_eq!(o.registry.waiting_counts(), (4, 5));
         // A published stream is served at once, whatever the address's count.
         let _p = publish(&o, None);
         let cam = wait(Some(client), "cam");
         assert_eq!(cam.await.unwrap(), "here");
         // When the waits end, the address may wait again.
-        for h in [a, b, d, e] {
+        for h in [a, a2, b, d, e] {
             assert_eq!(h.await.unwrap(), "not found");
         }
         let again = wait(Some(client), "c");
