@@ -210,16 +210,37 @@ impl Drop for Worker {
     }
 }
 
-/// Shell run in the pod's mount namespace: bind-mounts `SRC DST ro|rw` triples, then
-/// execs the program after `--`.
+/// Shell run in the pod's mount namespace, as `sh -c SCRIPT sh PROGRAM [SRC DST ro|rw]...
+/// -- ARGS...`. Every source, and the program, is first bind-mounted into a private
+/// staging tmpfs, then each staged source is bind-mounted at its `DST`, so a volume
+/// mounted over a directory that holds a later source or the program itself (an
+/// `emptyDir` at `/tmp` when the checkout is under `/tmp`) hides nothing the pod needs.
 const MOUNT_SCRIPT: &str = r#"set -e
+stage=/run/origin-test-pod-stage
+mkdir -p "$stage"
+mount -t tmpfs -o mode=0700 tmpfs "$stage"
+touch "$stage/program"
+mount --bind "$1" "$stage/program"
+shift
+i=0
 while [ "$1" != "--" ]; do
-  mkdir -p "$2"
-  if [ "$3" = ro ]; then mount --bind -o ro "$1" "$2"; else mount --bind "$1" "$2"; fi
+  i=$((i + 1))
+  mkdir "$stage/$i"
+  mount --bind "$1" "$stage/$i"
+  printf '%s %s %s\n' "$i" "$3" "$2" >>"$stage/plan"
   shift 3
 done
 shift
-exec "$@""#;
+if [ -f "$stage/plan" ]; then
+  while read -r n mode dst; do
+    mkdir -p "$dst"
+    if [ "$mode" = ro ]; then mount --bind -o ro "$stage/$n" "$dst"; else mount --bind "$stage/$n" "$dst"; fi
+  done <"$stage/plan"
+fi
+exec "$stage/program" "$@""#;
+
+/// Where [`MOUNT_SCRIPT`] puts the container's program inside the pod's mount namespace.
+const STAGED_PROGRAM: &str = "/run/origin-test-pod-stage/program";
 
 /// One pod's lifecycle on the node.
 struct Worker {
@@ -365,6 +386,8 @@ impl Worker {
             "private",
         ]);
         cmd.args(["sh", "-c", MOUNT_SCRIPT, "sh"]);
+        let (program, args) = argv.split_first().ok_or("container has no command")?;
+        cmd.arg(program);
         for m in self.container.volume_mounts.iter().flatten() {
             let src = dirs
                 .get(&m.name)
@@ -380,7 +403,7 @@ impl Worker {
             };
             cmd.arg(src).arg(&m.mount_path).arg(ro);
         }
-        cmd.arg("--").args(&argv);
+        cmd.arg("--").args(args);
         self.vars = vars.clone();
         let (_, name) = ns_name(&self.pod);
         cmd.env_clear()
@@ -519,6 +542,12 @@ impl Worker {
         let pid = self.child.as_ref()?.id()?;
         let mut argv = argv.to_vec();
         self.program(&mut argv).ok()?;
+        // The container's own program is reached at its staged path there (the host
+        // path may be under a volume's mount point).
+        let mut own = pod_env::argv(&self.container, &self.vars);
+        if self.program(&mut own).is_ok() && own.first() == argv.first() {
+            argv[0] = STAGED_PROGRAM.to_string();
+        }
         tokio::process::Command::new("nsenter")
             .args(["-t", &pid.to_string(), "-n", "-m", "--"])
             .args(&argv)
