@@ -129,28 +129,51 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn cold_plays_find_their_owner_through_the_directory_with_at_most_two_requests() {
-    let started = Instant::now();
-    let c = cluster(60, 20, &["--route", "relay"]);
-    println!("20 origins up after {:?}", started.elapsed());
-    let streams: Vec<String> = (0..5).map(|i| format!("cold-{i}")).collect();
+/// What 30 cold plays cost a cluster.
+struct ColdPlays {
+    plays: usize,
+    lookups: f64,
+    queries: f64,
+    /// Mean time from a play's question to its owner known, seconds.
+    decision: f64,
+    times: Vec<Duration>,
+}
+
+impl ColdPlays {
+    fn print(&self, what: &str) {
+        println!(
+            "{what}, 20 origins, {} cold RTMP plays through relay: {:.2} directory lookups and \
+             {:.2} ownership queries per play; decision mean {:.2} ms; first media p50 {:?} p99 {:?}",
+            self.plays,
+            self.lookups / self.plays as f64,
+            self.queries / self.plays as f64,
+            self.decision * 1e3,
+            percentile(&self.times, 0.5),
+            percentile(&self.times, 0.99),
+        );
+    }
+}
+
+/// Publishes 5 streams on origins 0 to 4 of `c`, then plays each (origin, stream) pair
+/// of the others once, one at a time, 30 in all, and counts what the plays cost.
+async fn cold_plays(c: &[OriginProc], tag: &str) -> ColdPlays {
+    let streams: Vec<String> = (0..5).map(|i| format!("{tag}-{i}")).collect();
     let mut publishers = Vec::new();
     for (i, s) in streams.iter().enumerate() {
         publishers.push(publish(&c[i], s).await.expect("publish accepted"));
         published(&c[i], s).await;
     }
-    println!("5 streams published after {:?}", started.elapsed());
     let lookups = "origin_directory_lookups_total";
     let queries = "origin_ownership_queries_total";
-    let (lookups0, queries0) = (metric_sum(&c, lookups).await, metric_sum(&c, queries).await);
-    let decided0 = (
-        metric_sum(&c, "origin_discovery_latency_seconds_sum").await,
-        metric_sum(&c, "origin_discovery_latency_seconds_count").await,
-    );
-    // 30 cold plays, one at a time: each (origin, stream) once, never on the owner.
+    let sum = "origin_discovery_latency_seconds_sum";
+    let count = "origin_discovery_latency_seconds_count";
+    let before = [
+        metric_sum(c, lookups).await,
+        metric_sum(c, queries).await,
+        metric_sum(c, sum).await,
+        metric_sum(c, count).await,
+    ];
     let mut times = Vec::new();
-    let mut plays = 0;
     'outer: for (o, player) in c.iter().enumerate().skip(5) {
         for (i, s) in streams.iter().enumerate() {
             if (o + i) % 2 == 1 {
@@ -163,38 +186,61 @@ async fn cold_plays_find_their_owner_through_the_directory_with_at_most_two_requ
             .await
             .unwrap_or_else(|e| panic!("cold play of {s} on origin {o}: {e}"));
             times.push(t);
-            plays += 1;
-            if plays == 30 {
+            if times.len() == 30 {
                 break 'outer;
             }
         }
     }
-    let lookups = metric_sum(&c, lookups).await - lookups0;
-    let queries = metric_sum(&c, queries).await - queries0;
-    let decided = (
-        metric_sum(&c, "origin_discovery_latency_seconds_sum").await - decided0.0,
-        metric_sum(&c, "origin_discovery_latency_seconds_count").await - decided0.1,
-    );
+    let after = [
+        metric_sum(c, lookups).await,
+        metric_sum(c, queries).await,
+        metric_sum(c, sum).await,
+        metric_sum(c, count).await,
+    ];
     times.sort();
-    println!(
-        "directory, 20 origins, {plays} cold RTMP plays through relay: {:.2} directory lookups and \
-         {:.2} ownership queries per play; decision mean {:.2} ms; first media p50 {:?} p99 {:?}",
-        lookups / plays as f64,
-        queries / plays as f64,
-        if decided.1 > 0.0 {
-            decided.0 / decided.1 * 1e3
+    let decided = after[3] - before[3];
+    ColdPlays {
+        plays: times.len(),
+        lookups: after[0] - before[0],
+        queries: after[1] - before[1],
+        decision: if decided > 0.0 {
+            (after[2] - before[2]) / decided
         } else {
             0.0
         },
-        percentile(&times, 0.5),
-        percentile(&times, 0.99),
+        times,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cold_plays_find_their_owner_through_the_directory_with_at_most_two_requests() {
+    let c = cluster(60, 20, &["--route", "relay"]);
+    let directory = cold_plays(&c, "cold").await;
+    directory.print("directory");
+    drop(c);
+    // The same plays with the broadcast, for comparison (numbers only).
+    let c = cluster(67, 20, &["--route", "relay", "--discovery", "broadcast"]);
+    let broadcast = cold_plays(&c, "cold").await;
+    broadcast.print("broadcast");
+    assert_eq!(
+        directory.queries, 0.0,
+        "no play fell back to asking every coworker"
     );
-    assert_eq!(queries, 0.0, "no play fell back to asking every coworker");
     assert!(
-        lookups <= 2.0 * plays as f64,
-        "{lookups} directory lookups for {plays} cold plays"
+        directory.lookups <= 2.0 * directory.plays as f64,
+        "{} directory lookups for {} cold plays",
+        directory.lookups,
+        directory.plays
     );
-    drop(publishers);
+    assert_eq!(
+        broadcast.lookups, 0.0,
+        "the broadcast mode asks no directory"
+    );
+    assert!(
+        broadcast.queries > 2.0 * broadcast.plays as f64,
+        "the broadcast asks many coworkers per play: {}",
+        broadcast.queries
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
