@@ -66,6 +66,18 @@ pub enum Route {
     Redirect,
 }
 
+/// How a non-owner finds a stream's owner (docs/architecture.md, "Ownership directory").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscoveryMode {
+    /// Ask the stream's two directory origins first; ask every coworker when they do not
+    /// know (default). Publishes claim their name at the directory.
+    #[default]
+    Directory,
+    /// Always ask every coworker (SRS's way).
+    Broadcast,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -163,6 +175,16 @@ pub struct Settings {
     /// How long a found owner is remembered. [default: 2s]
     #[arg(long, env = "ORIGIN_DISCOVERY_CACHE")]
     pub discovery_cache: Option<Dur>,
+    /// How a non-owner finds a stream's owner: `directory` asks the stream's two directory
+    /// origins first (publishes claim their name there) and asks every coworker only when
+    /// they do not know; `broadcast` always asks every coworker, as SRS does. The directory
+    /// needs the admin token; without it the origin broadcasts. [default: directory]
+    #[arg(long, env = "ORIGIN_DISCOVERY", value_enum)]
+    pub discovery: Option<DiscoveryMode>,
+    /// The lease this origin grants a claim as a directory origin; owners renew every
+    /// third of it, and a claim not renewed runs out after it. [default: 10s]
+    #[arg(long, env = "ORIGIN_DIRECTORY_LEASE")]
+    pub directory_lease: Option<Dur>,
     /// How long players stay connected waiting for a publisher to come back. [default: 30s]
     #[arg(long, env = "ORIGIN_REPUBLISH_TIMEOUT")]
     pub republish_timeout: Option<Dur>,
@@ -376,6 +398,8 @@ impl Settings {
             write_timeout,
             discovery_timeout,
             discovery_cache,
+            discovery,
+            directory_lease,
             republish_timeout,
             drain_grace,
             shutdown_grace,
@@ -480,6 +504,10 @@ pub struct Config {
     pub max_api_connections: usize,
     pub discovery_timeout: Duration,
     pub discovery_cache: Duration,
+    pub discovery: DiscoveryMode,
+    pub directory_lease: Duration,
+    /// Most claims this origin holds as a directory origin.
+    pub directory_max_entries: usize,
     pub republish_timeout: Duration,
     pub drain_grace: Duration,
     pub shutdown_grace: Duration,
@@ -542,6 +570,10 @@ impl Config {
             pod_name: s.pod_name.filter(|p| !p.is_empty()),
             discovery_timeout: d(s.discovery_timeout, Duration::from_millis(500)),
             discovery_cache: d(s.discovery_cache, Duration::from_secs(2)),
+            discovery: s.discovery.unwrap_or_default(),
+            directory_lease: d(s.directory_lease, Duration::from_secs(10))
+                .max(Duration::from_millis(300)),
+            directory_max_entries: crate::cluster::directory::DEFAULT_MAX_ENTRIES,
             republish_timeout: d(s.republish_timeout, Duration::from_secs(30)),
             drain_grace: d(s.drain_grace, Duration::from_secs(60)),
             shutdown_grace: d(s.shutdown_grace, Duration::from_secs(10)),

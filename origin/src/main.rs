@@ -73,6 +73,15 @@ struct Cli {
     command: Command,
 }
 
+/// Where the origins of a local cluster listen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Layout {
+    /// One loopback address per origin, the same ports (like pods).
+    Addresses,
+    /// One address, consecutive ports.
+    Ports,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve RTMP, HTTP-FLV and the HTTP API.
@@ -84,27 +93,41 @@ enum Command {
         settings: Box<Settings>,
     },
     /// Start N origins on loopback, each with the others as coworkers (no Kubernetes).
+    /// Options after `--` are passed to every `origin serve`, e.g.
+    /// `origin cluster --replicas 3 -- --hls-low-latency --route relay`.
     Cluster {
-        /// Number of origins (1 to 100).
+        /// Number of origins (1 to 1000).
         #[arg(long, default_value_t = 3)]
         replicas: u16,
-        /// Origin i listens on RTMP rtmp-base+i, API api-base+i and HTTP-FLV flv-base+i.
-        /// Unset bases whose ranges would overlap another range are moved past it;
-        /// explicit overlapping bases are an error. [default: 1935]
+        /// `addresses`: origin i listens at its own loopback address (first-host + i) on
+        /// the base ports, like a pod; `ports`: every origin at --host, origin i on the
+        /// base ports + i.
+        #[arg(long, value_enum, default_value = "addresses")]
+        layout: Layout,
+        /// Address of the first origin with `--layout addresses` (origin i: this + i).
+        #[arg(long, default_value = "127.0.1.1")]
+        first_host: std::net::Ipv4Addr,
+        /// RTMP port (with `--layout ports`, origin i listens on RTMP rtmp-base+i, API
+        /// api-base+i and HTTP-FLV flv-base+i). Unset bases whose ranges would overlap
+        /// another range are moved past it; explicit overlapping bases are an error.
+        /// [default: 1935]
         #[arg(long)]
         rtmp_base: Option<u16>,
-        /// First API port (origin i: api-base+i). [default: 1985]
+        /// API port (with `--layout ports`, origin i: api-base+i). [default: 1985]
         #[arg(long)]
         api_base: Option<u16>,
-        /// First HTTP-FLV port (origin i: flv-base+i). [default: 8080]
+        /// HTTP-FLV port (with `--layout ports`, origin i: flv-base+i). [default: 8080]
         #[arg(long)]
         flv_base: Option<u16>,
-        /// Address every origin listens on and advertises.
+        /// Address every origin listens on and advertises with `--layout ports`.
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
         /// Log format of the origins.
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
+        /// Options for every `origin serve` (after `--`).
+        #[arg(last = true)]
+        serve: Vec<String>,
     },
     /// Ask the local origin to drain (stop taking publishes) and optionally wait until its
     /// publishers are gone. Used as the pod's preStop hook.
@@ -192,12 +215,24 @@ async fn run_cli() -> Result<()> {
         Command::Serve { config, settings } => serve(config, *settings).await,
         Command::Cluster {
             replicas,
+            layout,
+            first_host,
             rtmp_base,
             api_base,
             flv_base,
             host,
             log_format,
-        } => cluster(replicas, rtmp_base, api_base, flv_base, host, log_format).await,
+            serve,
+        } => {
+            let plan = ClusterPlan::new(
+                replicas,
+                layout,
+                first_host,
+                [rtmp_base, api_base, flv_base],
+                host,
+            )?;
+            cluster(plan, log_format, serve).await
+        }
         Command::Drain {
             api,
             admin_token_file,
@@ -284,25 +319,64 @@ async fn wait_started(
     Ok(())
 }
 
-async fn cluster(
-    replicas: u16,
-    rtmp_base: Option<u16>,
-    api_base: Option<u16>,
-    flv_base: Option<u16>,
-    host: String,
-    log_format: LogFormat,
-) -> Result<()> {
-    if replicas == 0 || replicas > 100 {
-        bail!("--replicas must be between 1 and 100");
+/// Where each origin of a local cluster listens.
+struct ClusterPlan {
+    /// Per origin: (host, rtmp, api, flv).
+    origins: Vec<(String, u16, u16, u16)>,
+    summary: String,
+}
+
+impl ClusterPlan {
+    fn new(
+        replicas: u16,
+        layout: Layout,
+        first_host: std::net::Ipv4Addr,
+        bases: [Option<u16>; 3],
+        host: String,
+    ) -> Result<Self> {
+        if replicas == 0 || replicas > 1000 {
+            bail!("--replicas must be between 1 and 1000");
+        }
+        let wanted = |n| {
+            port_bases(
+                n,
+                [
+                    (bases[0], 1935, "rtmp"),
+                    (bases[1], 1985, "api"),
+                    (bases[2], 8080, "flv"),
+                ],
+            )
+        };
+        match layout {
+            Layout::Ports => {
+                let [r, a, f] = wanted(replicas)?;
+                Ok(Self {
+                    origins: (0..replicas)
+                        .map(|i| (host.clone(), r + i, a + i, f + i))
+                        .collect(),
+                    summary: format!("{replicas} origins on {host}"),
+                })
+            }
+            Layout::Addresses => {
+                let [r, a, f] = wanted(1)?;
+                let first = u32::from(first_host);
+                let Some(last) = first.checked_add(u32::from(replicas) - 1) else {
+                    bail!("--first-host {first_host}: {replicas} addresses do not fit");
+                };
+                let last = std::net::Ipv4Addr::from(last);
+                Ok(Self {
+                    origins: (0..u32::from(replicas))
+                        .map(|i| (std::net::Ipv4Addr::from(first + i).to_string(), r, a, f))
+                        .collect(),
+                    summary: format!("{replicas} origins on {first_host} to {last}"),
+                })
+            }
+        }
     }
-    let [rtmp_base, api_base, flv_base] = port_bases(
-        replicas,
-        [
-            (rtmp_base, 1935, "rtmp"),
-            (api_base, 1985, "api"),
-            (flv_base, 8080, "flv"),
-        ],
-    )?;
+}
+
+async fn cluster(plan: ClusterPlan, log_format: LogFormat, serve: Vec<String>) -> Result<()> {
+    let replicas = plan.origins.len();
     let exe = std::env::current_exe().context("locating the origin binary")?;
     let dir = std::env::temp_dir().join(format!("origin-cluster-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -311,17 +385,26 @@ async fn cluster(
         .collect();
     let token_file = dir.join("admin-token");
     std::fs::write(&token_file, &token)?;
-    let api = |i: u16| format!("{host}:{}", api_base + i);
-    let all: Vec<String> = (0..replicas).map(api).collect();
+    let all: Vec<String> = plan
+        .origins
+        .iter()
+        .map(|(h, _, a, _)| format!("{h}:{a}"))
+        .collect();
+    // The list goes in a coworker file (revision 0, like flags): a thousand `--coworker`
+    // flags per origin would not do.
+    let coworker_file = dir.join("coworkers.json");
+    let doc = origin_wire::coworkers::CoworkerDocument::new(0, all.iter().cloned(), None);
+    std::fs::write(&coworker_file, doc.to_json())?;
     let mut children = Vec::new();
-    for i in 0..replicas {
+    for (i, (host, rtmp, api, flv)) in plan.origins.iter().enumerate() {
         let mut cmd = tokio::process::Command::new(&exe);
         cmd.arg("serve")
-            .args(["--rtmp-listen", &format!("{host}:{}", rtmp_base + i)])
-            .args(["--api-listen", &api(i)])
-            .args(["--flv-listen", &format!("{host}:{}", flv_base + i)])
-            .args(["--self-api", &api(i)])
+            .args(["--rtmp-listen", &format!("{host}:{rtmp}")])
+            .args(["--api-listen", &format!("{host}:{api}")])
+            .args(["--flv-listen", &format!("{host}:{flv}")])
+            .args(["--self-api", &format!("{host}:{api}")])
             .args(["--admin-token-file", &token_file.to_string_lossy()])
+            .args(["--coworker-file", &coworker_file.to_string_lossy()])
             .args([
                 "--log-format",
                 if log_format == LogFormat::Json {
@@ -330,16 +413,15 @@ async fn cluster(
                     "text"
                 },
             ])
+            .args(&serve)
             .kill_on_drop(true);
-        for c in &all {
-            cmd.args(["--coworker", c]);
-        }
         children.push(
             cmd.spawn()
                 .with_context(|| format!("starting origin {i}"))?,
         );
     }
-    if let Err(e) = wait_started(&mut children, &all, Duration::from_secs(15)).await {
+    let limit = Duration::from_secs(15) + Duration::from_millis(50) * replicas as u32;
+    if let Err(e) = wait_started(&mut children, &all, limit).await {
         for c in &mut children {
             let _ = c.start_kill();
         }
@@ -347,33 +429,28 @@ async fn cluster(
         return Err(e);
     }
     println!(
-        "origin cluster: {replicas} origins on {host}, admin token in {}",
+        "origin cluster: {}, admin token in {}",
+        plan.summary,
         token_file.display()
     );
-    for i in 0..replicas {
+    for (i, (host, rtmp, api, flv)) in plan.origins.iter().enumerate() {
         println!(
-            "  origin-{i}: rtmp://{host}:{}  api http://{host}:{}  http-flv http://{host}:{}",
-            rtmp_base + i,
-            api_base + i,
-            flv_base + i
+            "  origin-{i}: rtmp://{host}:{rtmp}  api http://{host}:{api}  http-flv http://{host}:{flv}"
         );
     }
-    let last = replicas - 1;
+    let (h0, r0, a0, _) = &plan.origins[0];
+    let (hl, rl, _, fl) = &plan.origins[replicas - 1];
     println!();
     println!("publish (to origin-0):");
     println!(
-        "  ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine -c:v libx264 -preset veryfast -tune zerolatency -g 60 -c:a aac -f flv rtmp://{host}:{rtmp_base}/live/demo"
+        "  ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine -c:v libx264 -preset veryfast -tune zerolatency -g 60 -c:a aac -f flv rtmp://{h0}:{r0}/live/demo"
     );
     println!("play from any origin, with any player (a non-owner relays the stream):");
-    println!("  ffplay rtmp://{host}:{}/live/demo", rtmp_base + last);
-    println!("  ffplay http://{host}:{}/live/demo.flv", flv_base + last);
+    println!("  ffplay rtmp://{hl}:{rl}/live/demo");
+    println!("  ffplay http://{hl}:{fl}/live/demo.flv");
+    println!("  ffprobe -hide_banner http://{hl}:{fl}/live/demo.flv");
     println!(
-        "  ffprobe -hide_banner http://{host}:{}/live/demo.flv",
-        flv_base + last
-    );
-    println!(
-        "ask who owns it (SRS-compatible): curl 'http://{host}:{}/api/v1/clusters?app=live&stream=demo'",
-        api_base
+        "ask who owns it (SRS-compatible): curl 'http://{h0}:{a0}/api/v1/clusters?app=live&stream=demo'"
     );
     println!("Ctrl-C stops all origins.");
     let mut waits: futures::stream::FuturesUnordered<_> =
@@ -447,6 +524,26 @@ async fn drain(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_cluster_gives_each_origin_its_own_address_or_its_own_ports() {
+        let first: std::net::Ipv4Addr = "127.0.1.1".parse().unwrap();
+        let plan = ClusterPlan::new(1000, Layout::Addresses, first, [None; 3], "x".into()).unwrap();
+        assert_eq!(plan.origins.len(), 1000);
+        assert_eq!(plan.origins[0], ("127.0.1.1".into(), 1935, 1985, 8080));
+        assert_eq!(plan.origins[999], ("127.0.4.232".into(), 1935, 1985, 8080));
+        let mut hosts: Vec<&String> = plan.origins.iter().map(|o| &o.0).collect();
+        hosts.sort();
+        hosts.dedup();
+        assert_eq!(hosts.len(), 1000);
+        let ports =
+            ClusterPlan::new(3, Layout::Ports, first, [None; 3], "127.0.0.1".into()).unwrap();
+        assert_eq!(ports.origins[2], ("127.0.0.1".into(), 1937, 1987, 8082));
+        assert!(ClusterPlan::new(1001, Layout::Addresses, first, [None; 3], "x".into()).is_err());
+        assert!(ClusterPlan::new(0, Layout::Ports, first, [None; 3], "x".into()).is_err());
+        let same = [Some(2000), Some(2000), None];
+        assert!(ClusterPlan::new(2, Layout::Addresses, first, same, "x".into()).is_err());
+    }
 
     #[test]
     fn the_purge_delay_option_is_the_one_set() {

@@ -64,6 +64,11 @@ pub struct Metrics {
     pub hls_bytes: Counter,
     pub hls_packagers: Gauge,
     pub ownership_queries: Counter,
+    pub directory_requests: Counter,
+    pub directory_lookups: Counter,
+    pub directory_claims: Family<OutcomeLabel, Counter>,
+    pub directory_entries: Gauge,
+    pub directory_lookup_outcomes: Family<OutcomeLabel, Counter>,
     pub waiting_names: Gauge,
     pub waiting_plays: Gauge,
     registry: Registry,
@@ -104,6 +109,11 @@ impl Metrics {
             hls_bytes: Counter::default(),
             hls_packagers: Gauge::default(),
             ownership_queries: Counter::default(),
+            directory_requests: Counter::default(),
+            directory_lookups: Counter::default(),
+            directory_claims: Family::default(),
+            directory_entries: Gauge::default(),
+            directory_lookup_outcomes: Family::default(),
             waiting_names: Gauge::default(),
             waiting_plays: Gauge::default(),
             registry: Registry::default(),
@@ -226,6 +236,31 @@ impl Metrics {
             "ownership_queries",
             "Ownership queries (/api/v1/clusters) this origin answered",
             m.ownership_queries.clone(),
+        );
+        registry.register(
+            "directory_requests",
+            "Requests this origin sent to directory origins (claims, renewals, releases, lookups)",
+            m.directory_requests.clone(),
+        );
+        registry.register(
+            "directory_lookups",
+            "Directory lookups (/api/v1/directory/lookup) this origin answered",
+            m.directory_lookups.clone(),
+        );
+        registry.register(
+            "directory_claims",
+            "Directory claims and renewals this origin answered, by outcome (granted, conflict, full)",
+            m.directory_claims.clone(),
+        );
+        registry.register(
+            "directory_entries",
+            "Claims held in this origin's directory table",
+            m.directory_entries.clone(),
+        );
+        registry.register(
+            "directory_lookup_outcomes",
+            "Lookups this origin made at the directory, by outcome (found, unknown, failed)",
+            m.directory_lookup_outcomes.clone(),
         );
         registry.register(
             "waiting_names",

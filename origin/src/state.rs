@@ -11,8 +11,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::auth::{Auth, WaitingNames};
+use crate::cluster::directory::{Directory, DirectoryConfig};
 use crate::cluster::{Coworkers, Discovery, DiscoveryConfig, Identity, QueryBudget};
-use crate::config::Config;
+use crate::config::{Config, DiscoveryMode};
 use crate::media::{PlayConfig, Registry};
 use crate::relay::{RelayContext, Relays};
 
@@ -22,6 +23,9 @@ pub struct Origin {
     pub registry: Registry,
     pub coworkers: Arc<Coworkers>,
     pub discovery: Arc<Discovery>,
+    /// The ownership directory: this origin's claim table and its claims and lookups at
+    /// other origins (docs/architecture.md, "Ownership directory").
+    pub directory: Arc<Directory>,
     pub relays: Relays,
     pub identity: Identity,
     /// Publish/play authorization and per-address limits (docs/architecture.md, "Auth and hooks").
@@ -52,10 +56,23 @@ impl Origin {
             ));
         }
         let coworkers = Arc::new(Coworkers::new(config.coworkers.clone(), myself));
-        let discovery = Discovery::new(DiscoveryConfig {
-            timeout: config.discovery_timeout,
-            cache_ttl: config.discovery_cache,
-        });
+        let directory = Directory::new(
+            coworkers.clone(),
+            DirectoryConfig {
+                enabled: config.discovery == DiscoveryMode::Directory,
+                lease: config.directory_lease,
+                max_entries: config.directory_max_entries,
+                timeout: config.discovery_timeout,
+                token: config.admin_token.clone(),
+            },
+        );
+        let discovery = Discovery::new(
+            DiscoveryConfig {
+                timeout: config.discovery_timeout,
+                cache_ttl: config.discovery_cache,
+            },
+            directory.enabled().then(|| directory.clone()),
+        );
         let registry = Registry::new(config.media);
         let relays = Relays::new(RelayContext {
             registry: registry.clone(),
@@ -73,6 +90,7 @@ impl Origin {
             registry,
             coworkers,
             discovery,
+            directory,
             relays,
             identity,
             auth,
@@ -171,6 +189,23 @@ impl Origin {
             merge: self.config.merge_writes,
             ..PlayConfig::default()
         }
+    }
+
+    /// This origin as its directory claims name it; `None` when it does not know its own
+    /// API address (then it claims nothing).
+    pub fn claim_owner(&self) -> Option<origin_wire::directory::OwnerAddr> {
+        if !self.directory.enabled() {
+            return None;
+        }
+        let me = self.coworkers.members().1?;
+        let pushed = self
+            .coworkers
+            .advertise_for(self.config.pod_name.as_deref());
+        Some(crate::cluster::ownership::owner_addr(
+            &self.identity,
+            pushed.as_ref(),
+            &me,
+        ))
     }
 
     /// Whether `given` is the admin token (constant time); false when none is set.

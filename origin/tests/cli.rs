@@ -111,6 +111,8 @@ fn cluster_and_drain_help_show_their_defaults() {
             "cluster",
             &[
                 ("--replicas", "3"),
+                ("--layout", "addresses"),
+                ("--first-host", "127.0.1.1"),
                 ("--rtmp-base", "1935"),
                 ("--api-base", "1985"),
                 ("--flv-base", "8080"),

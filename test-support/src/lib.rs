@@ -26,7 +26,9 @@ use http_body_util::BodyExt;
 
 pub use fake_api::{ApiBody, FakeApiServer, Recorded, by_name, endpoint_slice};
 pub use fake_origin::FakeOrigin;
-pub use origin_proc::{OriginOpts, OriginProc, get_blocking, parse_listening, start_cluster_at};
+pub use origin_proc::{
+    OriginOpts, OriginProc, get_blocking, parse_listening, start_cluster_at, start_cluster_on,
+};
 pub use signal::{Thaw, signal};
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -311,14 +311,24 @@ pub fn start_cluster_at(
     n: usize,
     opts: &OriginOpts,
 ) -> std::io::Result<(Vec<OriginProc>, crate::TempDir)> {
+    start_cluster_on(&vec![ip.to_string(); n], opts)
+}
+
+/// Like [`start_cluster_at`], one origin per address of `ips` (each on its own loopback
+/// address, like pods).
+pub fn start_cluster_on(
+    ips: &[String],
+    opts: &OriginOpts,
+) -> std::io::Result<(Vec<OriginProc>, crate::TempDir)> {
     let dir = crate::TempDir::new("origin-cluster")?;
     let file = dir.path().join("coworkers.json");
     let mut o = opts.clone();
     o.extra
         .extend(["--coworker-file".to_string(), file.display().to_string()]);
     let bin = crate::bin_path("origin");
-    let procs = (0..n)
-        .map(|_| OriginProc::spawn(&bin, ip, (0, 0, 0), &o))
+    let procs = ips
+        .iter()
+        .map(|ip| OriginProc::spawn(&bin, ip, (0, 0, 0), &o))
         .collect::<std::io::Result<Vec<_>>>()?;
     let mut all: Vec<String> = procs.iter().map(OriginProc::api_addr).collect();
     all.extend(opts.coworkers.iter().cloned());

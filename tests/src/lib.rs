@@ -135,6 +135,18 @@ pub fn start_cluster(n: usize, opts: &OriginOpts) -> Vec<OriginProc> {
         .collect()
 }
 
+/// Starts one origin per address of `ips` (each on its own loopback address, like pods),
+/// all listing each other (and themselves) as coworkers.
+pub fn start_cluster_spread(ips: &[String], opts: &OriginOpts) -> Vec<OriginProc> {
+    let (procs, dir) = origin_test_support::start_cluster_on(ips, opts)
+        .unwrap_or_else(|e| panic!("origin cluster did not start: {e}"));
+    let dir = std::sync::Arc::new(dir);
+    procs
+        .into_iter()
+        .map(|p| OriginProc::wrap(p, Some(dir.clone())))
+        .collect()
+}
+
 /// Writes an admin token to a fresh temp file.
 pub fn token_file(token: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!(

@@ -17,6 +17,11 @@ pub struct CoworkerState {
     pub document: CoworkerDocument,
     /// Peers to ask: the document's list without this origin.
     pub peers: Vec<HostPort>,
+    /// The whole cluster, this origin included (as [`Self::me`]), sorted: what the
+    /// ownership directory hashes over, the same list on every origin.
+    pub members: Vec<HostPort>,
+    /// This origin's API address as the list names it (`None`: not known here).
+    pub me: Option<HostPort>,
     pub source: String,
     pub updated: SystemTime,
 }
@@ -41,6 +46,8 @@ pub struct Coworkers {
     current: RwLock<Arc<CoworkerState>>,
     /// Addresses that mean "this origin" (its API address as peers see it).
     myself: Vec<HostPort>,
+    /// Bumped on every change of the list (owners re-claim keys whose directory moved).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Coworkers {
@@ -48,9 +55,12 @@ impl Coworkers {
     pub fn new(initial: Vec<HostPort>, myself: Vec<HostPort>) -> Self {
         let document = CoworkerDocument::new(0, initial.iter().map(ToString::to_string), None);
         let peers = drop_self(&initial, &myself);
+        let (members, me) = members(&initial, &peers, &myself);
         let state = CoworkerState {
             document,
             peers,
+            members,
+            me,
             source: if initial.is_empty() {
                 "none".into()
             } else {
@@ -61,6 +71,7 @@ impl Coworkers {
         let c = Self {
             current: RwLock::new(Arc::new(state)),
             myself,
+            changes: tokio::sync::watch::channel(0).0,
         };
         c.publish_metrics();
         c
@@ -76,6 +87,18 @@ impl Coworkers {
     /// Peers to ask, self excluded.
     pub fn peers(&self) -> Vec<HostPort> {
         self.snapshot().peers.clone()
+    }
+
+    /// The whole cluster with this origin, and this origin's address in it
+    /// (docs/architecture.md, "Ownership directory").
+    pub fn members(&self) -> (Vec<HostPort>, Option<HostPort>) {
+        let s = self.snapshot();
+        (s.members.clone(), s.me.clone())
+    }
+
+    /// Wakes on every change of the list.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// The advertise addresses pushed in the document, if any.
@@ -110,13 +133,17 @@ impl Coworkers {
             });
         }
         let peers = drop_self(&parsed, &self.myself);
+        let (members, me) = members(&parsed, &peers, &self.myself);
         *cur = Arc::new(CoworkerState {
             document,
             peers,
+            members,
+            me,
             source: source.to_string(),
             updated: SystemTime::now(),
         });
         drop(cur);
+        self.changes.send_modify(|n| *n += 1);
         self.publish_metrics();
         Ok(Applied::Updated)
     }
@@ -138,6 +165,24 @@ fn drop_self(list: &[HostPort], myself: &[HostPort]) -> Vec<HostPort> {
     out.sort();
     out.dedup();
     out
+}
+
+/// The cluster's members (the peers and this origin) and this origin's address among
+/// them: the address the list gives it if the list has it, else its first known address.
+fn members(
+    list: &[HostPort],
+    peers: &[HostPort],
+    myself: &[HostPort],
+) -> (Vec<HostPort>, Option<HostPort>) {
+    let me = myself
+        .iter()
+        .find(|m| list.contains(m))
+        .or_else(|| myself.first())
+        .cloned();
+    let mut all: Vec<HostPort> = peers.iter().cloned().chain(me.clone()).collect();
+    all.sort();
+    all.dedup();
+    (all, me)
 }
 
 /// Re-reads a coworker file every `interval` and applies it when its content changes.
@@ -248,6 +293,30 @@ mod tests {
             "a stale document changes nothing"
         );
         assert_eq!(c.snapshot().source, "api");
+    }
+
+    #[test]
+    fn members_are_the_same_list_on_every_origin_and_changes_wake_watchers() {
+        let all = ["10.0.0.1:1985", "10.0.0.2:1985", "10.0.0.3:1985"].map(hp);
+        // Whether a list names the origin itself or not, every origin sees all three.
+        for (i, me) in all.iter().enumerate() {
+            let with_self = Coworkers::new(all.to_vec(), vec![me.clone()]);
+            let others: Vec<HostPort> = all.iter().filter(|x| *x != me).cloned().collect();
+            let without_self = Coworkers::new(others, vec![me.clone()]);
+            for c in [&with_self, &without_self] {
+                let (members, mine) = c.members();
+                assert_eq!(members, all.to_vec(), "origin {i}");
+                assert_eq!(mine.as_ref(), Some(me));
+            }
+        }
+        // An origin that does not know its own address is not a member.
+        let c = Coworkers::new(all[1..].to_vec(), vec![]);
+        assert_eq!(c.members(), (all[1..].to_vec(), None));
+        let seen = c.subscribe();
+        assert!(!seen.has_changed().unwrap());
+        let doc = CoworkerDocument::new(1, ["10.0.0.9:1985".to_string()], None);
+        c.apply(doc, "api").unwrap();
+        assert!(seen.has_changed().unwrap());
     }
 
     #[tokio::test]

@@ -1,4 +1,7 @@
-//! Finding the owner of a stream: every coworker is asked concurrently over pooled
+//! Finding the owner of a stream. With the ownership directory on (`--discovery
+//! directory`), the stream's directory origins are asked first (docs/architecture.md,
+//! "Ownership directory"); when they do not know it, or do not answer in time, every
+//! coworker is asked concurrently (the broadcast, which also reaches SRS peers) over pooled
 //! keep-alive connections, each request bounded by a short timeout; the first valid
 //! "owned" answer wins and the other requests are dropped (cancelled).
 //!
@@ -29,6 +32,7 @@ use origin_wire::clusters::{ClustersQuery, Owner, parse_owner};
 use origin_wire::paths;
 use tokio::sync::Semaphore;
 
+use super::directory::{Directory, Lookup as DirectoryLookup};
 use crate::media::StreamKey;
 use crate::metrics::{self, OutcomeLabel};
 
@@ -91,6 +95,8 @@ pub struct Discovery {
     client: Client<HttpConnector, Empty<Bytes>>,
     config: DiscoveryConfig,
     state: Mutex<State>,
+    /// Asked before the broadcast (`None`: broadcast only).
+    directory: Option<Arc<Directory>>,
 }
 
 enum Answer {
@@ -101,7 +107,7 @@ enum Answer {
 }
 
 impl Discovery {
-    pub fn new(config: DiscoveryConfig) -> Arc<Self> {
+    pub fn new(config: DiscoveryConfig, directory: Option<Arc<Directory>>) -> Arc<Self> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.timeout));
         connector.set_nodelay(true);
@@ -115,6 +121,7 @@ impl Discovery {
             client,
             config,
             state: Mutex::new(State::default()),
+            directory,
         })
     }
 
@@ -126,8 +133,9 @@ impl Discovery {
         self.config
     }
 
-    /// Asks every peer; returns the first owner found within the timeout. Callers asking
-    /// for the same stream at the same time share one round of questions.
+    /// Asks the stream's directory origins, then (when they do not know it) every peer;
+    /// returns the first owner found within the timeout. Callers asking for the same
+    /// stream at the same time share one round of questions.
     /// `ip` is the host of the client's tcUrl (echoed by the owner).
     pub async fn find_owner(
         self: &Arc<Self>,
@@ -139,7 +147,7 @@ impl Discovery {
             self.state().missed.remove(key);
             return Some(found);
         }
-        if peers.is_empty() {
+        if peers.is_empty() && self.directory.is_none() {
             return None;
         }
         let (id, lookup) = {
@@ -153,7 +161,7 @@ impl Discovery {
                 None => {
                     let this = self.clone();
                     let (peers, k, ip) = (peers.to_vec(), key.clone(), ip.to_string());
-                    let lookup: Lookup = async move { this.ask_all(&peers, &k, &ip).await }
+                    let lookup: Lookup = async move { this.locate(&peers, &k, &ip).await }
                         .boxed()
                         .shared();
                     st.next_lookup += 1;
@@ -175,6 +183,40 @@ impl Discovery {
             st.in_flight.remove(key);
         }
         result
+    }
+
+    /// The directory first, then the broadcast; a found owner is cached.
+    async fn locate(&self, peers: &[HostPort], key: &StreamKey, ip: &str) -> Option<Found> {
+        if let Some(directory) = &self.directory {
+            let started = Instant::now();
+            let looked = directory.lookup(key).await;
+            if let DirectoryLookup::Found(found) = looked {
+                metrics::global()
+                    .discovery_latency
+                    .observe(started.elapsed().as_secs_f64());
+                self.remember(key, found.clone());
+                return Some(found);
+            }
+            tracing::debug!(stream = %key, outcome = ?looked, "directory does not know the stream; asking every coworker");
+        }
+        if peers.is_empty() {
+            return None;
+        }
+        self.ask_all(peers, key, ip).await
+    }
+
+    /// The broadcast alone, without the directory or the cache: every peer asked now
+    /// (the publish guard when no directory origin answered).
+    pub async fn ask_everyone(
+        &self,
+        peers: &[HostPort],
+        key: &StreamKey,
+        ip: &str,
+    ) -> Option<Found> {
+        if peers.is_empty() {
+            return None;
+        }
+        self.ask_all(peers, key, ip).await
     }
 
     /// Asks every peer concurrently; the first "owned" answer wins and is cached.
@@ -395,10 +437,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_burst_of_lookups_asks_each_coworker_in_bounded_turns() {
         let (peer, most) = slow_coworker().await;
-        let d = Discovery::new(DiscoveryConfig {
-            timeout: Duration::from_secs(10),
-            cache_ttl: Duration::from_secs(2),
-        });
+        let d = Discovery::new(
+            DiscoveryConfig {
+                timeout: Duration::from_secs(10),
+                cache_ttl: Duration::from_secs(2),
+            },
+            None,
+        );
         let lookups: Vec<_> = (0..200)
             .map(|i| {
                 let (d, peers) = (d.clone(), vec![peer.clone()]);
@@ -420,10 +465,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_turn_not_had_within_the_timeout_is_a_timeout() {
-        let d = Discovery::new(DiscoveryConfig {
-            timeout: Duration::from_millis(500),
-            cache_ttl: Duration::from_secs(2),
-        });
+        let d = Discovery::new(
+            DiscoveryConfig {
+                timeout: Duration::from_millis(500),
+                cache_ttl: Duration::from_secs(2),
+            },
+            None,
+        );
         let peer = HostPort::new("192.0.2.1".to_string(), 1985);
         let turns = d.turns(&peer);
         let _all = turns

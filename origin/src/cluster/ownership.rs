@@ -4,6 +4,7 @@ use origin_wire::DEFAULT_VHOST;
 use origin_wire::addr::HostPort;
 use origin_wire::clusters::{ClustersAnswer, ClustersQuery, OriginInfo};
 use origin_wire::coworkers::Advertise;
+use origin_wire::directory::OwnerAddr;
 
 use crate::media::{Registry, StreamKey};
 
@@ -73,6 +74,33 @@ pub fn answer(
     ClustersAnswer::new(q, origin)
 }
 
+/// This origin as a directory claim names it (docs/architecture.md, "Ownership directory"):
+/// `api` is its address in the coworker list; the RTMP and HTTP addresses are resolved as
+/// in an ownership answer (the pushed advertise addresses, then the flags, then `api`'s
+/// host with the listen ports).
+pub fn owner_addr(me: &Identity, pushed: Option<&Advertise>, api: &HostPort) -> OwnerAddr {
+    let pick = |pushed: Option<&str>, flag: &Option<HostPort>, port: u16| {
+        pushed
+            .and_then(|s| HostPort::parse(s).ok())
+            .or_else(|| flag.clone())
+            .unwrap_or_else(|| HostPort::new(api.host.clone(), port))
+            .to_string()
+    };
+    OwnerAddr {
+        api: api.to_string(),
+        rtmp: pick(
+            pushed.and_then(|a| a.rtmp.as_deref()),
+            &me.advertise_rtmp,
+            me.rtmp_port,
+        ),
+        http: Some(pick(
+            pushed.and_then(|a| a.http.as_deref()),
+            &me.advertise_http,
+            me.flv_port,
+        )),
+    }
+}
+
 /// Host part of a `Host` header value.
 fn host_of(h: &str) -> String {
     HostPort::parse(h)
@@ -126,6 +154,27 @@ mod tests {
         );
         let not = answer(&query("other", ""), &reg, &me(), None, None);
         assert!(not.data.origin.is_none());
+    }
+
+    #[test]
+    fn a_claim_names_the_same_addresses_as_an_ownership_answer() {
+        let api = HostPort::new("10.0.0.3", 21986);
+        let o = owner_addr(&me(), None, &api);
+        assert_eq!(
+            (o.api.as_str(), o.rtmp.as_str(), o.http.as_deref()),
+            ("10.0.0.3:21986", "10.0.0.3:21936", Some("10.0.0.3:28080"))
+        );
+        let pushed = Advertise {
+            rtmp: Some("198.51.100.7:31935".into()),
+            http: None,
+        };
+        let mut flagged = me();
+        flagged.advertise_http = Some(HostPort::new("203.0.113.5", 80));
+        let o = owner_addr(&flagged, Some(&pushed), &api);
+        assert_eq!(
+            (o.rtmp.as_str(), o.http.as_deref()),
+            ("198.51.100.7:31935", Some("203.0.113.5:80"))
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The origin HTTP API (docs/architecture.md, "HTTP API"): ownership query, coworkers, streams,
-//! drain, health, metrics.
+//! The origin HTTP API (docs/architecture.md, "HTTP API"): ownership query, the ownership
+//! directory's internal endpoints, coworkers, streams, drain, health, metrics.
 
 use std::sync::Arc;
 
@@ -11,16 +11,32 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use origin_wire::clusters::ClustersQuery;
 use origin_wire::coworkers::{CoworkerDocument, MAX_DOCUMENT_BYTES};
+use origin_wire::directory::{
+    self, ClaimAnswer, ClaimRequest, LookupRequest, ReleaseAnswer, ReleaseRequest,
+};
 use origin_wire::paths;
 use serde_json::json;
 
 use crate::cluster::coworkers::{Applied, ApplyError};
+use crate::cluster::directory::{ClaimError, ServeError};
 use crate::cluster::ownership;
 use crate::state::Origin;
 
 pub fn router(origin: Arc<Origin>) -> Router {
     Router::new()
         .route(paths::CLUSTERS, any(clusters))
+        .route(
+            paths::DIRECTORY_CLAIM,
+            post(directory_claim).layer(small_body()),
+        )
+        .route(
+            paths::DIRECTORY_RELEASE,
+            post(directory_release).layer(small_body()),
+        )
+        .route(
+            paths::DIRECTORY_LOOKUP,
+            post(directory_lookup).layer(small_body()),
+        )
         .route(paths::COWORKERS, get(get_coworkers).put(put_coworkers))
         .route(paths::STREAMS, get(streams))
         .route(paths::DRAIN, post(drain).get(drain_status))
@@ -30,6 +46,11 @@ pub fn router(origin: Arc<Origin>) -> Router {
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_DOCUMENT_BYTES))
         .with_state(origin)
+}
+
+/// The body limit of the directory endpoints (their messages are a few hundred bytes).
+fn small_body() -> axum::extract::DefaultBodyLimit {
+    axum::extract::DefaultBodyLimit::max(directory::MAX_BODY_BYTES)
 }
 
 fn json_error(status: StatusCode, message: &str) -> Response {
@@ -191,6 +212,82 @@ async fn put_coworkers(
         )
             .into_response(),
         Err(ApplyError::Invalid(e)) => json_error(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+/// A directory request's JSON body, or why it is refused (400).
+fn directory_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| e.to_string())
+}
+
+/// The refusal of a directory request the table could not take.
+fn directory_refusal(e: &ServeError) -> Response {
+    match e {
+        ServeError::Claim(ClaimError::Full(_)) => {
+            json_error(StatusCode::INSUFFICIENT_STORAGE, &e.to_string())
+        }
+        _ => json_error(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+/// `POST /api/v1/directory/claim` (docs/architecture.md, "Ownership directory"): 200
+/// granted, 409 held by another owner, 507 when the table is full.
+async fn directory_claim(
+    State(origin): State<Arc<Origin>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = unauthorized(&origin, &headers) {
+        return refusal;
+    }
+    let req: ClaimRequest = match directory_body(&body) {
+        Ok(r) => r,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+    };
+    match origin.directory.answer_claim(&req) {
+        Ok(answer @ ClaimAnswer::Granted { .. }) => axum::Json(answer).into_response(),
+        Ok(answer @ ClaimAnswer::Conflict { .. }) => {
+            (StatusCode::CONFLICT, axum::Json(answer)).into_response()
+        }
+        Err(e) => directory_refusal(&e),
+    }
+}
+
+/// `POST /api/v1/directory/release`.
+async fn directory_release(
+    State(origin): State<Arc<Origin>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = unauthorized(&origin, &headers) {
+        return refusal;
+    }
+    let req: ReleaseRequest = match directory_body(&body) {
+        Ok(r) => r,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+    };
+    match origin.directory.serve_release(&req) {
+        Ok(released) => axum::Json(ReleaseAnswer { released }).into_response(),
+        Err(e) => directory_refusal(&e),
+    }
+}
+
+/// `POST /api/v1/directory/lookup`.
+async fn directory_lookup(
+    State(origin): State<Arc<Origin>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = unauthorized(&origin, &headers) {
+        return refusal;
+    }
+    let req: LookupRequest = match directory_body(&body) {
+        Ok(r) => r,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+    };
+    match origin.directory.serve_lookup(&req) {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(e) => directory_refusal(&e),
     }
 }
 

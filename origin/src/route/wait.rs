@@ -41,8 +41,10 @@ fn here(origin: &Origin, key: &StreamKey) -> Here {
     }
 }
 
-/// Finds a play's stream under `policy`: here, on a coworker (all asked concurrently,
-/// every `--reask-interval` within the query budget), or wherever it shows up first
+/// Finds a play's stream under `policy`: here, on a coworker (its directory origins
+/// asked first, then all coworkers concurrently when they do not know it, see
+/// docs/architecture.md, "Ownership directory"; every `--reask-interval` within the
+/// query budget), or wherever it shows up first
 /// within `--wait-for-publisher`. `host` is the host the client addressed (echoed in
 /// ownership queries); a wait counts against `counted`, the client's address (`None` for
 /// the cluster's own origins). Dropping the future at any point releases everything it

@@ -62,6 +62,8 @@ pub(super) enum Role {
     Publishing {
         publisher: Publisher,
         _unpublish: Option<AuthNotice>,
+        /// The key's claim at the directory, released after the unpublish.
+        _claim: Option<crate::cluster::directory::ClaimHandle>,
     },
     /// Boxed: a player's state is much larger than a publisher's.
     Playing(Box<Playing>),

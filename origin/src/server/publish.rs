@@ -1,6 +1,7 @@
 //! The publish policy: who may claim a stream name, here and cluster-wide.
 
 use crate::auth::Event as AuthEvent;
+use crate::cluster::directory::Verdict;
 use crate::config::PublishConflict;
 use crate::media::{PublisherInfo, StreamKey};
 use crate::route::Client;
@@ -39,14 +40,34 @@ impl Connection {
             let d = format!("stream {key} is already being published");
             return Err(refusal(status::PUBLISH_BAD_NAME, "already_published", d));
         }
-        if self.origin.config.publish_conflict == PublishConflict::Reject {
+        let guard = self.origin.config.publish_conflict == PublishConflict::Reject;
+        // The claim at the key's directory origins is the guard (first claim wins); it
+        // stays with the publish, renewed, and is released when the publish ends
+        // (docs/architecture.md, "Ownership directory").
+        let claim = match self.origin.claim_owner() {
+            Some(owner) => self.origin.directory.claim(key, owner).await,
+            None => None,
+        };
+        let verdict = claim.as_ref().map(|c| c.verdict().clone());
+        if let (true, Some(Verdict::Conflict(holder))) = (guard, &verdict) {
+            let d = format!(
+                "stream {key} is already published on origin {}",
+                holder.rtmp
+            );
+            return Err(refusal(status::PUBLISH_BAD_NAME, "owned_elsewhere", d));
+        }
+        // Published anyway (`--publish-conflict allow`): another origin's claim stays.
+        let claim = claim.filter(|c| !matches!(c.verdict(), Verdict::Conflict(_)));
+        if guard && verdict != Some(Verdict::Granted) {
             let peers = self.origin.coworkers.peers();
             // Never trust a cached owner here: an encoder moving off a draining origin
             // must not be refused because of what that origin had a second ago.
             self.origin.discovery.forget(key);
-            let found = match peers.is_empty() {
-                true => None,
-                false => self.origin.discovery.find_owner(&peers, key, host).await,
+            let found = match (peers.is_empty(), &verdict) {
+                (true, _) => None,
+                // No directory origin answered: ask everyone, as without a directory.
+                (false, Some(_)) => self.origin.discovery.ask_everyone(&peers, key, host).await,
+                (false, None) => self.origin.discovery.find_owner(&peers, key, host).await,
             };
             if let Some(found) = found {
                 self.origin.discovery.forget(key);
@@ -74,6 +95,7 @@ impl Connection {
         self.role = Role::Publishing {
             publisher,
             _unpublish: unpublish,
+            _claim: claim,
         };
         Ok(())
     }

@@ -11,7 +11,7 @@
 //! security contexts (user, read-only root) are not applied: processes run as root.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -219,8 +219,10 @@ const MOUNT_SCRIPT: &str = r#"set -e
 stage=/run/origin-test-pod-stage
 mkdir -p "$stage"
 mount -t tmpfs -o mode=0700 tmpfs "$stage"
-touch "$stage/program"
-mount --bind "$1" "$stage/program"
+mkdir "$stage/bin"
+program="$stage/bin/${1##*/}"
+touch "$program"
+mount --bind "$1" "$program"
 shift
 i=0
 while [ "$1" != "--" ]; do
@@ -237,10 +239,11 @@ if [ -f "$stage/plan" ]; then
     if [ "$mode" = ro ]; then mount --bind -o ro "$stage/$n" "$dst"; else mount --bind "$stage/$n" "$dst"; fi
   done <"$stage/plan"
 fi
-exec "$stage/program" "$@""#;
+exec "$program" "$@""#;
 
-/// Where [`MOUNT_SCRIPT`] puts the container's program inside the pod's mount namespace.
-const STAGED_PROGRAM: &str = "/run/origin-test-pod-stage/program";
+/// Where [`MOUNT_SCRIPT`] puts the container's program (under its own file name) inside
+/// the pod's mount namespace.
+const STAGED_PROGRAMS: &str = "/run/origin-test-pod-stage/bin";
 
 /// One pod's lifecycle on the node.
 struct Worker {
@@ -546,7 +549,8 @@ impl Worker {
         // path may be under a volume's mount point).
         let mut own = pod_env::argv(&self.container, &self.vars);
         if self.program(&mut own).is_ok() && own.first() == argv.first() {
-            argv[0] = STAGED_PROGRAM.to_string();
+            let name = Path::new(&argv[0]).file_name().unwrap_or_default();
+            argv[0] = format!("{STAGED_PROGRAMS}/{}", name.to_string_lossy());
         }
         tokio::process::Command::new("nsenter")
             .args(["-t", &pid.to_string(), "-n", "-m", "--"])
