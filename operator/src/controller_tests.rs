@@ -464,20 +464,6 @@ fn put_slices(fake: &FakeApiServer, cluster: &str, origins: &[&FakeOrigin]) {
     }
 }
 
-fn token_of(fake: &FakeApiServer, cluster: &str) -> String {
-    let s: Secret = serde_json::from_value(
-        fake.get(&format!(
-            "/api/v1/namespaces/media/secrets/{cluster}-admin-token"
-        ))
-        .expect("secret"),
-    )
-    .expect("secret parses");
-    build::secret::token_of(&s)
-        .expect("token")
-        .expose()
-        .to_string()
-}
-
 /// Waits (polling) until `f` holds; panics with `what` after `limit`.
 async fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let t0 = Instant::now();
@@ -485,15 +471,6 @@ async fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
         assert!(t0.elapsed() < limit, "timed out after {limit:?}: {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-/// Waits until the delivery task has recorded `n` acknowledgements of `rev`.
-async fn acked(ctx: &Context, n: usize, rev: u64) {
-    until(Duration::from_secs(15), "acknowledgements recorded", || {
-        ctx.delivery_progress(NS, "live")
-            .is_some_and(|p| p.acked.values().filter(|(_, r)| *r == rev).count() == n)
-    })
-    .await;
 }
 
 fn cm_doc(fake: &FakeApiServer, cluster: &str) -> CoworkerDocument {
@@ -509,116 +486,6 @@ fn cm_doc(fake: &FakeApiServer, cluster: &str) -> CoworkerDocument {
             .as_bytes(),
     )
     .expect("document")
-}
-
-#[tokio::test]
-async fn coworkers_are_pushed_and_acknowledged() {
-    let (fake, ctx) = setup();
-    let oc = store(&fake, &fixtures::minimal());
-    // Pre-create the Secret so the fake origins know the token.
-    store_token(&fake, &oc, "t0ken");
-    let os = origins(3, "t0ken").await;
-    put_slices(&fake, "live", &[&os[0], &os[1], &os[2]]);
-
-    reconcile(Arc::new(oc.clone()), ctx.clone())
-        .await
-        .expect("reconcile");
-    assert_eq!(token_of(&fake, "live"), "t0ken");
-    until(
-        Duration::from_secs(15),
-        "every origin at revision 1",
-        || os.iter().all(|o| o.revision() == 1),
-    )
-    .await;
-    let expect: Vec<String> = {
-        let mut v: Vec<String> = os.iter().map(|o| o.addr.clone()).collect();
-        v.sort();
-        v
-    };
-    for o in &os {
-        assert_eq!(o.document().coworkers, expect);
-        assert_eq!(o.last_authorization().as_deref(), Some("Bearer t0ken"));
-    }
-    // The next pass records what the delivery task achieved.
-    acked(&ctx, 3, 1).await;
-    reconcile(Arc::new(current(&fake, &oc)), ctx.clone())
-        .await
-        .expect("status pass");
-    let oc = current(&fake, &oc);
-    let cw = oc
-        .status
-        .as_ref()
-        .and_then(|s| s.coworkers.clone())
-        .expect("coworkers status");
-    assert_eq!(cw.revision, 1);
-    assert_eq!(cw.list, expect);
-    assert_eq!(cw.acknowledged, ["live-0", "live-1", "live-2"]);
-    assert!(cw.pending.is_empty());
-    assert_eq!(cond(&oc, status::COWORKERS_SYNCED).0, "True");
-
-    // One origin leaves and another one is down when the change happens.
-    fake.delete(&format!("{SLICES}/live-peers-2"));
-    os[1].fail_next(1000);
-    // Origin 1 refuses the next 1,000 pushes: a pass that waited for every pod to
-    // acknowledge would not return before the test ends.
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        reconcile(Arc::new(oc.clone()), ctx.clone()),
-    )
-    .await
-    .expect("the pass does not wait for pods")
-    .expect("reconcile");
-    until(Duration::from_secs(15), "origin 0 at revision 2", || {
-        os[0].revision() == 2
-    })
-    .await;
-    until(
-        Duration::from_secs(15),
-        "origin 1's failure recorded",
-        || {
-            ctx.delivery_progress(NS, "live")
-                .is_some_and(|p| p.failed.contains_key("live-1"))
-        },
-    )
-    .await;
-    assert_eq!(os[1].revision(), 1);
-    assert_eq!(os[2].revision(), 1, "removed origins are not pushed to");
-    reconcile(Arc::new(current(&fake, &oc)), ctx.clone())
-        .await
-        .expect("status pass");
-    let oc = current(&fake, &oc);
-    assert_eq!(
-        cond(&oc, status::COWORKERS_SYNCED),
-        ("False".into(), "PushPending".into())
-    );
-    assert_eq!(cm_doc(&fake, "live").revision, 2);
-    let warned = fake.requests().iter().any(|r| {
-        r.body
-            .as_ref()
-            .is_some_and(|b| b["reason"] == "CoworkerPushFailed")
-    });
-    assert!(warned, "a Warning event names the pending pod");
-
-    // It comes back: the background retry delivers to it, and only to it.
-    let puts0 = os[0].puts();
-    os[1].fail_next(0);
-    until(
-        Duration::from_secs(15),
-        "origin 1 retried in the background",
-        || os[1].revision() == 2,
-    )
-    .await;
-    assert_eq!(
-        os[0].puts(),
-        puts0,
-        "acknowledged pods are not pushed again before the resync"
-    );
-    acked(&ctx, 2, 2).await;
-    reconcile(Arc::new(current(&fake, &oc)), ctx.clone())
-        .await
-        .expect("status pass");
-    let oc = current(&fake, &oc);
-    assert_eq!(cond(&oc, status::COWORKERS_SYNCED).0, "True");
 }
 
 #[tokio::test]
@@ -710,51 +577,6 @@ fn run_loop(
         let _ = rx.await;
     }));
     (tx, runner)
-}
-
-#[tokio::test]
-async fn controller_loop_delivers_slice_changes_on_the_watch() {
-    let (fake, ctx) = setup();
-    let (tx, runner) = run_loop(&ctx);
-    let oc = store(&fake, &fixtures::minimal());
-    // The controller creates the children (and the token) on its own.
-    until(
-        Duration::from_secs(15),
-        "StatefulSet created by the controller",
-        || {
-            fake.get("/apis/apps/v1/namespaces/media/statefulsets/live")
-                .is_some()
-        },
-    )
-    .await;
-    let token = token_of(&fake, "live");
-    let os = origins(5, &token).await;
-    let refs: Vec<&FakeOrigin> = os.iter().collect();
-    let t0 = Instant::now();
-    put_slices(&fake, "live", &refs);
-    until(
-        Duration::from_secs(15),
-        "slice change reached every origin",
-        || os.iter().all(|o| o.document().coworkers.len() == 5),
-    )
-    .await;
-    // Well inside the 60 s resync: the watch, not the resync, delivered it. How fast is a
-    // bench number (operator/benches/convergence-bench.rs).
-    eprintln!("slice change delivered in {:?}", t0.elapsed());
-    // Status follows without another watch event: the delivery task asks for a pass.
-    until(
-        Duration::from_secs(15),
-        "status shows every pod acknowledged",
-        || {
-            let oc = current(&fake, &oc);
-            oc.status
-                .and_then(|s| s.coworkers)
-                .is_some_and(|c| c.acknowledged.len() == 5 && c.pending.is_empty())
-        },
-    )
-    .await;
-    stop_loop(tx, runner).await;
-    assert_rbac_covers(&fake.requests());
 }
 
 #[tokio::test]

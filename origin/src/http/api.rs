@@ -216,8 +216,18 @@ async fn put_coworkers(
 }
 
 /// A directory request's JSON body, or why it is refused (400).
-fn directory_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(body).map_err(|e| e.to_string())
+/// A directory request: the admin token checked, then the JSON body parsed; the refusal
+/// to send otherwise.
+fn directory_request<T: serde::de::DeserializeOwned>(
+    origin: &Origin,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, Box<Response>> {
+    if let Some(refusal) = unauthorized(origin, headers) {
+        return Err(Box::new(refusal));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(json_error(StatusCode::BAD_REQUEST, &e.to_string())))
 }
 
 /// The refusal of a directory request the table could not take.
@@ -237,12 +247,9 @@ async fn directory_claim(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refusal) = unauthorized(&origin, &headers) {
-        return refusal;
-    }
-    let req: ClaimRequest = match directory_body(&body) {
+    let req: ClaimRequest = match directory_request(&origin, &headers, &body) {
         Ok(r) => r,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+        Err(refusal) => return *refusal,
     };
     match origin.directory.answer_claim(&req) {
         Ok(answer @ ClaimAnswer::Granted { .. }) => axum::Json(answer).into_response(),
@@ -259,12 +266,9 @@ async fn directory_release(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refusal) = unauthorized(&origin, &headers) {
-        return refusal;
-    }
-    let req: ReleaseRequest = match directory_body(&body) {
+    let req: ReleaseRequest = match directory_request(&origin, &headers, &body) {
         Ok(r) => r,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+        Err(refusal) => return *refusal,
     };
     match origin.directory.serve_release(&req) {
         Ok(released) => axum::Json(ReleaseAnswer { released }).into_response(),
@@ -278,12 +282,9 @@ async fn directory_lookup(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refusal) = unauthorized(&origin, &headers) {
-        return refusal;
-    }
-    let req: LookupRequest = match directory_body(&body) {
+    let req: LookupRequest = match directory_request(&origin, &headers, &body) {
         Ok(r) => r,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+        Err(refusal) => return *refusal,
     };
     match origin.directory.serve_lookup(&req) {
         Ok(answer) => axum::Json(answer).into_response(),
