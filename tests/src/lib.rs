@@ -126,13 +126,7 @@ impl std::ops::DerefMut for OriginProc {
 
 /// Starts `n` origins that list each other (and themselves) as coworkers.
 pub fn start_cluster(n: usize, opts: &OriginOpts) -> Vec<OriginProc> {
-    let (procs, dir) = origin_test_support::start_cluster_at("127.0.0.1", n, opts)
-        .unwrap_or_else(|e| panic!("origin cluster did not start: {e}"));
-    let dir = std::sync::Arc::new(dir);
-    procs
-        .into_iter()
-        .map(|p| OriginProc::wrap(p, Some(dir.clone())))
-        .collect()
+    start_cluster_spread(&vec!["127.0.0.1".to_string(); n], opts)
 }
 
 /// Starts one origin per address of `ips` (each on its own loopback address, like pods),
